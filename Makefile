@@ -1,0 +1,37 @@
+# Plain entry points; CI runs `make test` through .ci/run.
+GO ?= go
+PKGS := ./...
+
+.PHONY: all deps build test test-short demo bench fmt fmt-check vet clean
+
+all: build
+
+deps:
+	bash deploy/local/install.sh
+
+build:
+	$(GO) build -o bin/kanal ./cmd/kanal
+
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+demo: deps build
+	bash scripts/demo.sh
+
+bench: deps build
+	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; else echo "bench: not yet"; fi
+
+fmt:
+	gofmt -w .
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,79 @@
+// Command kanal turns a MySQL/MariaDB binlog into Kafka records and runs handlers
+// over them. It is the only place that reads flags, environment variables and
+// signals; everything else is wired from here.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kanal-cdc/kanal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "kanal",
+		Short:         "MySQL/MariaDB binlog → Kafka, exactly once; Go handlers in consumer groups",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kanal:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode distinguishes configuration mistakes (2) from runtime failures (1).
+func exitCode(err error) int {
+	var usage usageError
+	if errors.As(err, &usage) {
+		return 2
+	}
+	return 1
+}
+
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// loadConfig reads the YAML file, expanding ${VAR} from the environment.
+func loadConfig(path string) (*config.File, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--config is required")}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	f, err := config.Parse(data, os.LookupEnv)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%s: %w", path, err)}
+	}
+	return f, nil
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

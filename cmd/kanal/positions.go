@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kanal-cdc/kanal/producer"
+)
+
+func positionsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "positions", Short: "Show or reset a source's committed binlog position"}
+	var brokers, prefix, source, cfgPath string
+	resolve := func() (*producer.KafkaConfig, string, error) {
+		if cfgPath != "" {
+			f, err := loadConfig(cfgPath)
+			if err != nil {
+				return nil, "", err
+			}
+			return &f.Kafka, f.Source.Name, nil
+		}
+		if brokers == "" || source == "" {
+			return nil, "", usageError{errors.New("give --config, or --brokers and --source")}
+		}
+		return &producer.KafkaConfig{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, source, nil
+	}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the last committed position of a source",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, src, err := resolve()
+			if err != nil {
+				return err
+			}
+			pos, err := producer.ReadPosition(cmd.Context(), k, src)
+			if err != nil {
+				return err
+			}
+			if pos == nil {
+				fmt.Printf("source %s: no committed position\n", src)
+				return nil
+			}
+			fmt.Printf("%s\n", pos.Marshal())
+			return nil
+		},
+	}
+	reset := &cobra.Command{
+		Use:   "reset",
+		Short: "Delete a source's position so the next start uses source.start (stop the producer first)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, src, err := resolve()
+			if err != nil {
+				return err
+			}
+			cl, err := kgo.NewClient(producer.ClientOptions(k)...)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			// A tombstone: read_committed readers see it (it is not transactional) and
+			// compaction eventually removes the source's key entirely.
+			r := &kgo.Record{Topic: producer.PositionsTopic(k.TopicPrefix), Key: []byte(src)}
+			if err := cl.ProduceSync(cmd.Context(), r).FirstErr(); err != nil {
+				return fmt.Errorf("reset position of %s: %w", src, err)
+			}
+			fmt.Fprintf(os.Stderr, "source %s: position deleted; the next start begins at source.start\n", src)
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{show, reset} {
+		c.Flags().StringVar(&cfgPath, "config", "", "configuration file (for brokers, prefix and source name)")
+		c.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers")
+		c.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
+		c.Flags().StringVar(&source, "source", "", "source name")
+	}
+	cmd.AddCommand(show, reset)
+	return cmd
+}

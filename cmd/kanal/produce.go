@@ -1,0 +1,34 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/kanal-cdc/kanal/producer"
+)
+
+func produceCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "produce --config kanal.yaml",
+		Short: "Read the source's binlog and write every row change to Kafka, exactly once",
+		Long: `produce connects to MySQL/MariaDB as a replica and writes each row change to
+the topic <prefix>.<db>.<table>, committing changes and the source position in one
+Kafka transaction. Stop it with SIGINT/SIGTERM: it commits what it has and exits.
+After a crash it resumes right after the last committed position.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			log := newLogger(f.Log.Level, f.Log.Format)
+			p, err := producer.New(f.Config, log)
+			if err != nil {
+				return usageError{err}
+			}
+			log.Info("kanal produce starting", "config", f.Config)
+			return p.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML configuration file")
+	return cmd
+}

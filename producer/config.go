@@ -1,0 +1,270 @@
+package producer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SourceConfig says which MySQL/MariaDB server to read and how.
+type SourceConfig struct {
+	// Name identifies this source: the position record's key, the transactional.id
+	// ("kanal-<name>") and source.name in every change. Changing it starts afresh.
+	Name string `yaml:"name"`
+	// Flavor is "auto" (detected from the server version), "mysql" or "mariadb".
+	Flavor string `yaml:"flavor"`
+	// Addr is host:port of the server.
+	Addr     string `yaml:"addr"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// ServerID is the replica server_id kanal registers with; unique among replicas.
+	ServerID uint32 `yaml:"server_id"`
+	// Start says where to begin when no position is stored: "current" (the server's
+	// current binlog position) or "earliest" (the oldest binlog file still on the server).
+	Start string `yaml:"start"`
+	// NoPrimaryKey is the policy for tables without a primary key: "all-columns" keys
+	// rows by every column; "refuse" stops with an error naming the table.
+	NoPrimaryKey string `yaml:"no_primary_key"`
+	// HeartbeatInterval is how often an idle producer writes a heartbeat (0 disables).
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// ConnectTimeout bounds each connection attempt to the server.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// KafkaConfig says where and how changes are written.
+type KafkaConfig struct {
+	Brokers []string `yaml:"brokers"`
+	// TopicPrefix prefixes every topic: "<prefix>.<db>.<table>", "<prefix>._positions".
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Partitions and ReplicationFactor apply to table topics kanal creates
+	// (-1 replication factor = the broker's default).
+	Partitions        int32 `yaml:"partitions"`
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// CleanupPolicy of table topics: "compact" (default: each row's latest change is
+	// kept forever), "delete" or "compact,delete".
+	CleanupPolicy string `yaml:"cleanup_policy"`
+	// Format of record values: "json" (kanal envelope) or "canal-json" (Canal FlatMessage).
+	Format string `yaml:"format"`
+	// Tombstones: follow every delete with a null-value record so compaction drops
+	// the row's key.
+	Tombstones bool `yaml:"tombstones"`
+	// A Kafka transaction is committed when one of these is reached at a binlog
+	// transaction boundary, or inside a binlog transaction larger than them.
+	FlushRecords  int           `yaml:"flush_records"`
+	FlushBytes    int           `yaml:"flush_bytes"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// TransactionTimeout is the broker-side timeout of a Kafka transaction.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// MaxBufferedBytes bounds the records held in memory before they are acknowledged.
+	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// SASL, when set, authenticates with PLAIN or SCRAM-SHA-256/512.
+	SASL *SASLConfig `yaml:"sasl"`
+	// TLS enables TLS with the system roots.
+	TLS bool `yaml:"tls"`
+}
+
+// SASLConfig holds SASL credentials for Kafka.
+type SASLConfig struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+}
+
+// TablesConfig selects tables by "db.table" glob patterns (path.Match syntax: "shop.*",
+// "shop.order_*"). A table is captured when it matches an include pattern (or there
+// are none) and no exclude pattern.
+type TablesConfig struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+}
+
+// Config is the whole producer configuration.
+type Config struct {
+	Source SourceConfig `yaml:"source"`
+	Kafka  KafkaConfig  `yaml:"kafka"`
+	Tables TablesConfig `yaml:"tables"`
+}
+
+// DefaultConfig returns a configuration with every default filled in; a YAML file
+// decoded on top of it overrides only what it names.
+func DefaultConfig() Config {
+	return Config{
+		Source: SourceConfig{
+			Flavor:            "auto",
+			ServerID:          1001,
+			Start:             "current",
+			NoPrimaryKey:      "all-columns",
+			HeartbeatInterval: 5 * time.Second,
+			ConnectTimeout:    10 * time.Second,
+		},
+		Kafka: KafkaConfig{
+			TopicPrefix:        "kanal",
+			Partitions:         6,
+			ReplicationFactor:  -1,
+			CleanupPolicy:      "compact",
+			Format:             "json",
+			Tombstones:         true,
+			FlushRecords:       20000,
+			FlushBytes:         16 << 20,
+			FlushInterval:      50 * time.Millisecond,
+			TransactionTimeout: time.Minute,
+			MaxBufferedBytes:   64 << 20,
+		},
+	}
+}
+
+// ErrConfig is wrapped by every validation error.
+var ErrConfig = errors.New("invalid configuration")
+
+var sourceNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
+// Validate checks the configuration and names the first bad field.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	s, k := &c.Source, &c.Kafka
+	switch {
+	case !sourceNameRE.MatchString(s.Name):
+		return bad("source.name", "%q must be 1-200 characters of letters, digits, '.', '_' or '-'", s.Name)
+	case s.Addr == "":
+		return bad("source.addr", "required (host:port)")
+	case !strings.Contains(s.Addr, ":"):
+		return bad("source.addr", "%q is not host:port", s.Addr)
+	case s.User == "":
+		return bad("source.user", "required")
+	case s.ServerID == 0:
+		return bad("source.server_id", "must be > 0 and unique among the server's replicas")
+	case s.Flavor != "auto" && s.Flavor != "mysql" && s.Flavor != "mariadb":
+		return bad("source.flavor", "%q is not auto, mysql or mariadb", s.Flavor)
+	case s.Start != "current" && s.Start != "earliest":
+		return bad("source.start", "%q is not current or earliest", s.Start)
+	case s.NoPrimaryKey != "all-columns" && s.NoPrimaryKey != "refuse":
+		return bad("source.no_primary_key", "%q is not all-columns or refuse", s.NoPrimaryKey)
+	case s.HeartbeatInterval < 0:
+		return bad("source.heartbeat_interval", "must not be negative")
+	case s.ConnectTimeout <= 0:
+		return bad("source.connect_timeout", "must be positive")
+	case len(k.Brokers) == 0:
+		return bad("kafka.brokers", "at least one broker is required")
+	case !topicPartRE.MatchString(k.TopicPrefix):
+		return bad("kafka.topic_prefix", "%q must be letters, digits, '.', '_' or '-'", k.TopicPrefix)
+	case k.Partitions < 1:
+		return bad("kafka.partitions", "must be >= 1")
+	case k.ReplicationFactor == 0 || k.ReplicationFactor < -1:
+		return bad("kafka.replication_factor", "must be >= 1, or -1 for the broker default")
+	case k.CleanupPolicy != "compact" && k.CleanupPolicy != "delete" && k.CleanupPolicy != "compact,delete":
+		return bad("kafka.cleanup_policy", "%q is not compact, delete or compact,delete", k.CleanupPolicy)
+	case k.Format != "json" && k.Format != "canal-json":
+		return bad("kafka.format", "%q is not json or canal-json", k.Format)
+	case k.FlushRecords < 1:
+		return bad("kafka.flush_records", "must be >= 1")
+	case k.FlushBytes < 1024:
+		return bad("kafka.flush_bytes", "must be >= 1024")
+	case k.FlushInterval <= 0:
+		return bad("kafka.flush_interval", "must be positive")
+	case k.TransactionTimeout < time.Second:
+		return bad("kafka.transaction_timeout", "must be >= 1s")
+	case k.MaxBufferedBytes < 1<<20:
+		return bad("kafka.max_buffered_bytes", "must be >= 1MiB")
+	}
+	if k.SASL != nil {
+		switch k.SASL.Mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			return bad("kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASL.Mechanism)
+		}
+		if k.SASL.User == "" {
+			return bad("kafka.sasl.user", "required with sasl")
+		}
+	}
+	for i, p := range append(append([]string{}, c.Tables.Include...), c.Tables.Exclude...) {
+		field := fmt.Sprintf("tables.include[%d]", i)
+		if i >= len(c.Tables.Include) {
+			field = fmt.Sprintf("tables.exclude[%d]", i-len(c.Tables.Include))
+		}
+		if !strings.Contains(p, ".") {
+			return bad(field, "%q must be a db.table pattern such as shop.* ", p)
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return bad(field, "%q: %v", p, err)
+		}
+	}
+	return nil
+}
+
+// LogValue keeps the passwords out of logs when a Config is logged.
+func (c Config) LogValue() slog.Value {
+	c.Source.Password = redact(c.Source.Password)
+	if c.Kafka.SASL != nil {
+		s := *c.Kafka.SASL
+		s.Password = redact(s.Password)
+		c.Kafka.SASL = &s
+	}
+	return slog.AnyValue(struct {
+		Source SourceConfig
+		Kafka  KafkaConfig
+		Tables TablesConfig
+	}{c.Source, c.Kafka, c.Tables})
+}
+
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// String never shows the password.
+func (s SASLConfig) String() string { return s.Mechanism + " user " + s.User }
+
+var topicPartRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// filter decides which tables are captured.
+type filter struct{ include, exclude []string }
+
+func (f filter) match(db, table string) bool {
+	name := db + "." + table
+	ok := len(f.include) == 0
+	for _, p := range f.include {
+		if m, _ := path.Match(p, name); m {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return false
+	}
+	for _, p := range f.exclude {
+		if m, _ := path.Match(p, name); m {
+			return false
+		}
+	}
+	return true
+}
+
+// TopicName returns the topic of a table: "<prefix>.<db>.<table>", with characters
+// Kafka does not allow in topic names replaced by '_'.
+func TopicName(prefix, db, table string) string {
+	return prefix + "." + sanitizeTopic(db) + "." + sanitizeTopic(table)
+}
+
+func sanitizeTopic(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// PositionsTopic is the compacted topic holding each source's committed position.
+func PositionsTopic(prefix string) string { return prefix + "._positions" }
+
+// HeartbeatsTopic is the topic of heartbeat records.
+func HeartbeatsTopic(prefix string) string { return prefix + "._heartbeats" }

@@ -1,0 +1,327 @@
+package producer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// ClientOptions returns the franz-go options that connect to the configured brokers
+// (seeds, TLS, SASL). Other packages and commands reuse it so that every client of
+// one installation connects the same way.
+func ClientOptions(k *KafkaConfig) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...)}
+	if k.TLS {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if s := k.SASL; s != nil {
+		switch s.Mechanism {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()))
+		}
+	}
+	return opts
+}
+
+// Header names carried by every change record.
+const (
+	HeaderOp     = "kanal.op"
+	HeaderPos    = "kanal.pos"
+	HeaderSeq    = "kanal.seq"
+	HeaderFormat = "kanal.format"
+)
+
+// writer is the transactional side: it groups records into Kafka transactions, each
+// ending with the position record that covers them.
+type writer struct {
+	cfg    *KafkaConfig
+	source string
+	log    *slog.Logger
+	cl     *kgo.Client
+	adm    *kadm.Client
+
+	topics map[string]bool
+
+	inTxn   bool
+	records int
+	bytes   int
+	began   time.Time
+
+	errMu    sync.Mutex
+	firstErr error
+	promise  func(*kgo.Record, error)
+}
+
+func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, error) {
+	w := &writer{cfg: cfg, source: source, log: log, topics: map[string]bool{}}
+	opts := append(ClientOptions(cfg),
+		kgo.TransactionalID("kanal-"+source),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.ProducerLinger(0),
+		kgo.RecordRetries(10),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	w.cl = cl
+	w.adm = kadm.NewClient(cl)
+	w.promise = func(r *kgo.Record, err error) {
+		if err != nil {
+			w.errMu.Lock()
+			if w.firstErr == nil {
+				w.firstErr = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			}
+			w.errMu.Unlock()
+		}
+	}
+	return w, nil
+}
+
+func (w *writer) close() { w.cl.Close() }
+
+// fence initialises the transactional producer id. The broker then aborts whatever
+// transaction a previous instance with the same source name left open, and that
+// instance can no longer commit: from here on this process owns the source.
+func (w *writer) fence(ctx context.Context) error {
+	if _, _, err := w.cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("kafka: initialise transactional producer kanal-%s: %w", w.source, err)
+	}
+	return nil
+}
+
+// ensureTopic creates a topic if it does not exist yet.
+func (w *writer) ensureTopic(ctx context.Context, topic string, partitions int32, configs map[string]*string) error {
+	if w.topics[topic] {
+		return nil
+	}
+	resp, err := w.adm.CreateTopic(ctx, partitions, w.cfg.ReplicationFactor, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	if err == nil {
+		w.log.Info("created topic", "topic", topic, "partitions", partitions)
+	}
+	w.topics[topic] = true
+	return nil
+}
+
+func (w *writer) ensureTableTopic(ctx context.Context, topic string) error {
+	if w.topics[topic] {
+		return nil
+	}
+	policy := w.cfg.CleanupPolicy
+	return w.ensureTopic(ctx, topic, w.cfg.Partitions, map[string]*string{"cleanup.policy": &policy})
+}
+
+func (w *writer) ensureInternalTopics(ctx context.Context) error {
+	compact := "compact"
+	if err := w.ensureTopic(ctx, PositionsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		return err
+	}
+	del, retention := "delete", strconv.Itoa(int((24 * time.Hour).Milliseconds()))
+	return w.ensureTopic(ctx, HeartbeatsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention})
+}
+
+// loadPosition returns the last committed position of this source, or nil when none
+// is stored. Call it after fence: the high watermark read here then lies above every
+// record this source ever wrote, and reading to it with read_committed sees the last
+// committed position and nothing of an aborted transaction.
+func (w *writer) loadPosition(ctx context.Context) (*schemas.Position, error) {
+	return ReadPosition(ctx, w.cfg, w.source)
+}
+
+// ReadPosition reads the last committed position of a source from the positions topic.
+func ReadPosition(ctx context.Context, cfg *KafkaConfig, source string) (*schemas.Position, error) {
+	topic := PositionsTopic(cfg.TopicPrefix)
+	admCl, err := kgo.NewClient(ClientOptions(cfg)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer admCl.Close()
+	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if err := ends.Error(); err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	parts := map[string]map[int32]kgo.Offset{topic: {}}
+	for p := range want {
+		parts[topic][p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(append(ClientOptions(cfg),
+		kgo.ConsumePartitions(parts),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Control records let us see the transaction markers, so we know when we are
+		// past the end even if the last data records were aborted.
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	var last *schemas.Position
+	idle := 0
+	for len(want) > 0 {
+		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pollCtx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		if fs.NumRecords() > 0 {
+			idle = 0
+		} else if idle++; idle >= 3 {
+			// Nothing new for a while: if compaction removed the records just below
+			// the end, we never see an offset at the end. Once every transaction
+			// below the end is decided (the stable offset has reached it), the fetch
+			// has returned everything there is.
+			lso, err := kadm.NewClient(admCl).ListCommittedOffsets(ctx, topic)
+			if err != nil {
+				return nil, fmt.Errorf("list committed offsets of %s: %w", topic, err)
+			}
+			lso.Each(func(o kadm.ListedOffset) {
+				if end, ok := want[o.Partition]; ok && o.Err == nil && o.Offset >= end {
+					delete(want, o.Partition)
+				}
+			})
+			continue
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) { // our poll timeout
+				ferr = fmt.Errorf("read %s/%d: %w", t, p, err)
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= want[r.Partition]-1 {
+				delete(want, r.Partition)
+			}
+			if r.Attrs.IsControl() || string(r.Key) != source {
+				return
+			}
+			if r.Value == nil { // `kanal positions reset`
+				last = nil
+				return
+			}
+			p, err := schemas.DecodePosition(r.Value)
+			if err != nil {
+				ferr = fmt.Errorf("position record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			last = &p
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+	}
+	return last, nil
+}
+
+// produce adds one record to the current Kafka transaction, opening one if needed.
+// Records are sent asynchronously; commit waits for all of them.
+func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
+	if !w.inTxn {
+		if err := w.cl.BeginTransaction(); err != nil {
+			return fmt.Errorf("begin kafka transaction: %w", err)
+		}
+		w.inTxn = true
+		w.began = time.Now()
+		w.records, w.bytes = 0, 0
+	}
+	w.records++
+	w.bytes += len(r.Key) + len(r.Value)
+	w.cl.Produce(ctx, r, w.promise)
+	return nil
+}
+
+// commit ends the current transaction with pos as its position record. On any error
+// the transaction is aborted and nothing of it becomes visible.
+func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
+	pos.WrittenMs = time.Now().UnixMilli()
+	if err := w.produce(ctx, &kgo.Record{
+		Topic: PositionsTopic(w.cfg.TopicPrefix),
+		Key:   []byte(w.source),
+		Value: pos.Marshal(),
+	}); err != nil {
+		return err
+	}
+	if err := w.cl.Flush(ctx); err != nil {
+		w.abort()
+		return fmt.Errorf("flush kafka transaction: %w", err)
+	}
+	w.errMu.Lock()
+	perr := w.firstErr
+	w.firstErr = nil
+	w.errMu.Unlock()
+	if perr != nil {
+		w.abort()
+		return perr
+	}
+	err := w.cl.EndTransaction(ctx, kgo.TryCommit)
+	w.inTxn = false
+	if err != nil {
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+			return fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+		return fmt.Errorf("commit kafka transaction at %s: %w", pos, err)
+	}
+	return nil
+}
+
+// abort drops the open transaction; its records never become visible to
+// read_committed consumers. Bounded so that shutdown cannot hang on a dead broker.
+func (w *writer) abort() {
+	if !w.inTxn {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.cl.AbortBufferedRecords(ctx); err != nil {
+		w.log.Warn("abort buffered records", "err", err)
+	}
+	if err := w.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		w.log.Warn("abort kafka transaction", "err", err)
+	}
+	w.inTxn = false
+	w.errMu.Lock()
+	w.firstErr = nil
+	w.errMu.Unlock()
+}

@@ -1,0 +1,663 @@
+// Package producer reads a MySQL/MariaDB row-based binlog as a replica and writes every
+// row change to Kafka exactly once: changes and the source position that covers them
+// are committed in one Kafka transaction, and a restarted producer resumes right after
+// the last committed position.
+package producer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// Stats are counters a running producer keeps; read them with Producer.Stats.
+type Stats struct {
+	Changes      atomic.Uint64 // change records written (committed or in the open transaction)
+	Transactions atomic.Uint64 // binlog transactions read
+	Commits      atomic.Uint64 // Kafka transactions committed
+	Heartbeats   atomic.Uint64
+	Restarts     atomic.Uint64 // reconnects after a transient error
+}
+
+// Producer captures one source. Create it with New and call Run.
+type Producer struct {
+	cfg   Config
+	log   *slog.Logger
+	stats Stats
+	// emitHook, set only by tests, runs after each change is handed to Kafka.
+	emitHook func(changes uint64)
+}
+
+// New validates cfg and returns a producer. A nil logger discards logs.
+func New(cfg Config, log *slog.Logger) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Producer{cfg: cfg, log: log.With("source", cfg.Source.Name)}, nil
+}
+
+// Stats returns the producer's live counters.
+func (p *Producer) Stats() *Stats { return &p.stats }
+
+// permanent reports errors that a reconnect cannot fix.
+func permanent(err error) bool {
+	var rowErr *RowError
+	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) ||
+		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.As(err, &rowErr)
+}
+
+// Run captures changes until ctx is cancelled (then it commits what it has and
+// returns nil) or a permanent error occurs. Transient failures of MySQL or Kafka are
+// retried with exponential backoff, each time resuming from the last committed position.
+func (p *Producer) Run(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxInterval = 30 * time.Second
+	bo.MaxElapsedTime = 0
+	for {
+		progressed, err := p.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return err
+		}
+		if progressed {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		p.stats.Restarts.Add(1)
+		p.log.Warn("capture interrupted; resuming from the last committed position", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+type pumped struct {
+	ev  *replication.BinlogEvent
+	err error
+}
+
+// session is the state of one connection: from a loaded position to an error.
+type session struct {
+	p      *Producer
+	cfg    *Config
+	log    *slog.Logger
+	w      *writer
+	info   *serverInfo
+	filter filter
+
+	tables map[uint64]*tableInfo
+
+	file       string           // current binlog file
+	boundary   schemas.Position // end of the last complete binlog transaction
+	inTxn      bool
+	txnStart   schemas.Position // where the current binlog transaction starts
+	txnGTID    string
+	txnRows    int // changes of the current binlog transaction, written or skipped
+	skipRows   int // changes of the first transaction already written before a restart
+	gtidSet    mysql.GTIDSet
+	seq        uint64
+	lastTs     int64
+	lastCommit time.Time
+	progressed bool
+
+	keyBuf []byte
+	canalID int64
+}
+
+func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
+	cfg := &p.cfg
+	db, err := openSQL(&cfg.Source)
+	if err != nil {
+		return false, err
+	}
+	defer db.Close()
+	checkCtx, cancel := context.WithTimeout(ctx, cfg.Source.ConnectTimeout)
+	info, err := checkServer(checkCtx, db, &cfg.Source)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	w, err := newWriter(&cfg.Kafka, cfg.Source.Name, p.log)
+	if err != nil {
+		return false, err
+	}
+	defer w.close()
+	if err := w.fence(ctx); err != nil {
+		return false, err
+	}
+	if err := w.ensureInternalTopics(ctx); err != nil {
+		return false, err
+	}
+	pos, err := w.loadPosition(ctx)
+	if err != nil {
+		return false, err
+	}
+	files, err := binlogFiles(ctx, db)
+	if err != nil {
+		return false, err
+	}
+	if len(files) == 0 {
+		return false, fmt.Errorf("%w: %s has no binary logs", ErrServerConfig, cfg.Source.Addr)
+	}
+	switch {
+	case pos != nil:
+		found := false
+		for _, f := range files {
+			found = found || f == pos.File
+		}
+		if !found {
+			return false, &BinlogPurgedError{Source: cfg.Source.Name, Want: *pos, Oldest: files[0]}
+		}
+		p.log.Info("resuming", "position", pos.String(), "seq", pos.Seq)
+	case cfg.Source.Start == "earliest":
+		pos = &schemas.Position{File: files[0], Pos: 4}
+		p.log.Info("no stored position; starting at the oldest binlog", "position", pos.String())
+	default:
+		cur, err := currentPosition(ctx, db, info.flavor)
+		if err != nil {
+			return false, err
+		}
+		pos = &cur
+		p.log.Info("no stored position; starting at the current binlog position", "position", pos.String())
+	}
+	pos.Source, pos.Flavor, pos.ServerID = cfg.Source.Name, info.flavor, info.serverID
+
+	s := &session{
+		p: p, cfg: cfg, log: p.log, w: w, info: info,
+		filter:   filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude},
+		tables:   map[uint64]*tableInfo{},
+		file:     pos.File,
+		boundary: schemas.Position{File: pos.File, Pos: pos.Pos, GTIDSet: pos.GTIDSet, Seq: pos.Seq},
+		skipRows: pos.RowsDone,
+		seq:      pos.Seq,
+	}
+	if s.gtidSet, err = mysql.ParseGTIDSet(info.flavor, pos.GTIDSet); err != nil {
+		s.log.Warn("stored GTID set unreadable; tracking GTIDs from here", "gtid_set", pos.GTIDSet, "err", err)
+		s.gtidSet, _ = mysql.ParseGTIDSet(info.flavor, "")
+	}
+	err = s.stream(ctx)
+	return s.progressed, err
+}
+
+func (s *session) syncerConfig() (replication.BinlogSyncerConfig, error) {
+	host, portStr, err := net.SplitHostPort(s.cfg.Source.Addr)
+	if err != nil {
+		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: source.addr: %v", ErrConfig, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: source.addr: bad port %q", ErrConfig, portStr)
+	}
+	hb := s.cfg.Source.HeartbeatInterval
+	if hb <= 0 || hb > 30*time.Second {
+		hb = 30 * time.Second
+	}
+	return replication.BinlogSyncerConfig{
+		ServerID:  s.cfg.Source.ServerID,
+		Flavor:    s.info.flavor,
+		Host:      host,
+		Port:      uint16(port),
+		User:      s.cfg.Source.User,
+		Password:  s.cfg.Source.Password,
+		ParseTime: true,
+		// The server sends heartbeats when idle, so a long silence means a dead
+		// connection. go-mysql arms the read deadline before it hands an event to
+		// us, so the timeout must also outlast our own backpressure (a slow Kafka
+		// commit): it is generous, and a reconnect resumes from the committed
+		// position anyway.
+		HeartbeatPeriod:  10 * time.Second,
+		ReadTimeout:      90 * time.Second,
+		DisableRetrySync: true, // we reconnect ourselves, from the committed position
+		EventCacheCount:  256,
+		Logger:           s.log.With("component", "go-mysql"),
+	}, nil
+}
+
+func (s *session) stream(ctx context.Context) error {
+	scfg, err := s.syncerConfig()
+	if err != nil {
+		return err
+	}
+	syncer := replication.NewBinlogSyncer(scfg)
+	defer syncer.Close()
+	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
+	if err != nil {
+		return fmt.Errorf("start binlog sync at %s: %w", s.boundary.String(), err)
+	}
+
+	pumpCtx, stopPump := context.WithCancel(ctx)
+	defer stopPump()
+	events := make(chan pumped, 256)
+	go func() {
+		for {
+			ev, err := streamer.GetEvent(pumpCtx)
+			select {
+			case events <- pumped{ev, err}:
+			case <-pumpCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	var tick <-chan time.Time
+	if hb := s.cfg.Source.HeartbeatInterval; hb > 0 {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		tick = t.C
+	}
+	s.lastCommit = time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return s.shutdown()
+		case <-tick:
+			if err := s.heartbeat(ctx); err != nil {
+				return err
+			}
+		case pe := <-events:
+			if ctx.Err() != nil {
+				// Stop promptly: the position committed covers only what was handled.
+				return s.shutdown()
+			}
+			if pe.err != nil {
+				if ctx.Err() != nil {
+					return s.shutdown()
+				}
+				s.w.abort()
+				return s.classifyStreamErr(pe.err)
+			}
+			if err := s.handle(ctx, pe.ev, len(events) == 0); err != nil {
+				s.w.abort()
+				return err
+			}
+		}
+	}
+}
+
+// classifyStreamErr turns the server's "purged" answer into BinlogPurgedError.
+func (s *session) classifyStreamErr(err error) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) && me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG {
+		oldest := "unknown"
+		if db, e := openSQL(&s.cfg.Source); e == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if files, e := binlogFiles(ctx, db); e == nil && len(files) > 0 {
+				oldest = files[0]
+			}
+			cancel()
+			db.Close()
+		}
+		if strings.Contains(strings.ToLower(me.Message), "purged") || strings.Contains(me.Message, "Could not find first log") {
+			return &BinlogPurgedError{Source: s.cfg.Source.Name, Want: s.boundary, Oldest: oldest}
+		}
+	}
+	return fmt.Errorf("read binlog after %s: %w", s.boundary.String(), err)
+}
+
+// shutdown commits what is already written (a clean stop loses nothing and leaves no
+// open transaction behind).
+func (s *session) shutdown() error {
+	if !s.w.inTxn {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.commit(ctx); err != nil {
+		s.w.abort()
+		return fmt.Errorf("commit on shutdown: %w", err)
+	}
+	s.log.Info("committed on shutdown", "position", s.currentPosition().String())
+	return nil
+}
+
+// currentPosition is where a restart must resume to skip exactly what was written.
+func (s *session) currentPosition() schemas.Position {
+	pos := s.boundary
+	if s.inTxn {
+		pos = s.txnStart
+		pos.RowsDone = s.txnRows
+		pos.GTID = s.txnGTID
+	}
+	pos.Source, pos.Flavor, pos.ServerID = s.cfg.Source.Name, s.info.flavor, s.info.serverID
+	pos.GTIDSet = s.gtidSet.String()
+	pos.Seq = s.seq
+	pos.TsMs = s.lastTs
+	return pos
+}
+
+func (s *session) commit(ctx context.Context) error {
+	pos := s.currentPosition()
+	// A commit already under way finishes even when shutdown was requested: what
+	// was handed to Kafka becomes visible, and the position moves with it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Kafka.TransactionTimeout)
+	defer cancel()
+	if err := s.w.commit(ctx, pos); err != nil {
+		return err
+	}
+	s.p.stats.Commits.Add(1)
+	s.lastCommit = time.Now()
+	s.progressed = true
+	return nil
+}
+
+func (s *session) heartbeat(ctx context.Context) error {
+	if s.w.inTxn || s.inTxn || time.Since(s.lastCommit) < s.cfg.Source.HeartbeatInterval {
+		return nil
+	}
+	pos := s.currentPosition()
+	hb := schemas.Heartbeat{Source: s.cfg.Source.Name, TsMs: time.Now().UnixMilli(), SourceTsMs: pos.TsMs, File: pos.File, Pos: pos.Pos}
+	val, _ := jsonMarshal(hb)
+	if err := s.w.produce(ctx, &kgo.Record{Topic: HeartbeatsTopic(s.cfg.Kafka.TopicPrefix), Key: []byte(s.cfg.Source.Name), Value: val}); err != nil {
+		return err
+	}
+	s.p.stats.Heartbeats.Add(1)
+	return s.commit(ctx)
+}
+
+func (s *session) beginTxn() {
+	if s.inTxn {
+		return
+	}
+	s.inTxn = true
+	s.txnStart = s.boundary
+	s.txnRows = 0
+	s.txnGTID = ""
+}
+
+// endTxn marks the end of a binlog transaction at the given end position and
+// commits the Kafka transaction when a flush limit is reached or no more events are
+// waiting (so an idle source's changes are visible at once, and a busy one's are
+// batched).
+func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
+	if s.inTxn && s.txnGTID != "" {
+		if err := s.gtidSet.Update(s.txnGTID); err != nil {
+			s.log.Warn("cannot track GTID", "gtid", s.txnGTID, "err", err)
+		}
+	}
+	s.inTxn = false
+	s.skipRows = 0
+	s.boundary = schemas.Position{File: s.file, Pos: endPos}
+	s.p.stats.Transactions.Add(1)
+	if !s.w.inTxn {
+		return nil
+	}
+	k := &s.cfg.Kafka
+	if idle || s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes || time.Since(s.w.began) >= k.FlushInterval {
+		return s.commit(ctx)
+	}
+	return nil
+}
+
+func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle bool) error {
+	h := ev.Header
+	if h.Timestamp != 0 {
+		s.lastTs = int64(h.Timestamp) * 1000
+	}
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		s.file = string(e.NextLogName)
+		if !s.inTxn {
+			s.boundary = schemas.Position{File: s.file, Pos: uint32(e.Position)}
+		}
+	case *replication.MariadbGTIDEvent:
+		s.beginTxn()
+		s.txnGTID = e.GTID.String()
+	case *replication.GTIDEvent:
+		s.beginTxn()
+		if !bytes.Equal(e.SID, make([]byte, len(e.SID))) {
+			if next, err := e.GTIDNext(); err == nil {
+				s.txnGTID = next.String()
+			}
+		}
+	case *replication.QueryEvent:
+		q := strings.TrimSpace(string(e.Query))
+		upper := strings.ToUpper(truncate(q, 20))
+		switch {
+		case upper == "BEGIN":
+			s.beginTxn()
+		case upper == "COMMIT":
+			if s.inTxn {
+				return s.endTxn(ctx, h.LogPos, idle)
+			}
+		case s.inTxn && (strings.HasPrefix(upper, "SAVEPOINT") || strings.HasPrefix(upper, "ROLLBACK TO")):
+			// Statements inside a transaction; the rows around them are what counts.
+		default:
+			// DDL commits on its own. Table maps after it describe the new shape,
+			// so drop the cached ones.
+			s.log.Info("ddl", "schema", string(e.Schema), "query", truncate(q, 200), "pos", s.file+":"+strconv.FormatUint(uint64(h.LogPos), 10))
+			clear(s.tables)
+			s.beginTxn()
+			return s.endTxn(ctx, h.LogPos, idle)
+		}
+	case *replication.XIDEvent:
+		return s.endTxn(ctx, h.LogPos, idle)
+	case *replication.TableMapEvent:
+		return s.tableMap(ctx, e)
+	case *replication.RowsEvent:
+		return s.rows(ctx, ev, e)
+	}
+	return nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) error {
+	if ti, ok := s.tables[tm.TableID]; ok && bytes.Equal(ti.fingerprint, tableFingerprint(tm)) {
+		return nil
+	}
+	db, table := string(tm.Schema), string(tm.Table)
+	if !s.filter.match(db, table) {
+		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: tableFingerprint(tm)}
+		return nil
+	}
+	ti, err := newTableInfo(tm)
+	if err != nil {
+		return err
+	}
+	if ti.keyFallback && s.cfg.Source.NoPrimaryKey == "refuse" {
+		return fmt.Errorf("%w: %s.%s (source.no_primary_key is refuse: add a primary key, exclude the table, or set no_primary_key: all-columns)",
+			ErrNoPrimaryKey, db, table)
+	}
+	ti.topic = TopicName(s.cfg.Kafka.TopicPrefix, db, table)
+	if err := s.w.ensureTableTopic(ctx, ti.topic); err != nil {
+		return err
+	}
+	s.tables[tm.TableID] = ti
+	return nil
+}
+
+func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *replication.RowsEvent) error {
+	ti := s.tables[re.TableID]
+	if ti == nil {
+		return &RowError{Table: fmt.Sprintf("%s.%s", re.Table.Schema, re.Table.Table), Pos: s.posString(ev), Err: errors.New("rows event without a preceding table map")}
+	}
+	if ti.skip {
+		return nil
+	}
+	if !s.inTxn {
+		s.beginTxn()
+	}
+	src := schemas.Source{
+		Name: s.cfg.Source.Name, ServerID: ev.Header.ServerID, File: s.file, Pos: ev.Header.LogPos,
+		GTID: s.txnGTID, TsMs: int64(ev.Header.Timestamp) * 1000, DB: ti.db, Table: ti.table,
+	}
+	switch ev.Header.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
+		for i, row := range re.Rows {
+			after, err := s.convert(ti, row, ev, i)
+			if err != nil {
+				return err
+			}
+			if err := s.emit(ctx, ti, &src, schemas.OpCreate, nil, after); err != nil {
+				return err
+			}
+		}
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
+		for i, row := range re.Rows {
+			before, err := s.convert(ti, row, ev, i)
+			if err != nil {
+				return err
+			}
+			if err := s.emit(ctx, ti, &src, schemas.OpDelete, before, nil); err != nil {
+				return err
+			}
+		}
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
+		replication.PARTIAL_UPDATE_ROWS_EVENT:
+		for i := 0; i+1 < len(re.Rows); i += 2 {
+			before, err := s.convert(ti, re.Rows[i], ev, i)
+			if err != nil {
+				return err
+			}
+			after, err := s.convert(ti, re.Rows[i+1], ev, i+1)
+			if err != nil {
+				return err
+			}
+			if s.sameKey(ti, before, after) {
+				if err := s.emit(ctx, ti, &src, schemas.OpUpdate, before, after); err != nil {
+					return err
+				}
+				continue
+			}
+			// A key change moves the row: delete the old key (with its tombstone)
+			// then create the new one, so no key-based sink keeps the old row.
+			if err := s.emit(ctx, ti, &src, schemas.OpDelete, before, nil); err != nil {
+				return err
+			}
+			if err := s.emit(ctx, ti, &src, schemas.OpCreate, nil, after); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *session) posString(ev *replication.BinlogEvent) string {
+	return s.file + ":" + strconv.FormatUint(uint64(ev.Header.LogPos), 10)
+}
+
+func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent, i int) ([]any, error) {
+	if len(row) != len(ti.decoders) {
+		return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
+			Err: fmt.Errorf("row has %d values, table map has %d columns", len(row), len(ti.decoders))}
+	}
+	out := make([]any, len(row))
+	for c, v := range row {
+		x, err := ti.decoders[c].decode(v)
+		if err != nil {
+			return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
+				Err: fmt.Errorf("column %s: %w", ti.columns[c].Name, err)}
+		}
+		out[c] = x
+	}
+	return out, nil
+}
+
+func (s *session) key(ti *tableInfo, row []any) []byte {
+	vals := make([]any, len(ti.pk))
+	for i, c := range ti.pk {
+		vals[i] = row[c]
+	}
+	return schemas.AppendKey(nil, ti.db, ti.table, vals)
+}
+
+func (s *session) sameKey(ti *tableInfo, a, b []any) bool {
+	s.keyBuf = s.keyBuf[:0]
+	for _, c := range ti.pk {
+		s.keyBuf = schemas.AppendKeyValue(s.keyBuf, a[c])
+		s.keyBuf = append(s.keyBuf, ',')
+	}
+	n := len(s.keyBuf)
+	for _, c := range ti.pk {
+		s.keyBuf = schemas.AppendKeyValue(s.keyBuf, b[c])
+		s.keyBuf = append(s.keyBuf, ',')
+	}
+	return bytes.Equal(s.keyBuf[:n], s.keyBuf[n:])
+}
+
+// emit writes one change (and its tombstone) unless a previous run already did, then
+// commits mid-transaction when the open Kafka transaction has grown past the limits.
+func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, op schemas.Op, before, after []any) error {
+	idx := s.txnRows
+	s.txnRows++
+	if idx < s.skipRows {
+		return nil // written and committed before the restart
+	}
+	s.seq++
+	src.Row = idx
+	env := schemas.Envelope{Op: op, Seq: s.seq, Source: src, Columns: ti.columns, ColumnsJSON: ti.columnsJSON,
+		Before: before, After: after, KeyFallback: ti.keyFallback}
+	row := after
+	if row == nil {
+		row = before
+	}
+	key := s.key(ti, row)
+	var value []byte
+	format := s.cfg.Kafka.Format
+	if format == schemas.FormatCanalJSON {
+		s.canalID++
+		value = env.AppendCanalJSON(make([]byte, 0, 512), s.canalID, time.Now().UnixMilli())
+	} else {
+		value = env.AppendJSON(make([]byte, 0, 512))
+	}
+	pos := src.File + ":" + strconv.FormatUint(uint64(src.Pos), 10)
+	headers := []kgo.RecordHeader{
+		{Key: HeaderOp, Value: []byte(op)},
+		{Key: HeaderPos, Value: []byte(pos)},
+		{Key: HeaderSeq, Value: strconv.AppendUint(nil, s.seq, 10)},
+		{Key: HeaderFormat, Value: []byte(format)},
+	}
+	if err := s.w.produce(ctx, &kgo.Record{Topic: ti.topic, Key: key, Value: value, Headers: headers}); err != nil {
+		return err
+	}
+	if op == schemas.OpDelete && s.cfg.Kafka.Tombstones {
+		if err := s.w.produce(ctx, &kgo.Record{Topic: ti.topic, Key: key, Headers: headers[:2]}); err != nil {
+			return err
+		}
+	}
+	n := s.p.stats.Changes.Add(1)
+	if s.p.emitHook != nil {
+		s.p.emitHook(n)
+	}
+	k := &s.cfg.Kafka
+	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes {
+		return s.commit(ctx)
+	}
+	return nil
+}

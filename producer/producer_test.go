@@ -1,0 +1,456 @@
+package producer_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func testConfig(m *testenv.MariaDBServer, k *testenv.KafkaCluster, name string) producer.Config {
+	cfg := producer.DefaultConfig()
+	cfg.Source.Name = name
+	cfg.Source.Addr = m.Addr()
+	cfg.Source.User = m.User
+	cfg.Source.Password = m.Password
+	cfg.Source.Start = "earliest"
+	cfg.Source.HeartbeatInterval = 300 * time.Millisecond
+	cfg.Kafka.Brokers = k.Brokers
+	cfg.Kafka.Partitions = 3
+	cfg.Kafka.CleanupPolicy = "delete" // tests count every change; compaction is tested on its own
+	return cfg
+}
+
+type running struct {
+	p      *producer.Producer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, cfg producer.Config) *running {
+	t.Helper()
+	p, err := producer.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("producer did not stop within 30s")
+	}
+	return nil
+}
+
+// masterPos returns the server's current binlog file and position.
+func masterPos(t testing.TB, db *sql.DB) (string, uint32) {
+	t.Helper()
+	rows, err := db.Query("SHOW MASTER STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		t.Fatal("SHOW MASTER STATUS: no row")
+	}
+	var file string
+	var pos uint32
+	vals := []any{&file, &pos}
+	for i := 2; i < len(cols); i++ {
+		vals = append(vals, new(sql.RawBytes))
+	}
+	if err := rows.Scan(vals...); err != nil {
+		t.Fatal(err)
+	}
+	return file, pos
+}
+
+// waitCaughtUp waits until the source's committed position has reached the end of
+// the server's binlog, i.e. every change written so far is committed in Kafka.
+func waitCaughtUp(t *testing.T, m *testenv.MariaDBServer, cfg producer.Config, r *running) {
+	t.Helper()
+	file, pos := masterPos(t, m.DB())
+	deadline := time.Now().Add(90 * time.Second)
+	var last *schemas.Position
+	for time.Now().Before(deadline) {
+		if r != nil {
+			select {
+			case err := <-r.done:
+				t.Fatalf("producer stopped while catching up: %v", err)
+			default:
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		p, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
+		cancel()
+		if err != nil {
+			t.Fatalf("read position: %v", err)
+		}
+		last = p
+		if p != nil && p.RowsDone == 0 && (p.File > file || p.File == file && p.Pos >= pos) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("producer did not reach %s:%d within 90s; last committed %v", file, pos, last)
+}
+
+func topicsRE(prefix, db string) string {
+	return "^" + regexp.QuoteMeta(prefix+"."+db+".") + "[^.]+$"
+}
+
+// TestRandomWorkload replays every committed change of a random workload (multi-row
+// transactions, key changes, deletes, NULLs, a composite key that needs escaping, a
+// table without a primary key, a transaction larger than the flush limit) and
+// compares it with the source tables. Every change appears exactly once.
+func TestRandomWorkload(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	cfg := testConfig(m, k, "random")
+	cfg.Kafka.FlushRecords = 97 // split the big transaction across many Kafka transactions
+	cfg.Tables.Include = []string{"wl.*"}
+	w := cdctest.NewWorkload(t, m.DB(), 42)
+	r := start(t, cfg)
+	for i := 0; i < 150; i++ {
+		w.Step(t)
+		if i == 70 {
+			w.Bulk(t, 1500)
+		}
+	}
+	waitCaughtUp(t, m, cfg, r)
+	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
+	n := cdctest.CheckExactlyOnce(t, recs)
+	cdctest.CheckTables(t, m.DB(), recs)
+	stats := r.p.Stats()
+	if stats.Commits.Load() < 16 {
+		t.Errorf("only %d Kafka commits for a 1500-row transaction with flush_records 97", stats.Commits.Load())
+	}
+	t.Logf("%d changes from %d statements, %d Kafka commits", n, w.Statements, stats.Commits.Load())
+
+	// Deletes are followed, in the same partition, by their key's tombstone; key
+	// changes are a delete of the old key then a create of the new one.
+	type tp struct {
+		topic string
+		part  int32
+	}
+	byPart := map[tp][]cdctest.Record{}
+	bySeq := map[uint64]*schemas.Change{}
+	for _, rec := range recs {
+		byPart[tp{rec.Topic, rec.Partition}] = append(byPart[tp{rec.Topic, rec.Partition}], rec)
+		if rec.Change != nil {
+			bySeq[rec.Change.Seq] = rec.Change
+		}
+	}
+	for _, part := range byPart {
+		for i, rec := range part {
+			if rec.Change != nil && rec.Change.Op == schemas.OpDelete {
+				if i+1 >= len(part) || !part[i+1].Tombstone || part[i+1].Key != rec.Key {
+					t.Fatalf("delete of %s at %s/%d@%d not followed by its tombstone", rec.Key, rec.Topic, rec.Partition, rec.Offset)
+				}
+			}
+		}
+	}
+	keyChanges := 0
+	for seq, c := range bySeq {
+		if prev := bySeq[seq-1]; c.Op == schemas.OpCreate && prev != nil && prev.Op == schemas.OpDelete &&
+			prev.Source.Pos == c.Source.Pos && prev.Source.Row == c.Source.Row-1 && prev.Table() == c.Table() && prev.Key() != c.Key() {
+			keyChanges++
+		}
+	}
+	if keyChanges == 0 {
+		t.Error("no primary-key change was emitted as delete+create")
+	}
+}
+
+// TestResumeExactlyOnce stops and restarts the producer between bursts of load
+// (including mid-way through big transactions, cancelled at random moments): the
+// topics still hold every change exactly once.
+func TestResumeExactlyOnce(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	cfg := testConfig(m, k, "resume")
+	cfg.Kafka.FlushRecords = 50
+	cfg.Tables.Include = []string{"wl.*"}
+	w := cdctest.NewWorkload(t, m.DB(), 7)
+	midTxn := 0
+	for round := 0; round < 5; round++ {
+		r := start(t, cfg)
+		stopAt := uint64(100 + round*900)
+		stopped := make(chan struct{})
+		producer.SetEmitHook(r.p, func(n uint64) {
+			if n == stopAt {
+				r.cancel()
+				close(stopped)
+			}
+		})
+		w.Bulk(t, 5000)
+		for i := 0; i < 20; i++ {
+			w.Step(t)
+		}
+		// Stop while the producer is inside the 5000-row transaction: the hook
+		// cancels from the producer's own goroutine right after change stopAt.
+		<-stopped
+		if err := r.stop(t); err != nil {
+			t.Fatalf("round %d: producer failed: %v", round, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		pos, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: stopped after %d changes at %v", round, r.p.Stats().Changes.Load(), pos)
+		if pos != nil && pos.RowsDone > 0 {
+			midTxn++
+		}
+	}
+	if midTxn == 0 {
+		t.Fatal("no stop landed inside a binlog transaction; the test did not exercise mid-transaction resume")
+	}
+	r := start(t, cfg)
+	waitCaughtUp(t, m, cfg, r)
+	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
+	n := cdctest.CheckExactlyOnce(t, recs)
+	cdctest.CheckTables(t, m.DB(), recs)
+	t.Logf("%d changes, exactly once across 6 producer runs", n)
+}
+
+// TestAlterTable checks that each change carries the columns the row had when it
+// was written, live and when the binlog is re-read from the start after the ALTERs.
+func TestAlterTable(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE shop")
+	m.Exec(t, "CREATE TABLE shop.users (id INT PRIMARY KEY, name VARCHAR(20), email VARCHAR(50))")
+	m.Exec(t, "INSERT INTO shop.users VALUES (1, 'ann', 'ann@x')")
+	cfg := testConfig(m, k, "alter-live")
+	cfg.Tables.Include = []string{"shop.*"}
+	r := start(t, cfg)
+	m.Exec(t, "ALTER TABLE shop.users ADD COLUMN age INT AFTER name")
+	m.Exec(t, "INSERT INTO shop.users VALUES (2, 'bob', 30, 'bob@x')")
+	m.Exec(t, "ALTER TABLE shop.users DROP COLUMN email")
+	m.Exec(t, "INSERT INTO shop.users VALUES (3, 'cy', 40)")
+	m.Exec(t, "UPDATE shop.users SET age = 41 WHERE id = 3")
+	waitCaughtUp(t, m, cfg, r)
+
+	want := []map[string]any{
+		{"id": int64(1), "name": "ann", "email": "ann@x"},
+		{"id": int64(2), "name": "bob", "age": int64(30), "email": "bob@x"},
+		{"id": int64(3), "name": "cy", "age": int64(40)},
+		{"id": int64(3), "name": "cy", "age": int64(41)},
+	}
+	check := func(source string) {
+		var got []map[string]any
+		for _, rec := range cdctest.ReadAll(t, k.Brokers, `^kanal\.shop\.users$`, time.Minute) {
+			if rec.Change != nil && rec.Change.Source.Name == source {
+				got = append(got, rec.Change.After)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("source %s: rows\n got %v\nwant %v", source, got, want)
+		}
+	}
+	check("alter-live")
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	// A second source re-reads the whole binlog now that the table has its final
+	// shape: the old rows must keep their old columns.
+	cfg2 := testConfig(m, k, "alter-replay")
+	cfg2.Source.ServerID = 1002
+	cfg2.Tables.Include = []string{"shop.*"}
+	r2 := start(t, cfg2)
+	waitCaughtUp(t, m, cfg2, r2)
+	check("alter-replay")
+}
+
+// TestServerChecks refuses servers that would lose or mislabel data, naming the
+// variable to set.
+func TestServerChecks(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	for _, tc := range []struct{ set, reset, want string }{
+		{"SET GLOBAL binlog_row_metadata = 'MINIMAL'", "SET GLOBAL binlog_row_metadata = 'FULL'", "binlog_row_metadata=FULL"},
+		{"SET GLOBAL binlog_row_image = 'MINIMAL'", "SET GLOBAL binlog_row_image = 'FULL'", "binlog_row_image=FULL"},
+		{"SET GLOBAL binlog_format = 'STATEMENT'", "SET GLOBAL binlog_format = 'ROW'", "binlog_format=ROW"},
+	} {
+		m.Exec(t, tc.set)
+		cfg := testConfig(m, k, "checks")
+		p, err := producer.New(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = p.Run(ctx)
+		cancel()
+		m.Exec(t, tc.reset)
+		if !errors.Is(err, producer.ErrServerConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want ErrServerConfig naming %s", tc.set, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), m.Password) {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+}
+
+// TestBinlogPurged fails with a clear error when the stored position was purged,
+// instead of silently skipping to the current position.
+func TestBinlogPurged(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE p")
+	m.Exec(t, "CREATE TABLE p.t (id INT PRIMARY KEY)")
+	cfg := testConfig(m, k, "purged")
+	r := start(t, cfg)
+	m.Exec(t, "INSERT INTO p.t VALUES (1)")
+	waitCaughtUp(t, m, cfg, r)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	stored, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
+	cancel()
+	if err != nil || stored == nil {
+		t.Fatalf("stored position: %v %v", stored, err)
+	}
+	m.Exec(t, "FLUSH BINARY LOGS")
+	m.Exec(t, "INSERT INTO p.t VALUES (2)")
+	m.Exec(t, "FLUSH BINARY LOGS")
+	newest, _ := masterPos(t, m.DB())
+	// PURGE skips files a dump thread still reads; the stopped producer's thread
+	// may take a moment to go away.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m.Exec(t, "PURGE BINARY LOGS TO '"+newest+"'")
+		var name string
+		var size sql.RawBytes
+		rows, err := m.DB().Query("SHOW BINARY LOGS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := true
+		for rows.Next() {
+			cols, _ := rows.Columns()
+			dest := []any{&name, &size}
+			for len(dest) < len(cols) {
+				dest = append(dest, new(sql.RawBytes))
+			}
+			if err := rows.Scan(dest...); err != nil {
+				t.Fatal(err)
+			}
+			gone = gone && name != stored.File
+		}
+		rows.Close()
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still not purged after 20s", stored.File)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	p, err := producer.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	var purged *producer.BinlogPurgedError
+	if !errors.As(err, &purged) || !errors.Is(err, producer.ErrBinlogPurged) {
+		t.Fatalf("got %v, want BinlogPurgedError", err)
+	}
+	if purged.Oldest != newest || purged.Want.File != stored.File {
+		t.Errorf("error names %s/%s, want stored %s and oldest %s", purged.Want.File, purged.Oldest, stored.File, newest)
+	}
+	for _, s := range []string{stored.File, newest, "re-snapshot", "positions reset"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+}
+
+// TestNoPrimaryKeyRefused stops with an error naming the table when the policy
+// refuses tables without a primary key.
+func TestNoPrimaryKeyRefused(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE np")
+	m.Exec(t, "CREATE TABLE np.logs (msg VARCHAR(10))")
+	m.Exec(t, "INSERT INTO np.logs VALUES ('x')")
+	cfg := testConfig(m, k, "nopk")
+	cfg.Source.NoPrimaryKey = "refuse"
+	p, err := producer.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, producer.ErrNoPrimaryKey) || !strings.Contains(err.Error(), "np.logs") {
+		t.Fatalf("got %v, want ErrNoPrimaryKey naming np.logs", err)
+	}
+}
+
+// TestHeartbeats: an idle producer writes heartbeats, so consumers can tell a quiet
+// source from a stuck pipeline.
+func TestHeartbeats(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	cfg := testConfig(m, k, "hb")
+	cfg.Source.HeartbeatInterval = 100 * time.Millisecond
+	r := start(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for r.p.Stats().Heartbeats.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 3 heartbeats in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\._heartbeats$`, time.Minute)
+	if len(recs) < 3 {
+		t.Fatalf("%d heartbeat records committed, want >= 3", len(recs))
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "producer tests failed; rerun with -v for the producer's logs")
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,376 @@
+package producer
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// binaryCollation is the collation id of the "binary" character set: columns with it
+// hold bytes, not text.
+const binaryCollation = 63
+
+// colDecoder turns go-mysql's decoded value into kanal's value type for one column.
+type colDecoder struct {
+	realType byte
+	meta     uint16
+	binary   bool
+	unsigned bool
+	enum     []string
+	set      []string
+	// padTo is the length of a BINARY(n) column: the binlog drops the trailing
+	// zero bytes MySQL pads such values with, and a faithful copy restores them.
+	padTo int
+}
+
+// tableInfo is everything kanal derives from one TableMapEvent: the column list as it
+// was when the rows were written, never the live schema.
+type tableInfo struct {
+	db, table   string
+	topic       string
+	columns     []schemas.Column
+	columnsJSON []byte
+	pk          []int // indexes of the key columns
+	keyFallback bool  // no primary key: every column forms the key
+	decoders    []colDecoder
+	fingerprint []byte
+	skip        bool // filtered out
+}
+
+// tableFingerprint identifies a table map's shape: a table map with the same id but
+// another shape (after an ALTER) must not reuse the cached tableInfo.
+func tableFingerprint(tm *replication.TableMapEvent) []byte {
+	var b bytes.Buffer
+	b.Write(tm.Schema)
+	b.WriteByte(0)
+	b.Write(tm.Table)
+	b.WriteByte(0)
+	b.Write(tm.ColumnType)
+	for _, m := range tm.ColumnMeta {
+		b.WriteByte(byte(m))
+		b.WriteByte(byte(m >> 8))
+	}
+	for _, n := range tm.ColumnName {
+		b.Write(n)
+		b.WriteByte(0)
+	}
+	b.Write(tm.SignednessBitmap)
+	for _, p := range tm.PrimaryKey {
+		b.WriteByte(byte(p))
+	}
+	return b.Bytes()
+}
+
+// realType resolves the type hidden in the metadata of MYSQL_TYPE_STRING columns
+// (ENUM and SET are logged as STRING with the real type in the metadata's high byte).
+func realType(tp byte, meta uint16) byte {
+	if tp == mysql.MYSQL_TYPE_STRING && meta >= 256 {
+		b0 := byte(meta >> 8)
+		if b0&0x30 != 0x30 {
+			return b0 | 0x30
+		}
+		return b0
+	}
+	return tp
+}
+
+// newTableInfo builds the column list from a table map that carries FULL row
+// metadata. It fails when the metadata is missing, because guessing column names from
+// the live schema would mislabel rows written before an ALTER TABLE.
+func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
+	n := int(tm.ColumnCount)
+	if len(tm.ColumnName) != n {
+		return nil, fmt.Errorf("%w: table map of %s.%s carries no column names; set binlog_row_metadata=FULL on the server (rows written before that cannot be decoded with names)",
+			ErrServerConfig, tm.Schema, tm.Table)
+	}
+	ti := &tableInfo{
+		db:       string(tm.Schema),
+		table:    string(tm.Table),
+		columns:  make([]schemas.Column, n),
+		decoders: make([]colDecoder, n),
+	}
+	unsigned := tm.UnsignedMap()
+	collations := tm.CollationMap()
+	enums := tm.EnumStrValueMap()
+	sets := tm.SetStrValueMap()
+	for i := 0; i < n; i++ {
+		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
+		d := colDecoder{realType: realType(tp, meta), meta: meta, unsigned: unsigned[i], enum: enums[i], set: sets[i]}
+		if coll, ok := collations[i]; ok && coll == binaryCollation {
+			d.binary = true
+			if d.realType == mysql.MYSQL_TYPE_STRING {
+				d.padTo = fixedStringLength(meta)
+			}
+		}
+		ti.decoders[i] = d
+		ti.columns[i] = schemas.Column{Name: string(tm.ColumnName[i]), Type: d.typeName()}
+	}
+	for _, p := range tm.PrimaryKey {
+		if int(p) < n {
+			ti.pk = append(ti.pk, int(p))
+			ti.columns[p].PK = true
+		}
+	}
+	if len(ti.pk) == 0 {
+		ti.keyFallback = true
+		for i := range ti.columns {
+			ti.pk = append(ti.pk, i)
+			ti.columns[i].PK = true
+		}
+	}
+	ti.columnsJSON = schemas.AppendColumnsJSON(nil, ti.columns)
+	ti.fingerprint = tableFingerprint(tm)
+	return ti, nil
+}
+
+func fspSuffix(base string, fsp uint16) string {
+	if fsp == 0 {
+		return base
+	}
+	return base + "(" + strconv.Itoa(int(fsp)) + ")"
+}
+
+// typeName renders a MySQL-style type name from the binlog's type codes.
+func (d colDecoder) typeName() string {
+	u := ""
+	if d.unsigned {
+		u = " unsigned"
+	}
+	switch d.realType {
+	case mysql.MYSQL_TYPE_TINY:
+		return "tinyint" + u
+	case mysql.MYSQL_TYPE_SHORT:
+		return "smallint" + u
+	case mysql.MYSQL_TYPE_INT24:
+		return "mediumint" + u
+	case mysql.MYSQL_TYPE_LONG:
+		return "int" + u
+	case mysql.MYSQL_TYPE_LONGLONG:
+		return "bigint" + u
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return fmt.Sprintf("decimal(%d,%d)", d.meta>>8, d.meta&0xff)
+	case mysql.MYSQL_TYPE_FLOAT:
+		return "float"
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return "double"
+	case mysql.MYSQL_TYPE_BIT:
+		return fmt.Sprintf("bit(%d)", (d.meta>>8)*8+(d.meta&0xff))
+	case mysql.MYSQL_TYPE_TIMESTAMP:
+		return "timestamp"
+	case mysql.MYSQL_TYPE_TIMESTAMP2:
+		return fspSuffix("timestamp", d.meta)
+	case mysql.MYSQL_TYPE_DATETIME:
+		return "datetime"
+	case mysql.MYSQL_TYPE_DATETIME2:
+		return fspSuffix("datetime", d.meta)
+	case mysql.MYSQL_TYPE_TIME:
+		return "time"
+	case mysql.MYSQL_TYPE_TIME2:
+		return fspSuffix("time", d.meta)
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return "date"
+	case mysql.MYSQL_TYPE_YEAR:
+		return "year"
+	case mysql.MYSQL_TYPE_ENUM:
+		return "enum"
+	case mysql.MYSQL_TYPE_SET:
+		return "set"
+	case mysql.MYSQL_TYPE_STRING:
+		if d.binary {
+			return "binary"
+		}
+		return "char"
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
+		if d.binary {
+			return "varbinary"
+		}
+		return "varchar"
+	case mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB:
+		size := [...]string{"tiny", "", "medium", "long"}
+		prefix := ""
+		if d.meta >= 1 && d.meta <= 4 {
+			prefix = size[d.meta-1]
+		}
+		if d.binary {
+			return prefix + "blob"
+		}
+		return prefix + "text"
+	case mysql.MYSQL_TYPE_JSON:
+		return "json"
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return "geometry"
+	}
+	return "unknown(" + strconv.Itoa(int(d.realType)) + ")"
+}
+
+// decode converts one value decoded by go-mysql (with ParseTime on) into kanal's
+// value representation (see the schemas package documentation).
+func (d *colDecoder) decode(v any) (any, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case int8:
+		return int64(x), nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case int64:
+		switch d.realType {
+		case mysql.MYSQL_TYPE_ENUM:
+			return d.enumLabel(x)
+		case mysql.MYSQL_TYPE_SET:
+			return d.setLabels(x), nil
+		case mysql.MYSQL_TYPE_BIT:
+			return uint64(x), nil
+		}
+		return x, nil
+	case uint8:
+		return uint64(x), nil
+	case uint16:
+		return uint64(x), nil
+	case uint32:
+		return uint64(x), nil
+	case uint64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case float32, float64:
+		return x, nil
+	case string:
+		switch d.realType {
+		case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+			return schemas.Decimal(x), nil
+		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+			// Only the zero timestamp arrives as text with ParseTime on.
+			return x, nil
+		}
+		if d.binary {
+			return d.pad([]byte(x)), nil
+		}
+		// go-mysql returns strings that alias the packet buffer; copy so a value
+		// outlives the event safely.
+		return strings.Clone(x), nil
+	case []byte:
+		if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
+			return d.pad(x), nil
+		}
+		return string(x), nil
+	case time.Time:
+		switch d.realType {
+		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+			return string(appendTime(nil, x.UTC(), int(d.fsp()), true)), nil
+		default:
+			return string(appendTime(nil, x, int(d.fsp()), false)), nil
+		}
+	}
+	return nil, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
+}
+
+// pad copies b (go-mysql's values alias the packet) and restores BINARY(n) padding.
+func (d *colDecoder) pad(b []byte) []byte {
+	n := max(len(b), d.padTo)
+	out := make([]byte, n)
+	copy(out, b)
+	return out
+}
+
+// fixedStringLength decodes the byte length of a CHAR/BINARY column from its
+// table-map metadata (the same packing go-mysql's row decoder reads).
+func fixedStringLength(meta uint16) int {
+	if meta < 256 {
+		return int(meta)
+	}
+	b0, b1 := byte(meta>>8), byte(meta&0xff)
+	if b0&0x30 != 0x30 {
+		return int(uint16(b1) | uint16((b0&0x30)^0x30)<<4)
+	}
+	return int(b1)
+}
+
+func (d *colDecoder) fsp() uint16 {
+	switch d.realType {
+	case mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIME2:
+		return d.meta
+	}
+	return 0
+}
+
+func (d *colDecoder) enumLabel(i int64) (any, error) {
+	if i == 0 {
+		// MySQL's "invalid value" index: stored as the empty string.
+		return "", nil
+	}
+	if int(i) > len(d.enum) {
+		return nil, fmt.Errorf("enum index %d out of range (%d labels)", i, len(d.enum))
+	}
+	return d.enum[i-1], nil
+}
+
+func (d *colDecoder) setLabels(mask int64) string {
+	var b strings.Builder
+	for i, label := range d.set {
+		if mask&(1<<uint(i)) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(label)
+		}
+	}
+	return b.String()
+}
+
+// appendTime formats t as "2006-01-02 15:04:05[.ffffff]" (DATETIME) or
+// "2006-01-02T15:04:05[.ffffff]Z" (TIMESTAMP, UTC) with exactly fsp fractional digits,
+// without time.Format's layout interpretation (it dominated the profile).
+func appendTime(dst []byte, t time.Time, fsp int, utc bool) []byte {
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	dst = appendInt(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendInt(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendInt(dst, day, 2)
+	if utc {
+		dst = append(dst, 'T')
+	} else {
+		dst = append(dst, ' ')
+	}
+	dst = appendInt(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendInt(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendInt(dst, sec, 2)
+	if fsp > 0 {
+		dst = append(dst, '.')
+		frac := t.Nanosecond() / 1000
+		var digits [6]byte
+		for i := 5; i >= 0; i-- {
+			digits[i] = byte('0' + frac%10)
+			frac /= 10
+		}
+		dst = append(dst, digits[:fsp]...)
+	}
+	if utc {
+		dst = append(dst, 'Z')
+	}
+	return dst
+}
+
+func appendInt(dst []byte, v, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for v > 0 || i > len(buf)-width {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, buf[i:]...)
+}
