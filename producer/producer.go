@@ -126,7 +126,7 @@ type session struct {
 	lastCommit time.Time
 	progressed bool
 
-	keyBuf []byte
+	keyBuf  []byte
 	canalID int64
 }
 
