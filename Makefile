@@ -33,5 +33,6 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# Also drops the data directory templates internal/testenv caches in $TMPDIR.
 clean:
-	rm -rf bin
+	rm -rf bin "$${TMPDIR:-/tmp}/kanal-testenv-$$(id -u)"

@@ -30,6 +30,10 @@ type Stats struct {
 	Changes      atomic.Uint64 // change records written (committed or in the open transaction)
 	Transactions atomic.Uint64 // binlog transactions read
 	Commits      atomic.Uint64 // Kafka transactions committed
+	// Committed is the value Changes had at the last successful Kafka commit: the
+	// changes of this process that read_committed consumers can see (a restart
+	// after an aborted transaction rewrites, and counts again, what was lost).
+	Committed atomic.Uint64
 	Heartbeats   atomic.Uint64
 	Restarts     atomic.Uint64 // reconnects after a transient error
 }
@@ -363,6 +367,7 @@ func (s *session) commit(ctx context.Context) error {
 	if err := s.w.commit(ctx, pos); err != nil {
 		return err
 	}
+	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
 	s.lastCommit = time.Now()
 	s.progressed = true

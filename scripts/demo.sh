@@ -59,7 +59,9 @@ cleanup() {
 	[ -n "$CLEANED" ] && return
 	CLEANED=1
 	trap - INT TERM
-	if [ "$rc" -ne 0 ]; then
+	if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
+		echo "demo: interrupted; stopping" >&2
+	elif [ "$rc" -ne 0 ]; then
 		echo "demo: failed (exit $rc); last lines of the logs:" >&2
 		for f in "$TMP"/*.log; do
 			[ -f "$f" ] || continue

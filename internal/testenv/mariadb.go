@@ -297,7 +297,9 @@ func (m *MariaDBServer) DB() *sql.DB {
 // Exec runs query as root and fails the test on error.
 func (m *MariaDBServer) Exec(t testing.TB, query string, args ...any) sql.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	// Not t.Context: it is already cancelled when cleanup functions run,
+	// and dropping tables in a cleanup is a fair use.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := m.DB().ExecContext(ctx, query, args...)
 	if err != nil {

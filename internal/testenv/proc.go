@@ -355,6 +355,7 @@ func cachedTemplate(kind string, key []string, build func(dataDir string) error)
 	if _, err := os.Stat(tmplData); err == nil {
 		return tmplData, nil
 	}
+	removeStaleStaging(root, kind)
 	staging, err := os.MkdirTemp(root, kind+".staging-")
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errCacheUnusable, err)
@@ -378,6 +379,18 @@ func cachedTemplate(kind string, key []string, build func(dataDir string) error)
 		return "", fmt.Errorf("install %s template: %w", kind, err)
 	}
 	return tmplData, nil
+}
+
+// removeStaleStaging deletes half-built templates left by test processes
+// that were killed while building; a build takes seconds, so anything older
+// than ten minutes is abandoned.
+func removeStaleStaging(root, kind string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, kind+".staging-*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func hashKey(key []string) string {
