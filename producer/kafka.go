@@ -260,7 +260,7 @@ func ReadPosition(ctx context.Context, cfg *KafkaConfig, source string) (*schema
 func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
 	if !w.inTxn {
 		if err := w.cl.BeginTransaction(); err != nil {
-			return fmt.Errorf("begin kafka transaction: %w", err)
+			return fenced(fmt.Errorf("begin kafka transaction: %w", err))
 		}
 		w.inTxn = true
 		w.began = time.Now()
@@ -285,7 +285,7 @@ func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
 	}
 	if err := w.cl.Flush(ctx); err != nil {
 		w.abort()
-		return fmt.Errorf("flush kafka transaction: %w", err)
+		return fenced(fmt.Errorf("flush kafka transaction: %w", err))
 	}
 	w.errMu.Lock()
 	perr := w.firstErr
@@ -293,17 +293,24 @@ func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
 	w.errMu.Unlock()
 	if perr != nil {
 		w.abort()
-		return perr
+		return fenced(perr)
 	}
 	err := w.cl.EndTransaction(ctx, kgo.TryCommit)
 	w.inTxn = false
 	if err != nil {
-		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
-			return fmt.Errorf("%w: %w", ErrFenced, err)
-		}
-		return fmt.Errorf("commit kafka transaction at %s: %w", pos, err)
+		return fenced(fmt.Errorf("commit kafka transaction at %s: %w", pos, err))
 	}
 	return nil
+}
+
+// fenced marks errors that mean another instance with the same transactional id
+// took over: retrying would only fight it, so they are permanent.
+func fenced(err error) error {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		return fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	return err
 }
 
 // abort drops the open transaction; its records never become visible to

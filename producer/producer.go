@@ -79,6 +79,11 @@ func (p *Producer) Run(ctx context.Context) error {
 	for {
 		progressed, err := p.runOnce(ctx)
 		if ctx.Err() != nil {
+			if err != nil {
+				// Nothing is lost: the aborted part is re-read from the last
+				// committed position on the next start.
+				p.log.Warn("stopped without committing the last transaction", "err", err)
+			}
 			return nil
 		}
 		if err == nil {

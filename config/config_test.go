@@ -1,0 +1,95 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanal-cdc/kanal/producer"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const minimal = `
+source:
+  name: shop
+  addr: 127.0.0.1:3306
+  user: kanal
+  password: ${PW}
+kafka:
+  brokers: ["127.0.0.1:9092"]
+`
+
+func TestParseDefaultsAndExpansion(t *testing.T) {
+	f, err := Parse([]byte(minimal), env(map[string]string{"PW": "s3cr#t: {x}"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Source.Password != "s3cr#t: {x}" {
+		t.Errorf("password %q: YAML syntax in a secret must stay a plain string", f.Source.Password)
+	}
+	d := producer.DefaultConfig()
+	if f.Kafka.TopicPrefix != "kanal" || f.Kafka.CleanupPolicy != "compact" || !f.Kafka.Tombstones ||
+		f.Kafka.FlushInterval != d.Kafka.FlushInterval || f.Source.Start != "current" || f.Log.Level != "info" {
+		t.Errorf("defaults not applied: %+v", f.Kafka)
+	}
+}
+
+func TestParseOverrides(t *testing.T) {
+	f, err := Parse([]byte(minimal+`  flush_interval: 5ms
+  tombstones: false
+tables:
+  include: ["shop.*"]
+  exclude: ["shop.tmp_*"]
+`), env(map[string]string{"PW": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kafka.FlushInterval != 5*time.Millisecond || f.Kafka.Tombstones {
+		t.Errorf("overrides lost: %+v", f.Kafka)
+	}
+}
+
+func TestParseDefaultValueSyntax(t *testing.T) {
+	f, err := Parse([]byte(strings.Replace(minimal, "${PW}", "${PW:-fallback}", 1)), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Source.Password != "fallback" {
+		t.Errorf("password %q", f.Source.Password)
+	}
+}
+
+func TestParseErrorsNameTheProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, want string
+		sentinel        error
+	}{
+		{"missing variable", minimal, "PW", ErrMissingVariable},
+		{"unknown key", minimal + "  flush_recrods: 5\n", "flush_recrods", producer.ErrConfig},
+		{"bad start", strings.Replace(minimal, "user: kanal", "user: kanal\n  start: yesterday", 1), "source.start", producer.ErrConfig},
+		{"no brokers", strings.Replace(minimal, `brokers: ["127.0.0.1:9092"]`, "brokers: []", 1), "kafka.brokers", producer.ErrConfig},
+		{"bad pattern", minimal + "tables:\n  include: [\"nodot\"]\n", "tables.include[0]", producer.ErrConfig},
+		{"bad exclude", minimal + "tables:\n  exclude: [\"a.[\"]\n", "tables.exclude[0]", producer.ErrConfig},
+		{"bad log level", minimal + "log:\n  level: loud\n", "log.level", producer.ErrConfig},
+		{"bad format", minimal + "  format: avro-ish\n", "kafka.format", producer.ErrConfig},
+		{"bad name", strings.Replace(minimal, "name: shop", "name: 'a b'", 1), "source.name", producer.ErrConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := env(map[string]string{"PW": "hunter2"})
+			if tc.sentinel == ErrMissingVariable {
+				lookup = env(nil)
+			}
+			_, err := Parse([]byte(tc.doc), lookup)
+			if !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v naming %q", err, tc.sentinel, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}
