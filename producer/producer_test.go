@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"reflect"
 	"regexp"
@@ -21,115 +20,6 @@ import (
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func testConfig(m *testenv.MariaDBServer, k *testenv.KafkaCluster, name string) producer.Config {
-	cfg := producer.DefaultConfig()
-	cfg.Source.Name = name
-	cfg.Source.Addr = m.Addr()
-	cfg.Source.User = m.User
-	cfg.Source.Password = m.Password
-	cfg.Source.Start = "earliest"
-	cfg.Source.HeartbeatInterval = 300 * time.Millisecond
-	cfg.Kafka.Brokers = k.Brokers
-	cfg.Kafka.Partitions = 3
-	cfg.Kafka.CleanupPolicy = "delete" // tests count every change; compaction is tested on its own
-	return cfg
-}
-
-type running struct {
-	p      *producer.Producer
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func start(t *testing.T, cfg producer.Config) *running {
-	t.Helper()
-	p, err := producer.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) error {
-	t.Helper()
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if ok {
-			close(r.done)
-		}
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatal("producer did not stop within 30s")
-	}
-	return nil
-}
-
-// masterPos returns the server's current binlog file and position.
-func masterPos(t testing.TB, db *sql.DB) (string, uint32) {
-	t.Helper()
-	rows, err := db.Query("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		t.Fatal("SHOW MASTER STATUS: no row")
-	}
-	var file string
-	var pos uint32
-	vals := []any{&file, &pos}
-	for i := 2; i < len(cols); i++ {
-		vals = append(vals, new(sql.RawBytes))
-	}
-	if err := rows.Scan(vals...); err != nil {
-		t.Fatal(err)
-	}
-	return file, pos
-}
-
-// waitCaughtUp waits until the source's committed position has reached the end of
-// the server's binlog, i.e. every change written so far is committed in Kafka.
-func waitCaughtUp(t *testing.T, m *testenv.MariaDBServer, cfg producer.Config, r *running) {
-	t.Helper()
-	file, pos := masterPos(t, m.DB())
-	deadline := time.Now().Add(90 * time.Second)
-	var last *schemas.Position
-	for time.Now().Before(deadline) {
-		if r != nil {
-			select {
-			case err := <-r.done:
-				t.Fatalf("producer stopped while catching up: %v", err)
-			default:
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		p, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
-		cancel()
-		if err != nil {
-			t.Fatalf("read position: %v", err)
-		}
-		last = p
-		if p != nil && p.RowsDone == 0 && (p.File > file || p.File == file && p.Pos >= pos) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("producer did not reach %s:%d within 90s; last committed %v", file, pos, last)
-}
-
 func topicsRE(prefix, db string) string {
 	return "^" + regexp.QuoteMeta(prefix+"."+db+".") + "[^.]+$"
 }
@@ -141,22 +31,22 @@ func topicsRE(prefix, db string) string {
 func TestRandomWorkload(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "random")
+	cfg := cdctest.ProducerConfig(m, k, "random")
 	cfg.Kafka.FlushRecords = 97 // split the big transaction across many Kafka transactions
 	cfg.Tables.Include = []string{"wl.*"}
 	w := cdctest.NewWorkload(t, m.DB(), 42)
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	for i := 0; i < 150; i++ {
 		w.Step(t)
 		if i == 70 {
 			w.Bulk(t, 1500)
 		}
 	}
-	waitCaughtUp(t, m, cfg, r)
+	r.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	n := cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckTables(t, m.DB(), recs)
-	stats := r.p.Stats()
+	stats := r.P.Stats()
 	if stats.Commits.Load() < 16 {
 		t.Errorf("only %d Kafka commits for a 1500-row transaction with flush_records 97", stats.Commits.Load())
 	}
@@ -203,18 +93,18 @@ func TestRandomWorkload(t *testing.T) {
 func TestResumeExactlyOnce(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "resume")
+	cfg := cdctest.ProducerConfig(m, k, "resume")
 	cfg.Kafka.FlushRecords = 50
 	cfg.Tables.Include = []string{"wl.*"}
 	w := cdctest.NewWorkload(t, m.DB(), 7)
 	midTxn := 0
 	for round := 0; round < 5; round++ {
-		r := start(t, cfg)
+		r := cdctest.StartProducer(t, cfg)
 		stopAt := uint64(100 + round*900)
 		stopped := make(chan struct{})
-		producer.SetEmitHook(r.p, func(n uint64) {
+		producer.SetEmitHook(r.P, func(n uint64) {
 			if n == stopAt {
-				r.cancel()
+				r.Cancel()
 				close(stopped)
 			}
 		})
@@ -225,7 +115,7 @@ func TestResumeExactlyOnce(t *testing.T) {
 		// Stop while the producer is inside the 5000-row transaction: the hook
 		// cancels from the producer's own goroutine right after change stopAt.
 		<-stopped
-		if err := r.stop(t); err != nil {
+		if err := r.Stop(t); err != nil {
 			t.Fatalf("round %d: producer failed: %v", round, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -234,7 +124,7 @@ func TestResumeExactlyOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: stopped after %d changes at %v", round, r.p.Stats().Changes.Load(), pos)
+		t.Logf("round %d: stopped after %d changes at %v", round, r.P.Stats().Changes.Load(), pos)
 		if pos != nil && pos.RowsDone > 0 {
 			midTxn++
 		}
@@ -242,8 +132,8 @@ func TestResumeExactlyOnce(t *testing.T) {
 	if midTxn == 0 {
 		t.Fatal("no stop landed inside a binlog transaction; the test did not exercise mid-transaction resume")
 	}
-	r := start(t, cfg)
-	waitCaughtUp(t, m, cfg, r)
+	r := cdctest.StartProducer(t, cfg)
+	r.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	n := cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckTables(t, m.DB(), recs)
@@ -258,15 +148,15 @@ func TestAlterTable(t *testing.T) {
 	m.Exec(t, "CREATE DATABASE shop")
 	m.Exec(t, "CREATE TABLE shop.users (id INT PRIMARY KEY, name VARCHAR(20), email VARCHAR(50))")
 	m.Exec(t, "INSERT INTO shop.users VALUES (1, 'ann', 'ann@x')")
-	cfg := testConfig(m, k, "alter-live")
+	cfg := cdctest.ProducerConfig(m, k, "alter-live")
 	cfg.Tables.Include = []string{"shop.*"}
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	m.Exec(t, "ALTER TABLE shop.users ADD COLUMN age INT AFTER name")
 	m.Exec(t, "INSERT INTO shop.users VALUES (2, 'bob', 30, 'bob@x')")
 	m.Exec(t, "ALTER TABLE shop.users DROP COLUMN email")
 	m.Exec(t, "INSERT INTO shop.users VALUES (3, 'cy', 40)")
 	m.Exec(t, "UPDATE shop.users SET age = 41 WHERE id = 3")
-	waitCaughtUp(t, m, cfg, r)
+	r.CaughtUp(t, m.DB())
 
 	want := []map[string]any{
 		{"id": int64(1), "name": "ann", "email": "ann@x"},
@@ -286,16 +176,16 @@ func TestAlterTable(t *testing.T) {
 		}
 	}
 	check("alter-live")
-	if err := r.stop(t); err != nil {
+	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
 	// A second source re-reads the whole binlog now that the table has its final
 	// shape: the old rows must keep their old columns.
-	cfg2 := testConfig(m, k, "alter-replay")
+	cfg2 := cdctest.ProducerConfig(m, k, "alter-replay")
 	cfg2.Source.ServerID = 1002
 	cfg2.Tables.Include = []string{"shop.*"}
-	r2 := start(t, cfg2)
-	waitCaughtUp(t, m, cfg2, r2)
+	r2 := cdctest.StartProducer(t, cfg2)
+	r2.CaughtUp(t, m.DB())
 	check("alter-replay")
 }
 
@@ -310,8 +200,8 @@ func TestServerChecks(t *testing.T) {
 		{"SET GLOBAL binlog_format = 'STATEMENT'", "SET GLOBAL binlog_format = 'ROW'", "binlog_format=ROW"},
 	} {
 		m.Exec(t, tc.set)
-		cfg := testConfig(m, k, "checks")
-		p, err := producer.New(cfg, testLogger(t))
+		cfg := cdctest.ProducerConfig(m, k, "checks")
+		p, err := producer.New(cfg, cdctest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,11 +225,11 @@ func TestBinlogPurged(t *testing.T) {
 	k := testenv.Kafka(t)
 	m.Exec(t, "CREATE DATABASE p")
 	m.Exec(t, "CREATE TABLE p.t (id INT PRIMARY KEY)")
-	cfg := testConfig(m, k, "purged")
-	r := start(t, cfg)
+	cfg := cdctest.ProducerConfig(m, k, "purged")
+	r := cdctest.StartProducer(t, cfg)
 	m.Exec(t, "INSERT INTO p.t VALUES (1)")
-	waitCaughtUp(t, m, cfg, r)
-	if err := r.stop(t); err != nil {
+	r.CaughtUp(t, m.DB())
+	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -351,7 +241,7 @@ func TestBinlogPurged(t *testing.T) {
 	m.Exec(t, "FLUSH BINARY LOGS")
 	m.Exec(t, "INSERT INTO p.t VALUES (2)")
 	m.Exec(t, "FLUSH BINARY LOGS")
-	newest, _ := masterPos(t, m.DB())
+	newest, _ := cdctest.MasterPos(t, m.DB())
 	// PURGE skips files a dump thread still reads; the stopped producer's thread
 	// may take a moment to go away.
 	deadline := time.Now().Add(20 * time.Second)
@@ -385,7 +275,7 @@ func TestBinlogPurged(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	p, err := producer.New(cfg, testLogger(t))
+	p, err := producer.New(cfg, cdctest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,9 +304,9 @@ func TestNoPrimaryKeyRefused(t *testing.T) {
 	m.Exec(t, "CREATE DATABASE np")
 	m.Exec(t, "CREATE TABLE np.logs (msg VARCHAR(10))")
 	m.Exec(t, "INSERT INTO np.logs VALUES ('x')")
-	cfg := testConfig(m, k, "nopk")
+	cfg := cdctest.ProducerConfig(m, k, "nopk")
 	cfg.Source.NoPrimaryKey = "refuse"
-	p, err := producer.New(cfg, testLogger(t))
+	p, err := producer.New(cfg, cdctest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,11 +323,11 @@ func TestNoPrimaryKeyRefused(t *testing.T) {
 func TestHeartbeats(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "hb")
+	cfg := cdctest.ProducerConfig(m, k, "hb")
 	cfg.Source.HeartbeatInterval = 100 * time.Millisecond
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	deadline := time.Now().Add(30 * time.Second)
-	for r.p.Stats().Heartbeats.Load() < 3 {
+	for r.P.Stats().Heartbeats.Load() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("fewer than 3 heartbeats in 30s")
 		}
@@ -463,16 +353,16 @@ func TestMain(m *testing.M) {
 func TestCompactedTopicsKeepCurrentState(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "compact")
+	cfg := cdctest.ProducerConfig(m, k, "compact")
 	cfg.Kafka.CleanupPolicy = "compact"
 	cfg.Tables.Include = []string{"wl.*"}
 	w := cdctest.NewWorkload(t, m.DB(), 99)
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	for i := 0; i < 300; i++ {
 		w.Step(t)
 	}
-	waitCaughtUp(t, m, cfg, r)
-	written := int(r.p.Stats().Changes.Load())
+	r.CaughtUp(t, m.DB())
+	written := int(r.P.Stats().Changes.Load())
 	// Compaction runs in the background every 200ms; wait until it has visibly
 	// dropped superseded changes.
 	deadline := time.Now().Add(60 * time.Second)
@@ -502,15 +392,15 @@ func TestCompactedTopicsKeepCurrentState(t *testing.T) {
 func TestCanalJSONFormat(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "canal")
+	cfg := cdctest.ProducerConfig(m, k, "canal")
 	cfg.Kafka.Format = "canal-json"
 	cfg.Tables.Include = []string{"wl.*"}
 	w := cdctest.NewWorkload(t, m.DB(), 5)
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	for i := 0; i < 100; i++ {
 		w.Step(t)
 	}
-	waitCaughtUp(t, m, cfg, r)
+	r.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	if len(recs) == 0 {
 		t.Fatal("no records")
@@ -523,11 +413,11 @@ func TestCanalJSONFormat(t *testing.T) {
 func TestSourceRestart(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "restart")
+	cfg := cdctest.ProducerConfig(m, k, "restart")
 	cfg.Tables.Include = []string{"wl.*"}
 	cfg.Kafka.FlushRecords = 60
 	w := cdctest.NewWorkload(t, m.DB(), 11)
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	for round := 0; round < 3; round++ {
 		for i := 0; i < 40; i++ {
 			w.Step(t)
@@ -539,14 +429,14 @@ func TestSourceRestart(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		w.Step(t)
 	}
-	waitCaughtUp(t, m, cfg, r)
-	if r.p.Stats().Restarts.Load() == 0 {
+	r.CaughtUp(t, m.DB())
+	if r.P.Stats().Restarts.Load() == 0 {
 		t.Error("the producer never reconnected, so the test proved nothing")
 	}
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	n := cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckTables(t, m.DB(), recs)
-	t.Logf("%d changes exactly once across 3 source crashes (%d reconnects)", n, r.p.Stats().Restarts.Load())
+	t.Logf("%d changes exactly once across 3 source crashes (%d reconnects)", n, r.P.Stats().Restarts.Load())
 }
 
 // TestKafkaRestart stops the broker under a running producer and brings it back on
@@ -557,12 +447,12 @@ func TestKafkaRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	port := testenv.FreePort(t)
 	k := testenv.Kafka(t, kfake.DataDir(dataDir), kfake.Ports(port))
-	cfg := testConfig(m, k, "kafka-restart")
+	cfg := cdctest.ProducerConfig(m, k, "kafka-restart")
 	cfg.Tables.Include = []string{"wl.*"}
 	cfg.Kafka.FlushRecords = 60
 	cfg.Kafka.TransactionTimeout = 10 * time.Second
 	w := cdctest.NewWorkload(t, m.DB(), 21)
-	r := start(t, cfg)
+	r := cdctest.StartProducer(t, cfg)
 	for round := 0; round < 2; round++ {
 		for i := 0; i < 40; i++ {
 			w.Step(t)
@@ -574,11 +464,11 @@ func TestKafkaRestart(t *testing.T) {
 		}
 		k = testenv.Kafka(t, kfake.DataDir(dataDir), kfake.Ports(port))
 	}
-	waitCaughtUp(t, m, cfg, r)
+	r.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	n := cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckTables(t, m.DB(), recs)
-	t.Logf("%d changes exactly once across 2 broker restarts (%d producer reconnects)", n, r.p.Stats().Restarts.Load())
+	t.Logf("%d changes exactly once across 2 broker restarts (%d producer reconnects)", n, r.P.Stats().Restarts.Load())
 }
 
 // TestFencing starts a second producer with the same source name while the first
@@ -587,31 +477,25 @@ func TestKafkaRestart(t *testing.T) {
 func TestFencing(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	cfg := testConfig(m, k, "fence")
+	cfg := cdctest.ProducerConfig(m, k, "fence")
 	cfg.Tables.Include = []string{"wl.*"}
 	cfg.Kafka.FlushRecords = 50
 	w := cdctest.NewWorkload(t, m.DB(), 3)
-	first := start(t, cfg)
+	first := cdctest.StartProducer(t, cfg)
 	for i := 0; i < 60; i++ {
 		w.Step(t)
 	}
 	w.Bulk(t, 2000)
 	cfg2 := cfg
 	cfg2.Source.ServerID = 1002
-	second := start(t, cfg2)
+	second := cdctest.StartProducer(t, cfg2)
 	for i := 0; i < 60; i++ {
 		w.Step(t)
 	}
-	select {
-	case err := <-first.done:
-		first.done <- err
-		if !errors.Is(err, producer.ErrFenced) {
-			t.Fatalf("first producer stopped with %v, want ErrFenced", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("first producer still running 60s after a second one took over")
+	if err := first.Wait(t, 60*time.Second); !errors.Is(err, producer.ErrFenced) {
+		t.Fatalf("first producer stopped with %v, want ErrFenced", err)
 	}
-	waitCaughtUp(t, m, cfg, second)
+	second.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
 	n := cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckTables(t, m.DB(), recs)

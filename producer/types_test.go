@@ -74,10 +74,10 @@ func TestEveryTypeGolden(t *testing.T) {
 		"b'0', b'0', 'small', '', '[]')")
 	exec("INSERT INTO ty.all_types (id) VALUES (3)")
 
-	cfg := testConfig(m, k, "types")
+	cfg := cdctest.ProducerConfig(m, k, "types")
 	cfg.Tables.Include = []string{"ty.*"}
-	r := start(t, cfg)
-	waitCaughtUp(t, m, cfg, r)
+	r := cdctest.StartProducer(t, cfg)
+	r.CaughtUp(t, m.DB())
 	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.ty\.all_types$`, time.Minute)
 
 	nulls := map[string]any{}
@@ -170,11 +170,11 @@ func TestKcatPartition(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		m.Exec(t, "INSERT INTO kc.t VALUES (?, ?)", i, fmt.Sprint("v", i))
 	}
-	cfg := testConfig(m, k, "kcat")
+	cfg := cdctest.ProducerConfig(m, k, "kcat")
 	cfg.Kafka.Partitions = 7
 	cfg.Tables.Include = []string{"kc.*"}
-	r := start(t, cfg)
-	waitCaughtUp(t, m, cfg, r)
+	r := cdctest.StartProducer(t, cfg)
+	r.CaughtUp(t, m.DB())
 
 	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.kc\.t$`, time.Minute)
 	ours := map[string]int32{}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -165,42 +164,15 @@ func TestProduceCrashExactlyOnce(t *testing.T) {
 
 func waitCaughtUp(t *testing.T, m *testenv.MariaDBServer, k *producer.KafkaConfig, source string, c *child) {
 	t.Helper()
-	var file string
-	var pos uint32
-	rows, err := m.DB().Query("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, _ := rows.Columns()
-	rows.Next()
-	dest := []any{&file, &pos}
-	for len(dest) < len(cols) {
-		dest = append(dest, new([]byte))
-	}
-	if err := rows.Scan(dest...); err != nil {
-		t.Fatal(err)
-	}
-	rows.Close()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	cdctest.WaitCaughtUp(t, m.DB(), k, source, func() error {
 		select {
 		case err := <-c.done:
 			c.done <- err
-			t.Fatalf("kanal exited while catching up: %v\n%s", err, c.output())
+			return fmt.Errorf("kanal exited (%v):\n%s", err, c.output())
 		default:
+			return nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		p, err := producer.ReadPosition(ctx, k, source)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p != nil && p.RowsDone == 0 && (p.File > file || p.File == file && p.Pos >= pos) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("kanal did not catch up with %s:%d in 2 minutes\n%s", file, pos, c.output())
+	})
 }
 
 // TestTailPrintsChanges runs `kanal tail` as a user would and checks it prints one
