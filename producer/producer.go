@@ -33,9 +33,9 @@ type Stats struct {
 	// Committed is the value Changes had at the last successful Kafka commit: the
 	// changes of this process that read_committed consumers can see (a restart
 	// after an aborted transaction rewrites, and counts again, what was lost).
-	Committed atomic.Uint64
-	Heartbeats   atomic.Uint64
-	Restarts     atomic.Uint64 // reconnects after a transient error
+	Committed  atomic.Uint64
+	Heartbeats atomic.Uint64
+	Restarts   atomic.Uint64 // reconnects after a transient error
 }
 
 // Producer captures one source. Create it with New and call Run.
@@ -137,6 +137,90 @@ type session struct {
 
 	keyBuf  []byte
 	canalID int64
+
+	// Per-record scratch and allocation batching (see emit): converted row images
+	// are reused from row to row, record bytes are carved from an arena, and
+	// records and headers are allocated in chunks.
+	rowA, rowB []any
+	pkVals     []any
+	valBuf     []byte
+	posHdr     []byte // kanal.pos of the rows event being handled
+	formatHdr  []byte
+	arena      arena
+	recChunk   []kgo.Record
+	hdrChunk   []kgo.RecordHeader
+}
+
+// arena hands out copies of byte slices carved from 64 KiB blocks, so a record's key,
+// value and header values cost no allocation of their own (and the garbage collector
+// sees a few large pointer-free blocks instead of millions of small objects). A block
+// is freed once the Kafka client has released every record carved from it; the
+// client's buffer limit still bounds how many records, and so blocks, are alive.
+type arena struct{ buf []byte }
+
+const arenaBlock = 64 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if len(b) > cap(a.buf)-len(a.buf) {
+		if len(b) > arenaBlock/8 {
+			c := bytes.Clone(b)
+			return c[:len(c):len(c)]
+		}
+		a.buf = make([]byte, 0, arenaBlock)
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[n:len(a.buf):len(a.buf)]
+}
+
+// reserve returns an empty slice to append one value to, in place at the end of the
+// current block when about twice the expected size is free there; pass the result to
+// commit. Should the value outgrow the free space, append moves it to its own array:
+// still correct, only not carved from the block.
+func (a *arena) reserve(expect int) []byte {
+	need := 2*expect + 64
+	if need > arenaBlock/8 {
+		return make([]byte, 0, need)
+	}
+	if need > cap(a.buf)-len(a.buf) {
+		a.buf = make([]byte, 0, arenaBlock)
+	}
+	return a.buf[len(a.buf):len(a.buf)]
+}
+
+// commit takes ownership of a value built on reserve's slice.
+func (a *arena) commit(v []byte) []byte {
+	free := a.buf[len(a.buf):cap(a.buf)]
+	if len(v) > 0 && len(free) >= len(v) && &free[0] == &v[0] {
+		a.buf = a.buf[:len(a.buf)+len(v)]
+	}
+	return v[:len(v):len(v)]
+}
+
+// opHeader holds the kanal.op header values; records share these read-only slices.
+var opHeader = map[schemas.Op][]byte{
+	schemas.OpCreate: []byte(schemas.OpCreate), schemas.OpUpdate: []byte(schemas.OpUpdate),
+	schemas.OpDelete: []byte(schemas.OpDelete), schemas.OpRead: []byte(schemas.OpRead),
+}
+
+// newRecord returns a zeroed record from a chunk of 256.
+func (s *session) newRecord() *kgo.Record {
+	if len(s.recChunk) == 0 {
+		s.recChunk = make([]kgo.Record, 256)
+	}
+	r := &s.recChunk[0]
+	s.recChunk = s.recChunk[1:]
+	return r
+}
+
+// newHeaders returns n headers (capacity n) from a chunk.
+func (s *session) newHeaders(n int) []kgo.RecordHeader {
+	if len(s.hdrChunk) < n {
+		s.hdrChunk = make([]kgo.RecordHeader, 1024)
+	}
+	h := s.hdrChunk[:n:n]
+	s.hdrChunk = s.hdrChunk[n:]
+	return h
 }
 
 func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
@@ -527,10 +611,13 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		Name: s.cfg.Source.Name, ServerID: ev.Header.ServerID, File: s.file, Pos: ev.Header.LogPos,
 		GTID: s.txnGTID, TsMs: int64(ev.Header.Timestamp) * 1000, DB: ti.db, Table: ti.table,
 	}
+	// The kanal.pos header is the same for every row of the event.
+	s.valBuf = append(append(s.valBuf[:0], src.File...), ':')
+	s.posHdr = s.arena.copy(strconv.AppendUint(s.valBuf, uint64(src.Pos), 10))
 	switch ev.Header.EventType {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
 		for i, row := range re.Rows {
-			after, err := s.convert(ti, row, ev, i)
+			after, err := s.convert(ti, row, ev, i, &s.rowA)
 			if err != nil {
 				return err
 			}
@@ -540,7 +627,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		}
 	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
 		for i, row := range re.Rows {
-			before, err := s.convert(ti, row, ev, i)
+			before, err := s.convert(ti, row, ev, i, &s.rowA)
 			if err != nil {
 				return err
 			}
@@ -551,11 +638,11 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
 		replication.PARTIAL_UPDATE_ROWS_EVENT:
 		for i := 0; i+1 < len(re.Rows); i += 2 {
-			before, err := s.convert(ti, re.Rows[i], ev, i)
+			before, err := s.convert(ti, re.Rows[i], ev, i, &s.rowA)
 			if err != nil {
 				return err
 			}
-			after, err := s.convert(ti, re.Rows[i+1], ev, i+1)
+			after, err := s.convert(ti, re.Rows[i+1], ev, i+1, &s.rowB)
 			if err != nil {
 				return err
 			}
@@ -582,12 +669,17 @@ func (s *session) posString(ev *replication.BinlogEvent) string {
 	return s.file + ":" + strconv.FormatUint(uint64(ev.Header.LogPos), 10)
 }
 
-func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent, i int) ([]any, error) {
+// convert decodes one row image into *buf (reused from row to row: the result is
+// valid until the next convert into the same buffer).
+func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent, i int, buf *[]any) ([]any, error) {
 	if len(row) != len(ti.decoders) {
 		return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
 			Err: fmt.Errorf("row has %d values, table map has %d columns", len(row), len(ti.decoders))}
 	}
-	out := make([]any, len(row))
+	if cap(*buf) < len(row) {
+		*buf = make([]any, len(row))
+	}
+	out := (*buf)[:len(row)]
 	for c, v := range row {
 		x, err := ti.decoders[c].decode(v)
 		if err != nil {
@@ -600,11 +692,14 @@ func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent,
 }
 
 func (s *session) key(ti *tableInfo, row []any) []byte {
-	vals := make([]any, len(ti.pk))
-	for i, c := range ti.pk {
-		vals[i] = row[c]
+	vals := s.pkVals[:0]
+	for _, c := range ti.pk {
+		vals = append(vals, row[c])
 	}
-	return schemas.AppendKey(nil, ti.db, ti.table, vals)
+	s.pkVals = vals
+	s.valBuf = schemas.AppendKey(s.valBuf[:0], ti.db, ti.table, vals)
+	clear(vals) // no references to row values outlive the event
+	return s.arena.copy(s.valBuf)
 }
 
 func (s *session) sameKey(ti *tableInfo, a, b []any) bool {
@@ -631,33 +726,49 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	}
 	s.seq++
 	src.Row = idx
-	env := schemas.Envelope{Op: op, Seq: s.seq, Source: src, Columns: ti.columns, ColumnsJSON: ti.columnsJSON,
+	env := schemas.Envelope{Op: op, Seq: s.seq, Source: src, Columns: ti.columns, ColumnsJSON: ti.columnsJSON, ColumnKeys: ti.columnKeys,
 		Before: before, After: after, KeyFallback: ti.keyFallback}
 	row := after
 	if row == nil {
 		row = before
 	}
+	// Allocation per record is what dominated the producer's profile (docs/bench.md):
+	// the key and value are encoded into scratch buffers and copied into the arena,
+	// header values are shared or carved from the arena, and records and header
+	// slices come from chunks.
 	key := s.key(ti, row)
-	var value []byte
 	format := s.cfg.Kafka.Format
+	// The value is encoded straight into the arena's free space.
+	dst := s.arena.reserve(ti.lastValueLen)
 	if format == schemas.FormatCanalJSON {
 		s.canalID++
-		value = env.AppendCanalJSON(make([]byte, 0, 512), s.canalID, time.Now().UnixMilli())
+		dst = env.AppendCanalJSON(dst, s.canalID, time.Now().UnixMilli())
 	} else {
-		value = env.AppendJSON(make([]byte, 0, 512))
+		dst = env.AppendJSON(dst)
 	}
-	pos := src.File + ":" + strconv.FormatUint(uint64(src.Pos), 10)
-	headers := []kgo.RecordHeader{
-		{Key: HeaderOp, Value: []byte(op)},
-		{Key: HeaderPos, Value: []byte(pos)},
-		{Key: HeaderSeq, Value: strconv.AppendUint(nil, s.seq, 10)},
-		{Key: HeaderFormat, Value: []byte(format)},
+	value := s.arena.commit(dst)
+	ti.lastValueLen = len(value)
+	if s.formatHdr == nil {
+		s.formatHdr = []byte(format)
 	}
-	if err := s.w.produce(ctx, &kgo.Record{Topic: ti.topic, Key: key, Value: value, Headers: headers}); err != nil {
+	opHdr := opHeader[op]
+	if opHdr == nil {
+		opHdr = []byte(op)
+	}
+	headers := s.newHeaders(4)
+	headers[0] = kgo.RecordHeader{Key: HeaderOp, Value: opHdr}
+	headers[1] = kgo.RecordHeader{Key: HeaderPos, Value: s.posHdr}
+	headers[2] = kgo.RecordHeader{Key: HeaderSeq, Value: s.arena.copy(strconv.AppendUint(s.valBuf[:0], s.seq, 10))}
+	headers[3] = kgo.RecordHeader{Key: HeaderFormat, Value: s.formatHdr}
+	rec := s.newRecord()
+	rec.Topic, rec.Key, rec.Value, rec.Headers = ti.topic, key, value, headers
+	if err := s.w.produce(ctx, rec); err != nil {
 		return err
 	}
 	if op == schemas.OpDelete && s.cfg.Kafka.Tombstones {
-		if err := s.w.produce(ctx, &kgo.Record{Topic: ti.topic, Key: key, Headers: headers[:2]}); err != nil {
+		tomb := s.newRecord()
+		tomb.Topic, tomb.Key, tomb.Headers = ti.topic, key, headers[:3:3] // op, pos and seq: the delete's version, for sinks
+		if err := s.w.produce(ctx, tomb); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,307 @@
+package redissink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("redis sink: invalid configuration")
+
+// The row layouts.
+const (
+	// LayoutHash stores a row as a hash with one field per (non-NULL) column.
+	LayoutHash = "hash"
+	// LayoutJSON stores a row as a string holding one JSON object.
+	LayoutJSON = "json"
+)
+
+// Reserved field names: they hold the row's version, its NULL columns and its
+// secondary-set memberships, so no (renamed) column may use them.
+const (
+	FieldVersion = "__v"
+	FieldNulls   = "__nulls"
+	FieldSets    = "__sets"
+)
+
+// Config configures the Redis materialiser. Start from DefaultConfig.
+type Config struct {
+	// Name is the handler name: metrics, logs, dead letters and the default consumer
+	// group "kanal-<name>". It must stay stable.
+	Name string `yaml:"name"`
+	// Instances are the Redis servers (or databases of one server) rows may go to,
+	// by a name tables refer to.
+	Instances map[string]InstanceConfig `yaml:"instances"`
+	// DefaultInstances is where tables without their own instances go; when empty
+	// and exactly one instance is configured, that one.
+	DefaultInstances []string `yaml:"default_instances"`
+	// KeyPrefix is put in front of every row key of tables without their own.
+	KeyPrefix string `yaml:"key_prefix"`
+	// TombstonePrefix is put in front of a deleted row's key to name its tombstone.
+	TombstonePrefix string `yaml:"tombstone_prefix"`
+	// TombstoneTTL is how long a delete's version is kept after the row is gone. A
+	// replay of the row's older changes arriving after that would resurrect it, so it
+	// must cover the longest replay or redelivery window. 0 keeps tombstones forever.
+	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// PipelineMax bounds the commands sent in one pipeline round trip.
+	PipelineMax int `yaml:"pipeline_max"`
+	// RingVNodes is the number of points each instance gets on a hash ring.
+	RingVNodes int `yaml:"ring_vnodes"`
+	// Tables says how each table is stored; the first entry whose Match matches
+	// "db.table" applies. Tables matching no entry are skipped.
+	Tables []TableConfig `yaml:"tables"`
+}
+
+// InstanceConfig is one Redis server, and the database used on it.
+type InstanceConfig struct {
+	// Addr is "host:port".
+	Addr string `yaml:"addr"`
+	// Username and Password authenticate (ACL user, or just a password with
+	// requirepass). The password never appears in logs or errors.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DB is the database number.
+	DB int `yaml:"db"`
+	// TLS connects with TLS (system roots).
+	TLS bool `yaml:"tls"`
+	// PoolSize bounds the connections to this instance (0: go-redis' default,
+	// 10 per CPU).
+	PoolSize     int           `yaml:"pool_size"`
+	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// LogValue keeps the password out of logs.
+func (c InstanceConfig) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("addr", c.Addr), slog.Int("db", c.DB), slog.String("username", c.Username),
+		slog.Bool("tls", c.TLS))
+}
+
+// TableConfig says where and how the rows of matching tables are stored.
+type TableConfig struct {
+	// Match is a "db.table" glob (path.Match syntax: "shop.orders", "shop.*").
+	Match string `yaml:"match"`
+	// Instances are the instance names the table's rows go to: one for a table of
+	// its own, several for a consistent-hash ring over them. Empty: DefaultInstances.
+	Instances []string `yaml:"instances"`
+	// Layout is "hash" (default) or "json".
+	Layout string `yaml:"layout"`
+	// KeyPrefix overrides Config.KeyPrefix for this table; nil inherits it.
+	KeyPrefix *string `yaml:"key_prefix"`
+	// Columns selects and renames the stored columns.
+	Columns ColumnsConfig `yaml:"columns"`
+	// Sets are secondary sets the table's rows are members of.
+	Sets []SetConfig `yaml:"sets"`
+}
+
+// ColumnsConfig selects and renames columns. Names are source column names.
+type ColumnsConfig struct {
+	// Include, when not empty, stores only these columns.
+	Include []string `yaml:"include"`
+	// Exclude leaves these columns out.
+	Exclude []string `yaml:"exclude"`
+	// Rename maps a source column name to the stored field name.
+	Rename map[string]string `yaml:"rename"`
+}
+
+// SetConfig is one secondary set: every row is a member of the set named by Key
+// rendered with the row's values. Templates refer to source columns as "{column}";
+// "{{" and "}}" are literal braces. A row with a NULL in any referenced column is in
+// no set of this kind.
+type SetConfig struct {
+	// Key names the set, e.g. "user:{user_id}:orders". It is used as written: the
+	// table's key prefix is not added.
+	Key string `yaml:"key"`
+	// Member is the member, e.g. "{id}"; empty: the row's primary key as it appears
+	// in the record key (composite keys comma-joined and escaped).
+	Member string `yaml:"member"`
+}
+
+// DefaultConfig returns a Config with every default filled in; instances and tables
+// still need to be set.
+func DefaultConfig() Config {
+	return Config{
+		Name:            "redis",
+		TombstonePrefix: "__kanal:tomb:",
+		TombstoneTTL:    24 * time.Hour,
+		PipelineMax:     1000,
+		RingVNodes:      160,
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+// Validate checks the configuration and names the first bad field. It never
+// includes a password.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	if !nameRE.MatchString(c.Name) {
+		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	}
+	if len(c.Instances) == 0 {
+		return bad("instances", "at least one instance is required")
+	}
+	names := make([]string, 0, len(c.Instances))
+	for n := range c.Instances {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		in := c.Instances[n]
+		f := "instances." + n
+		switch {
+		case !nameRE.MatchString(n):
+			return bad(f, "instance name must be 1-100 letters, digits, '_' or '-'")
+		case in.Addr == "":
+			return bad(f+".addr", "required")
+		case !strings.Contains(in.Addr, ":"):
+			return bad(f+".addr", "%q is not host:port", in.Addr)
+		case in.DB < 0:
+			return bad(f+".db", "must be >= 0")
+		case in.PoolSize < 0:
+			return bad(f+".pool_size", "must be >= 0")
+		case in.DialTimeout < 0 || in.ReadTimeout < 0 || in.WriteTimeout < 0:
+			return bad(f, "timeouts must be >= 0")
+		}
+	}
+	if err := c.checkInstances("default_instances", c.DefaultInstances); err != nil {
+		return err
+	}
+	switch {
+	case c.TombstonePrefix == "":
+		return bad("tombstone_prefix", "required (tombstones must not share the row keys' names)")
+	case c.TombstonePrefix == c.KeyPrefix:
+		return bad("tombstone_prefix", "must differ from key_prefix")
+	case c.TombstoneTTL < 0:
+		return bad("tombstone_ttl", "must be >= 0 (0 keeps tombstones forever)")
+	case c.TombstoneTTL > 0 && c.TombstoneTTL < time.Millisecond:
+		return bad("tombstone_ttl", "must be at least 1ms")
+	case c.PipelineMax < 1:
+		return bad("pipeline_max", "must be >= 1")
+	case c.RingVNodes < 1:
+		return bad("ring_vnodes", "must be >= 1")
+	case len(c.Tables) == 0:
+		return bad("tables", "at least one table is required")
+	}
+	for i := range c.Tables {
+		if err := c.validateTable(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) checkInstances(field string, names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if _, ok := c.Instances[n]; !ok {
+			return fmt.Errorf("%w: %s: unknown instance %q", ErrConfig, field, n)
+		}
+		if seen[n] {
+			return fmt.Errorf("%w: %s: instance %q listed twice", ErrConfig, field, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func (c *Config) validateTable(i int) error {
+	t := &c.Tables[i]
+	f := fmt.Sprintf("tables[%d]", i)
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s.%s: %s", ErrConfig, f, field, fmt.Sprintf(format, args...))
+	}
+	db, table, ok := strings.Cut(t.Match, ".")
+	if !ok || db == "" || table == "" || strings.Contains(table, ".") {
+		return bad("match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
+	}
+	if _, err := path.Match(t.Match, ""); err != nil {
+		return bad("match", "%q: %v", t.Match, err)
+	}
+	if len(t.Instances) == 0 && c.defaultInstances() == nil {
+		return bad("instances", "required: no default_instances and more than one instance configured")
+	}
+	if err := c.checkInstances(f+".instances", t.Instances); err != nil {
+		return err
+	}
+	switch t.Layout {
+	case "", LayoutHash, LayoutJSON:
+	default:
+		return bad("layout", "%q is not hash or json", t.Layout)
+	}
+	prefix := c.KeyPrefix
+	if t.KeyPrefix != nil {
+		prefix = *t.KeyPrefix
+	}
+	if prefix == c.TombstonePrefix {
+		return bad("key_prefix", "must differ from tombstone_prefix")
+	}
+	if len(t.Columns.Include) > 0 && len(t.Columns.Exclude) > 0 {
+		return bad("columns", "include and exclude are exclusive")
+	}
+	targets := map[string]string{}
+	for from, to := range t.Columns.Rename {
+		switch {
+		case from == "" || to == "":
+			return bad("columns.rename", "empty column name")
+		case isReserved(to):
+			return bad("columns.rename."+from, "%q is reserved", to)
+		}
+		if other, dup := targets[to]; dup {
+			return bad("columns.rename", "%q and %q both become %q", other, from, to)
+		}
+		targets[to] = from
+	}
+	for j, s := range t.Sets {
+		sf := fmt.Sprintf("sets[%d]", j)
+		kt, err := parseTemplate(s.Key)
+		if err != nil {
+			return bad(sf+".key", "%v", err)
+		}
+		if len(kt.cols) == 0 {
+			return bad(sf+".key", "%q refers to no column: every row would be in the same set", s.Key)
+		}
+		if s.Member != "" {
+			if _, err := parseTemplate(s.Member); err != nil {
+				return bad(sf+".member", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// defaultInstances returns where tables without instances go, or nil.
+func (c *Config) defaultInstances() []string {
+	if len(c.DefaultInstances) > 0 {
+		return c.DefaultInstances
+	}
+	if len(c.Instances) == 1 {
+		for n := range c.Instances {
+			return []string{n}
+		}
+	}
+	return nil
+}
+
+// TablePatterns returns the Match patterns of the configured tables, for
+// consumer.Tables when registering the handler.
+func (c *Config) TablePatterns() []string {
+	out := make([]string, 0, len(c.Tables))
+	for _, t := range c.Tables {
+		out = append(out, t.Match)
+	}
+	return out
+}
+
+func isReserved(name string) bool {
+	return name == FieldVersion || name == FieldNulls || name == FieldSets
+}

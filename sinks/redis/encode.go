@@ -1,0 +1,280 @@
+package redissink
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// errValue is wrapped by errors about a row the sink cannot store (a value of an
+// unknown Go type, a column named like a reserved field, a column a set template needs
+// missing from the row); they are permanent: retrying cannot help.
+var errValue = errors.New("cannot store row")
+
+// template is a parsed set key or member template: literal parts and column names,
+// alternating, starting with a literal.
+type template struct {
+	lits []string // len(cols)+1
+	cols []string
+}
+
+// parseTemplate parses "user:{user_id}:orders"; "{{" and "}}" are literal braces.
+func parseTemplate(s string) (template, error) {
+	var t template
+	var lit strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '{' && i+1 < len(s) && s[i+1] == '{':
+			lit.WriteByte('{')
+			i++
+		case c == '}' && i+1 < len(s) && s[i+1] == '}':
+			lit.WriteByte('}')
+			i++
+		case c == '{':
+			j := strings.IndexByte(s[i+1:], '}')
+			if j < 0 {
+				return t, fmt.Errorf("%q: unclosed '{'", s)
+			}
+			name := s[i+1 : i+1+j]
+			if name == "" || strings.ContainsAny(name, "{") {
+				return t, fmt.Errorf("%q: bad column reference {%s}", s, name)
+			}
+			t.lits = append(t.lits, lit.String())
+			lit.Reset()
+			t.cols = append(t.cols, name)
+			i += j + 1
+		case c == '}':
+			return t, fmt.Errorf("%q: unmatched '}' (write '}}' for a literal brace)", s)
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	if s == "" {
+		return t, errors.New("empty template")
+	}
+	t.lits = append(t.lits, lit.String())
+	return t, nil
+}
+
+// render fills the template from row; ok is false when a referenced column is NULL.
+// A column missing from the row is an error: the template names a column the table
+// does not have (any more).
+func (t *template) render(row map[string]any) (s string, ok bool, err error) {
+	if len(t.cols) == 0 {
+		return t.lits[0], true, nil
+	}
+	var b []byte
+	for i, col := range t.cols {
+		b = append(b, t.lits[i]...)
+		v, present := row[col]
+		if !present {
+			return "", false, fmt.Errorf("%w: set template refers to column %q, which the row does not have", errValue, col)
+		}
+		if v == nil {
+			return "", false, nil
+		}
+		if b, err = appendText(b, v); err != nil {
+			return "", false, err
+		}
+	}
+	b = append(b, t.lits[len(t.cols)]...)
+	return string(b), true, nil
+}
+
+// appendText appends a column value as stored in a hash field: integers in decimal,
+// DECIMAL as its exact text, floats in shortest form, strings as they are and bytes
+// raw (in set templates bytes are hex, see appendTemplateText).
+func appendText(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return append(dst, x...), nil
+	case []byte:
+		// Set keys and members are names: bytes become lowercase hex with 0x, as in
+		// record keys, so a set name is always printable.
+		dst = append(dst, "0x"...)
+		return hex.AppendEncode(dst, x), nil
+	default:
+		return appendScalar(dst, v)
+	}
+}
+
+// appendScalar appends a non-string, non-bytes value.
+func appendScalar(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case int64:
+		return strconv.AppendInt(dst, x, 10), nil
+	case uint64:
+		return strconv.AppendUint(dst, x, 10), nil
+	case schemas.Decimal:
+		return append(dst, x...), nil
+	case float32:
+		return appendFloat(dst, float64(x), 32), nil
+	case float64:
+		return appendFloat(dst, x, 64), nil
+	case string:
+		return append(dst, x...), nil
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case bool:
+		// Not produced by kanal's decoders; Canal-compatible writers may send it.
+		if x {
+			return append(dst, '1'), nil
+		}
+		return append(dst, '0'), nil
+	}
+	return dst, fmt.Errorf("%w: value of Go type %T", errValue, v)
+}
+
+func appendFloat(dst []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(dst, "NaN"...)
+	case math.IsInf(f, 1):
+		return append(dst, "+Inf"...)
+	case math.IsInf(f, -1):
+		return append(dst, "-Inf"...)
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, bits)
+}
+
+// hashValue returns a column value as a hash field value: bytes stay raw.
+func hashValue(v any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case []byte:
+		return x, nil
+	}
+	b, err := appendScalar(nil, v)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// appendJSONValue appends a column value as a JSON value: NULL as null, integers and
+// floats as numbers (exact: the digits are written, never a float64 round trip),
+// DECIMAL as a string holding its exact text, strings as strings, bytes as standard
+// base64 strings (JSON strings cannot hold arbitrary bytes), non-finite floats as the
+// strings "NaN", "+Inf", "-Inf".
+func appendJSONValue(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case string:
+		return appendJSONString(dst, x), nil
+	case []byte:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, x)
+		return append(dst, '"'), nil
+	case schemas.Decimal:
+		return appendJSONString(dst, string(x)), nil
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return appendJSONString(dst, string(appendFloat(nil, float64(x), 32))), nil
+		}
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return appendJSONString(dst, string(appendFloat(nil, x, 64))), nil
+		}
+	case bool:
+		return strconv.AppendBool(dst, x), nil
+	}
+	return appendScalar(dst, v)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD (kanal's
+// strings are valid UTF-8 already); U+2028/U+2029 are escaped so the text is also
+// valid JavaScript.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, "\ufffd"...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// appendNetstring appends "<len>:<s>": the encoding of "__sets", chosen because it
+// needs no escaping and the Lua script decodes it with two string functions.
+func appendNetstring(dst []byte, s string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, ':')
+	return append(dst, s...)
+}
+
+// parseNetstrings decodes a sequence of netstrings.
+func parseNetstrings(s string) ([]string, error) {
+	var out []string
+	for len(s) > 0 {
+		i := strings.IndexByte(s, ':')
+		if i < 0 {
+			return nil, errors.New("netstring: missing ':'")
+		}
+		n, err := strconv.Atoi(s[:i])
+		if err != nil || n < 0 || i+1+n > len(s) {
+			return nil, errors.New("netstring: bad length")
+		}
+		out = append(out, s[i+1:i+1+n])
+		s = s[i+1+n:]
+	}
+	return out, nil
+}
+
+// EncodeNulls encodes the names of a row's NULL columns as the "__nulls" field holds
+// them: joined with ",", with "\" written "\\" and "," written "\,".
+func EncodeNulls(names []string) string {
+	var b []byte
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = schemas.AppendKeyValue(b, n)
+	}
+	return string(b)
+}
+
+// DecodeNulls splits a "__nulls" field value into column names.
+func DecodeNulls(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return schemas.SplitKey(s)
+}

@@ -1,0 +1,444 @@
+package redissink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// Handler materialises change records in Redis. It implements consumer.Handler and
+// is safe for concurrent use by the Runner's partitions.
+type Handler struct {
+	r   *router
+	log *slog.Logger
+	ttl string // tombstone TTL in ms, as the script takes it
+
+	mu sync.Mutex
+	// lastDel remembers, per partition, the key of a delete that ended the previous
+	// batch: the tombstone that follows it (first in the next batch) is then
+	// already applied and is skipped instead of being treated as a delete of unknown
+	// version.
+	lastDel map[partKey]string
+
+	upserts, deletes, stale, skipped atomic.Uint64
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// Stats are counters of what the handler did since it was created.
+type Stats struct {
+	// Upserts and Deletes count rows written and removed.
+	Upserts, Deletes uint64
+	// Stale counts changes not applied because Redis held the row (or its
+	// tombstone) at the same or a newer version: replays and redeliveries.
+	Stale uint64
+	// Skipped counts records of tables no rule matches, tombstones that follow their
+	// delete, and changes superseded by a later change of the same row in the batch.
+	Skipped uint64
+}
+
+// New builds a Handler from cfg (validated here). It connects lazily: the first
+// batch dials each instance it needs. log may be nil.
+func New(cfg Config, log *slog.Logger) (*Handler, error) {
+	r, err := newRouter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		r:       r,
+		log:     log.With("handler", cfg.Name),
+		ttl:     strconv.FormatInt(cfg.TombstoneTTL.Milliseconds(), 10),
+		lastDel: map[partKey]string{},
+	}, nil
+}
+
+// Name returns Config.Name.
+func (h *Handler) Name() string { return h.r.cfg.Name }
+
+// TablePatterns returns the configured table patterns, for consumer.Tables.
+func (h *Handler) TablePatterns() []string { return h.r.cfg.TablePatterns() }
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() Stats {
+	return Stats{Upserts: h.upserts.Load(), Deletes: h.deletes.Load(), Stale: h.stale.Load(), Skipped: h.skipped.Load()}
+}
+
+// Close closes the Redis connections.
+func (h *Handler) Close() error { return h.r.close() }
+
+// op is one script call.
+type op struct {
+	table   string
+	key     string // row key in Redis
+	tomb    string // its tombstone key
+	recKey  string // Kafka record key, for errors and logs
+	inst    string
+	dropped bool
+	args    []any
+}
+
+// Handle applies a batch: one pipeline per instance (several round trips when the
+// batch has more than PipelineMax changes), instances in parallel. A row changed
+// several times in the batch is written once, with its last change: every change
+// carries the full row, so the last one alone gives the same result.
+//
+// A record the sink can never store (an unknown value type, a column named like a
+// reserved field, a change without a sequence) fails the batch with a
+// consumer.Permanent error naming table and key; Redis being unreachable or
+// rejecting writes is a plain error, retried by the Runner. Re-applying after a
+// partial failure is safe: the script's version check skips what was applied.
+func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
+	if len(b.Records) == 0 {
+		return nil
+	}
+	pk := partKey{b.Topic, b.Partition}
+	h.mu.Lock()
+	prevDel := h.lastDel[pk]
+	h.mu.Unlock()
+
+	ops := make([]op, 0, len(b.Records))
+	last := map[string]int{} // row key → index in ops
+	var skipped uint64
+	// nextSeq[i] is the sequence of the first change after record i in the batch
+	// (0: none): the bound that versions a tombstone whose delete is gone.
+	nextSeq := make([]uint64, len(b.Records))
+	for i, next := len(b.Records)-1, uint64(0); i >= 0; i-- {
+		nextSeq[i] = next
+		if r := &b.Records[i]; !r.Tombstone && r.Seq > 0 {
+			next = r.Seq
+		}
+	}
+	for i := range b.Records {
+		rec := &b.Records[i]
+		t := h.r.table(rec.Table)
+		if t == nil {
+			skipped++
+			continue
+		}
+		if rec.Tombstone && h.followsItsDelete(b.Records, i, prevDel) {
+			skipped++
+			continue
+		}
+		o, err := h.build(t, rec, nextSeq[i])
+		if err != nil {
+			h.log.WarnContext(ctx, "cannot store change", "table", rec.Table, "key", rec.Key,
+				"offset", rec.Offset, "err", err)
+			return consumer.Permanent(fmt.Errorf("redis sink: table %s, key %s, offset %d: %w", rec.Table, rec.Key, rec.Offset, err))
+		}
+		if j, ok := last[o.key]; ok {
+			ops[j].dropped = true
+			skipped++
+		}
+		last[o.key] = len(ops)
+		ops = append(ops, o)
+	}
+	h.skipped.Add(skipped)
+
+	byInst := map[string][]*op{}
+	for i := range ops {
+		if !ops[i].dropped {
+			byInst[ops[i].inst] = append(byInst[ops[i].inst], &ops[i])
+		}
+	}
+	if err := h.apply(ctx, byInst); err != nil {
+		return err
+	}
+
+	lr := &b.Records[len(b.Records)-1]
+	h.mu.Lock()
+	if !lr.Tombstone && lr.Op == schemas.OpDelete {
+		h.lastDel[pk] = lr.Key
+	} else {
+		delete(h.lastDel, pk)
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+// followsItsDelete reports whether the tombstone at recs[i] directly follows the
+// delete of its key, in this batch or as the end of the previous one.
+func (h *Handler) followsItsDelete(recs []consumer.Record, i int, prevDel string) bool {
+	if i == 0 {
+		return prevDel != "" && prevDel == recs[0].Key
+	}
+	p := &recs[i-1]
+	return !p.Tombstone && p.Op == schemas.OpDelete && p.Key == recs[i].Key
+}
+
+// build turns a record into a script call. next is the sequence of the first change
+// after rec in its partition, when the batch has one.
+func (h *Handler) build(t *table, rec *consumer.Record, next uint64) (op, error) {
+	o := op{table: rec.Table, key: t.prefix + rec.Key, recKey: rec.Key}
+	o.inst = t.instance(o.key)
+	o.tomb = h.r.cfg.TombstonePrefix + o.key
+	layout := "h"
+	if t.layout == 'j' {
+		layout = "j"
+	}
+	if rec.Tombstone {
+		// A tombstone whose delete was compacted away (or is in an earlier batch).
+		// Its delete's sequence d is not on it, but a partition is in sequence order
+		// and all changes of a row are in one partition: with the next change's
+		// sequence n, every change of this row before the tombstone is < d < n and
+		// every one after it is >= n, so n-1 versions the delete as well as d would.
+		// Without a next change the delete is applied whatever version Redis holds
+		// (see docs/redis.md).
+		kind, ver := "x", "0"
+		switch {
+		case rec.Seq > 0:
+			kind, ver = "d", strconv.FormatUint(rec.Seq, 10)
+		case next > 1:
+			kind, ver = "d", strconv.FormatUint(next-1, 10)
+		}
+		o.args = []any{kind, ver, layout, h.ttl, ""}
+		return o, nil
+	}
+	c := rec.Change
+	if c == nil {
+		return o, fmt.Errorf("%w: record has neither a change nor a tombstone", errValue)
+	}
+	if rec.Seq == 0 {
+		return o, fmt.Errorf("%w: change has no sequence (kanal.seq), so it cannot be version-guarded", errValue)
+	}
+	ver := strconv.FormatUint(rec.Seq, 10)
+	switch c.Op {
+	case schemas.OpDelete:
+		o.args = []any{"d", ver, layout, h.ttl, ""}
+		return o, nil
+	case schemas.OpCreate, schemas.OpUpdate, schemas.OpRead:
+	default:
+		return o, fmt.Errorf("%w: unknown operation %q", errValue, c.Op)
+	}
+	row := c.After
+	if row == nil {
+		return o, fmt.Errorf("%w: %s change without an after image", errValue, c.Op)
+	}
+	sets, err := t.memberships(rec, row)
+	if err != nil {
+		return o, err
+	}
+	o.args = make([]any, 0, 8+2*len(c.Columns))
+	o.args = append(o.args, "u", ver, layout, h.ttl, sets)
+	if t.layout == 'j' {
+		v, err := t.appendJSON(make([]byte, 0, 64+32*len(c.Columns)), c, row, ver, sets)
+		if err != nil {
+			return o, err
+		}
+		o.args = append(o.args, v)
+		return o, nil
+	}
+	o.args = append(o.args, FieldVersion, ver)
+	var nulls []string
+	for _, col := range c.Columns {
+		name, ok := t.stored(col.Name)
+		if !ok {
+			continue
+		}
+		if isReserved(name) {
+			return o, fmt.Errorf("%w: column %q has a reserved name; rename it (columns.rename)", errValue, col.Name)
+		}
+		v := row[col.Name]
+		if v == nil {
+			nulls = append(nulls, name)
+			continue
+		}
+		hv, err := hashValue(v)
+		if err != nil {
+			return o, fmt.Errorf("column %s: %w", col.Name, err)
+		}
+		o.args = append(o.args, name, hv)
+	}
+	if len(nulls) > 0 {
+		o.args = append(o.args, FieldNulls, EncodeNulls(nulls))
+	}
+	if sets != "" {
+		o.args = append(o.args, FieldSets, sets)
+	}
+	return o, nil
+}
+
+// memberships renders the row's set memberships as netstrings.
+func (t *table) memberships(rec *consumer.Record, row map[string]any) (string, error) {
+	if len(t.sets) == 0 {
+		return "", nil
+	}
+	var b []byte
+	for _, s := range t.sets {
+		k, ok, err := s.key.render(row)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			continue
+		}
+		var m string
+		if s.member == nil {
+			m = strings.TrimPrefix(rec.Key, rec.Table+":")
+		} else if m, ok, err = s.member.render(row); err != nil {
+			return "", err
+		} else if !ok {
+			continue
+		}
+		b = appendNetstring(b, k)
+		b = appendNetstring(b, m)
+	}
+	return string(b), nil
+}
+
+// appendJSON renders the row as the JSON layout stores it: "__v" first (the script
+// reads it with a prefix match), the stored columns in table order, then "__sets".
+func (t *table) appendJSON(dst []byte, c *schemas.Change, row map[string]any, ver, sets string) ([]byte, error) {
+	dst = append(dst, `{"__v":`...)
+	dst = append(dst, ver...)
+	for _, col := range c.Columns {
+		name, ok := t.stored(col.Name)
+		if !ok {
+			continue
+		}
+		if isReserved(name) {
+			return nil, fmt.Errorf("%w: column %q has a reserved name; rename it (columns.rename)", errValue, col.Name)
+		}
+		dst = append(dst, ',')
+		dst = appendJSONString(dst, name)
+		dst = append(dst, ':')
+		var err error
+		if dst, err = appendJSONValue(dst, row[col.Name]); err != nil {
+			return nil, fmt.Errorf("column %s: %w", col.Name, err)
+		}
+	}
+	if sets != "" {
+		dst = append(dst, `,"__sets":`...)
+		dst = appendJSONString(dst, sets)
+	}
+	return append(dst, '}'), nil
+}
+
+// apply runs the script calls, one goroutine per instance.
+func (h *Handler) apply(ctx context.Context, byInst map[string][]*op) error {
+	if len(byInst) == 1 {
+		for name, ops := range byInst {
+			return h.applyInstance(ctx, name, ops)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(byInst))
+	var mu sync.Mutex
+	for name, ops := range byInst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.applyInstance(ctx, name, ops); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// A permanent error anywhere makes the batch permanent: the Runner splits it to
+	// find the record, re-applying the rest (harmless: versions are checked).
+	for _, err := range errs {
+		if consumer.IsPermanent(err) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *Handler) applyInstance(ctx context.Context, name string, ops []*op) error {
+	cl := h.r.clients[name]
+	max := h.r.cfg.PipelineMax
+	for len(ops) > 0 {
+		n := min(len(ops), max)
+		if err := h.pipeline(ctx, name, cl, ops[:n]); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// pipeline sends one chunk. When Redis does not know the script (it restarted, or
+// SCRIPT FLUSH ran) it loads it and sends the chunk again: the calls that did run
+// the first time are skipped by their version check.
+func (h *Handler) pipeline(ctx context.Context, name string, cl *redis.Client, ops []*op) error {
+	for attempt := 0; ; attempt++ {
+		pipe := cl.Pipeline()
+		cmds := make([]*redis.Cmd, len(ops))
+		for i, o := range ops {
+			cmds[i] = pipe.EvalSha(ctx, applySHA, []string{o.key, o.tomb}, o.args...)
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			h.count(cmds)
+			return nil
+		}
+		noScript := false
+		for i, cmd := range cmds {
+			cerr := cmd.Err()
+			if cerr == nil {
+				continue
+			}
+			msg := cerr.Error()
+			switch {
+			case strings.HasPrefix(msg, "NOSCRIPT"):
+				noScript = true
+			case strings.Contains(msg, "KANAL "):
+				o := ops[i]
+				h.log.WarnContext(ctx, "row rejected by Redis", "table", o.table, "key", o.recKey, "instance", name, "err", cerr)
+				return consumer.Permanent(fmt.Errorf("redis sink: instance %s: table %s, key %s: %w", name, o.table, o.recKey, cerr))
+			}
+		}
+		if !noScript || attempt > 0 {
+			return fmt.Errorf("redis sink: instance %s: pipeline of %d changes: %w", name, len(ops), err)
+		}
+		h.log.InfoContext(ctx, "loading the apply script", "instance", name)
+		if err := cl.ScriptLoad(ctx, applyScript).Err(); err != nil {
+			return fmt.Errorf("redis sink: instance %s: SCRIPT LOAD: %w", name, err)
+		}
+	}
+}
+
+func (h *Handler) count(cmds []*redis.Cmd) {
+	var up, del, stale uint64
+	for _, c := range cmds {
+		switch v, _ := c.Int64(); v {
+		case 0:
+			stale++
+		case 1:
+			up++
+		case 2:
+			del++
+		}
+	}
+	h.upserts.Add(up)
+	h.deletes.Add(del)
+	h.stale.Add(stale)
+}
+
+// ApplyChanges applies changes as one batch, building the records the Runner would
+// deliver (record key from Change.Key, Seq from Change.Seq). It is the benchmark's
+// and tools' way in without Kafka; changes must be in the order they happened.
+func (h *Handler) ApplyChanges(ctx context.Context, changes []*schemas.Change) error {
+	recs := make([]consumer.Record, len(changes))
+	for i, c := range changes {
+		recs[i] = consumer.Record{Key: c.Key(), Table: c.Table(), Op: c.Op, Seq: c.Seq, Change: c}
+	}
+	return h.Handle(ctx, consumer.Batch{Topic: "", Partition: -1, Records: recs})
+}
