@@ -27,11 +27,13 @@ type LogConfig struct {
 type File struct {
 	producer.Config `yaml:",inline"`
 	Log             LogConfig `yaml:"log"`
+	// Consumers configures `kanal consume` (see consumers.go).
+	Consumers ConsumersConfig `yaml:"consumers"`
 }
 
 // Default returns a File with every default filled in.
 func Default() File {
-	return File{Config: producer.DefaultConfig(), Log: LogConfig{Level: "info", Format: "text"}}
+	return File{Config: producer.DefaultConfig(), Log: LogConfig{Level: "info", Format: "text"}, Consumers: DefaultConsumers()}
 }
 
 // ErrMissingVariable is wrapped when the file refers to a variable that is not set.
@@ -105,8 +107,21 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*File, error) {
 
 // Validate checks the whole file, naming the bad field.
 func (f *File) Validate() error {
-	if err := f.Config.Validate(); err != nil {
-		return err
+	// A file for consumers only needs no source section; `kanal produce` still
+	// refuses a missing source (producer.New validates it).
+	s := f.Source
+	hasSource := s.Name != "" || s.Addr != "" || s.User != "" || s.Password != ""
+	if hasSource || len(f.Consumers.Handlers) == 0 {
+		if err := f.Config.Validate(); err != nil {
+			return err
+		}
+	} else {
+		if err := f.Kafka.Validate(); err != nil {
+			return err
+		}
+		if err := f.Tables.Validate(); err != nil {
+			return err
+		}
 	}
 	switch f.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -116,5 +131,5 @@ func (f *File) Validate() error {
 	if f.Log.Format != "text" && f.Log.Format != "json" {
 		return fmt.Errorf("%w: log.format: %q is not text or json", producer.ErrConfig, f.Log.Format)
 	}
-	return nil
+	return f.Consumers.Validate(f.Kafka)
 }

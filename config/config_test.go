@@ -93,3 +93,13 @@ func TestParseErrorsNameTheProblem(t *testing.T) {
 		})
 	}
 }
+
+func TestConsumerOnlyFileNeedsNoSource(t *testing.T) {
+	doc := "kafka:\n  brokers: [\"127.0.0.1:9092\"]\nconsumers:\n  handlers:\n    - handler: stdout\n      name: audit\n      tables: [\"shop.*\"]\n"
+	if _, err := Parse([]byte(doc), env(nil)); err != nil {
+		t.Fatalf("consumer-only file rejected: %v", err)
+	}
+	if _, err := Parse([]byte("kafka:\n  brokers: [\"127.0.0.1:9092\"]\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "source.name") {
+		t.Fatalf("a file with neither source nor consumers must name source.name, got %v", err)
+	}
+}

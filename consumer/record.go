@@ -48,8 +48,9 @@ type Record struct {
 	// Op is the change's operation; OpDelete for tombstones.
 	Op schemas.Op
 	// Seq is the change's per-source sequence (a row version): Change.Seq, or the
-	// kanal.seq header when the format does not carry it (canal-json). 0 when
-	// unknown, as for tombstones.
+	// kanal.seq header when the format does not carry it (canal-json). A tombstone
+	// carries the Seq of the delete it follows when the Runner saw that delete;
+	// after compaction removed the delete it is 0 (unknown).
 	Seq uint64
 	// Change is the decoded change; nil for tombstones.
 	Change *schemas.Change

@@ -124,10 +124,21 @@ var sourceNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 // Validate checks the configuration and names the first bad field.
 func (c *Config) Validate() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	if err := c.Source.Validate(); err != nil {
+		return err
 	}
-	s, k := &c.Source, &c.Kafka
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	return c.Tables.Validate()
+}
+
+func bad(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the source section, naming the bad field.
+func (s *SourceConfig) Validate() error {
 	switch {
 	case !sourceNameRE.MatchString(s.Name):
 		return bad("source.name", "%q must be 1-200 characters of letters, digits, '.', '_' or '-'", s.Name)
@@ -149,6 +160,13 @@ func (c *Config) Validate() error {
 		return bad("source.heartbeat_interval", "must not be negative")
 	case s.ConnectTimeout <= 0:
 		return bad("source.connect_timeout", "must be positive")
+	}
+	return nil
+}
+
+// Validate checks the kafka section, naming the bad field.
+func (k *KafkaConfig) Validate() error {
+	switch {
 	case len(k.Brokers) == 0:
 		return bad("kafka.brokers", "at least one broker is required")
 	case !topicPartRE.MatchString(k.TopicPrefix):
@@ -182,10 +200,15 @@ func (c *Config) Validate() error {
 			return bad("kafka.sasl.user", "required with sasl")
 		}
 	}
-	for i, p := range append(append([]string{}, c.Tables.Include...), c.Tables.Exclude...) {
+	return nil
+}
+
+// Validate checks the table patterns, naming the bad one.
+func (t *TablesConfig) Validate() error {
+	for i, p := range append(append([]string{}, t.Include...), t.Exclude...) {
 		field := fmt.Sprintf("tables.include[%d]", i)
-		if i >= len(c.Tables.Include) {
-			field = fmt.Sprintf("tables.exclude[%d]", i-len(c.Tables.Include))
+		if i >= len(t.Include) {
+			field = fmt.Sprintf("tables.exclude[%d]", i-len(t.Include))
 		}
 		if !strings.Contains(p, ".") {
 			return bad(field, "%q must be a db.table pattern such as shop.* ", p)

@@ -298,6 +298,14 @@ func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
 	err := w.cl.EndTransaction(ctx, kgo.TryCommit)
 	w.inTxn = false
 	if err != nil {
+		if errors.Is(err, kerr.InvalidTxnState) {
+			// Transactions v2 (KIP-890): when a newer instance's InitProducerID
+			// aborted our open transaction, our commit arrives with an epoch exactly
+			// one behind and the broker answers INVALID_TXN_STATE (the "retry of a
+			// finished transaction" check), not PRODUCER_FENCED. Retrying would
+			// re-fence the newer instance, so this is fencing too.
+			return fmt.Errorf("%w: commit kafka transaction at %s: %w", ErrFenced, pos, err)
+		}
 		return fenced(fmt.Errorf("commit kafka transaction at %s: %w", pos, err))
 	}
 	return nil

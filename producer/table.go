@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -24,6 +25,7 @@ type colDecoder struct {
 	binary   bool
 	unsigned bool
 	enum     []string
+	enumAny  []any // enum's labels already in interfaces: no allocation per value
 	set      []string
 	// padTo is the length of a BINARY(n) column: the binlog drops the trailing
 	// zero bytes MySQL pads such values with, and a faithful copy restores them.
@@ -37,11 +39,15 @@ type tableInfo struct {
 	topic       string
 	columns     []schemas.Column
 	columnsJSON []byte
-	pk          []int // indexes of the key columns
-	keyFallback bool  // no primary key: every column forms the key
-	decoders    []colDecoder
-	fingerprint []byte
-	skip        bool // filtered out
+	columnKeys  [][]byte // schemas.ColumnKeysJSON(columns)
+	// lastValueLen is the size of the last record value encoded for this table:
+	// the estimate for the next one (see arena.reserve).
+	lastValueLen int
+	pk           []int // indexes of the key columns
+	keyFallback  bool  // no primary key: every column forms the key
+	decoders     []colDecoder
+	fingerprint  []byte
+	skip         bool // filtered out
 }
 
 // tableFingerprint identifies a table map's shape: a table map with the same id but
@@ -103,6 +109,9 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 	for i := 0; i < n; i++ {
 		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
 		d := colDecoder{realType: realType(tp, meta), meta: meta, unsigned: unsigned[i], enum: enums[i], set: sets[i]}
+		for _, label := range d.enum {
+			d.enumAny = append(d.enumAny, label)
+		}
 		if coll, ok := collations[i]; ok && coll == binaryCollation {
 			d.binary = true
 			if d.realType == mysql.MYSQL_TYPE_STRING {
@@ -126,6 +135,7 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 		}
 	}
 	ti.columnsJSON = schemas.AppendColumnsJSON(nil, ti.columns)
+	ti.columnKeys = schemas.ColumnKeysJSON(ti.columns)
 	ti.fingerprint = tableFingerprint(tm)
 	return ti, nil
 }
@@ -255,20 +265,26 @@ func (d *colDecoder) decode(v any) (any, error) {
 		if d.binary {
 			return d.pad([]byte(x)), nil
 		}
-		// go-mysql returns strings that alias the packet buffer; copy so a value
-		// outlives the event safely.
-		return strings.Clone(x), nil
+		// go-mysql returns strings that alias the event's packet buffer. That buffer
+		// is allocated per event and never reused, and converted rows live only
+		// while their event is handled (they are encoded into record bytes at once),
+		// so the string is used as is: copying every string value was one of the
+		// producer's largest allocation sources (docs/bench.md).
+		return x, nil
 	case []byte:
 		if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
 			return d.pad(x), nil
 		}
-		return string(x), nil
+		// TEXT: like the strings above, the bytes alias the event's own buffer,
+		// which nothing writes to after go-mysql decoded it (see above).
+		return unsafe.String(unsafe.SliceData(x), len(x)), nil
 	case time.Time:
+		var buf [32]byte
 		switch d.realType {
 		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-			return string(appendTime(nil, x.UTC(), int(d.fsp()), true)), nil
+			return string(appendTime(buf[:0], x.UTC(), int(d.fsp()), true)), nil
 		default:
-			return string(appendTime(nil, x, int(d.fsp()), false)), nil
+			return string(appendTime(buf[:0], x, int(d.fsp()), false)), nil
 		}
 	}
 	return nil, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
@@ -310,6 +326,9 @@ func (d *colDecoder) enumLabel(i int64) (any, error) {
 	}
 	if int(i) > len(d.enum) {
 		return nil, fmt.Errorf("enum index %d out of range (%d labels)", i, len(d.enum))
+	}
+	if int(i) <= len(d.enumAny) {
+		return d.enumAny[i-1], nil
 	}
 	return d.enum[i-1], nil
 }

@@ -49,8 +49,11 @@ type Envelope struct {
 	Source      *Source
 	Columns     []Column
 	ColumnsJSON []byte // AppendColumnsJSON(nil, Columns); computed when nil
-	Before      []any  // nil for creates
-	After       []any  // nil for deletes
+	// ColumnKeys optionally holds ColumnKeysJSON(Columns), cached per table, so
+	// each row costs copies of the keys instead of encoding every column name.
+	ColumnKeys  [][]byte
+	Before      []any // nil for creates
+	After       []any // nil for deletes
 	KeyFallback bool
 }
 
@@ -74,9 +77,13 @@ func (e *Envelope) AppendJSON(dst []byte) []byte {
 		dst = AppendColumnsJSON(dst, e.Columns)
 	}
 	dst = append(dst, `,"before":`...)
-	dst = appendRowJSON(dst, e.Columns, e.Before)
+	keys := e.ColumnKeys
+	if len(keys) != len(e.Columns) {
+		keys = nil
+	}
+	dst = appendRowJSON(dst, e.Columns, keys, e.Before)
 	dst = append(dst, `,"after":`...)
-	dst = appendRowJSON(dst, e.Columns, e.After)
+	dst = appendRowJSON(dst, e.Columns, keys, e.After)
 	if e.KeyFallback {
 		dst = append(dst, `,"key_fallback":true`...)
 	}
@@ -107,7 +114,16 @@ func appendSourceJSON(dst []byte, s *Source) []byte {
 	return append(dst, '}')
 }
 
-func appendRowJSON(dst []byte, cols []Column, row []any) []byte {
+// ColumnKeysJSON returns each column's name encoded as a JSON object key: `"name":`.
+func ColumnKeysJSON(cols []Column) [][]byte {
+	keys := make([][]byte, len(cols))
+	for i, c := range cols {
+		keys[i] = append(appendJSONString(nil, c.Name), ':')
+	}
+	return keys
+}
+
+func appendRowJSON(dst []byte, cols []Column, keys [][]byte, row []any) []byte {
 	if row == nil {
 		return append(dst, "null"...)
 	}
@@ -116,8 +132,12 @@ func appendRowJSON(dst []byte, cols []Column, row []any) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, c.Name)
-		dst = append(dst, ':')
+		if keys != nil {
+			dst = append(dst, keys[i]...)
+		} else {
+			dst = appendJSONString(dst, c.Name)
+			dst = append(dst, ':')
+		}
 		var v any
 		if i < len(row) {
 			v = row[i]
@@ -178,6 +198,13 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Fast path: skip eight plain ASCII bytes at a time (nothing below 0x20, no
+		// '"', no '\\', no byte >= 0x80). Most column values are plain ASCII, and
+		// this loop was the JSON encoder's hot spot (docs/bench.md).
+		if i+8 <= len(s) && plainASCII8(load8(s, i)) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -221,6 +248,28 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+const (
+	swarOnes = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+)
+
+// load8 reads s[i:i+8] as a little-endian word (the compiler turns this into one load).
+func load8(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// plainASCII8 reports whether none of the eight bytes in x needs attention in a
+// JSON string: each is in 0x20..0x7f and is neither '"' nor '\\'.
+func plainASCII8(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - swarOnes) & ^v & swarHigh }
+	return (x&swarHigh)|
+		((x-swarOnes*0x20)&^x&swarHigh)|
+		hasZero(x^(swarOnes*'"'))|
+		hasZero(x^(swarOnes*'\\')) == 0
 }
 
 // MarshalJSON encodes the change as the kanal JSON envelope.

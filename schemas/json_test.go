@@ -223,3 +223,43 @@ func TestPosition(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestPlainASCII8(t *testing.T) {
+	plain := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	rng := rand.New(rand.NewSource(12))
+	special := []byte{0, 0x1f, 0x20, 0x21, '"', '\\', 0x7f, 0x80, 0xff, 'a', 'Z', '~'}
+	b := make([]byte, 8)
+	for n := 0; n < 200000; n++ {
+		for i := range b {
+			if rng.Intn(2) == 0 {
+				b[i] = special[rng.Intn(len(special))]
+			} else {
+				b[i] = byte(rng.Intn(256))
+			}
+		}
+		if got, want := plainASCII8(load8(string(b), 0)), plain(b); got != want {
+			t.Fatalf("plainASCII8(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+func TestColumnKeysSameEncoding(t *testing.T) {
+	cols := []Column{{Name: "id", Type: "bigint", PK: true}, {Name: "naïve \"name\"", Type: "varchar"}, {Name: "d", Type: "decimal(5,2)"}}
+	e := Envelope{Op: OpUpdate, Seq: 7, Source: &Source{Name: "s", File: "binlog.000001", Pos: 4, DB: "db", Table: "t"},
+		Columns: cols, Before: []any{int64(1), "a", Decimal("1.50")}, After: []any{int64(1), "b\n", nil}}
+	want := e.AppendJSON(nil)
+	e.ColumnKeys = ColumnKeysJSON(cols)
+	if got := e.AppendJSON(nil); !bytes.Equal(got, want) {
+		t.Fatalf("with ColumnKeys:\n%s\nwithout:\n%s", got, want)
+	}
+	if !json.Valid(want) {
+		t.Fatalf("invalid JSON: %s", want)
+	}
+}

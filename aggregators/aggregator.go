@@ -1,0 +1,500 @@
+package aggregators
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// Aggregator is a consumer.Handler that keeps summary tables in one database,
+// exactly once. It implements consumer.OffsetStore and consumer.OffsetResetter:
+// each batch's summary changes, per-row state and the partition's next offset
+// are written in one database transaction.
+//
+// Register it with the source tables it reads (Tables), in a consumer group of
+// its own: RegisterWith does both.
+type Aggregator struct {
+	name     string
+	log      *slog.Logger
+	t        target
+	sums     []*summaryRT
+	bySource map[string][]*summaryRT
+	sources  []string
+
+	stats Stats
+
+	// testHookInTxn, when set (tests only), runs inside every batch
+	// transaction, between reading the state and writing.
+	testHookInTxn func()
+}
+
+// Stats are counters of a running Aggregator.
+type Stats struct {
+	// Batches counts committed batches.
+	Batches atomic.Int64
+	// Records counts records handed to Handle (including skipped ones).
+	Records atomic.Int64
+	// Applied counts row changes that changed a row's state in some summary.
+	Applied atomic.Int64
+	// Stale counts row changes ignored because a newer version of the row was
+	// already applied (replays, duplicates) or their offset was already stored.
+	Stale atomic.Int64
+	// GroupWrites counts summary rows upserted (one per group per batch).
+	GroupWrites atomic.Int64
+}
+
+// summaryRT is a Summary with its target-side state.
+type summaryRT struct {
+	Summary
+	rowsTable string
+
+	mu    sync.Mutex
+	ready bool
+	// Column types as the target database reports them, for casts.
+	groupTypes []string
+	sumTypes   []string
+}
+
+// New builds an aggregator from cfg plus summaries written in Go. It opens a
+// connection pool but does not connect; tables are created by Setup or on first
+// use. A nil logger discards logs.
+func New(cfg Config, log *slog.Logger, extra ...Summary) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var all []Summary
+	for _, sc := range cfg.Summaries {
+		s, err := sc.Compile()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, s)
+	}
+	for i := range extra {
+		if err := extra[i].validate(fmt.Sprintf("summary %d (%s).", i, extra[i].Table)); err != nil {
+			return nil, err
+		}
+		all = append(all, extra[i])
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%w: summaries: at least one summary is required", ErrConfig)
+	}
+	a := &Aggregator{name: cfg.Name, log: log.With("handler", cfg.Name), bySource: map[string][]*summaryRT{}}
+	tables := map[string]bool{}
+	for _, s := range all {
+		lt := strings.ToLower(s.Table)
+		if tables[lt] || tables[lt+"_kanal_rows"] || lt == strings.ToLower(cfg.OffsetsTable) {
+			return nil, fmt.Errorf("%w: summaries: table %q is used twice", ErrConfig, s.Table)
+		}
+		tables[lt] = true
+		rt := &summaryRT{Summary: s, rowsTable: s.Table + "_kanal_rows"}
+		a.sums = append(a.sums, rt)
+		if a.bySource[s.Source] == nil {
+			a.sources = append(a.sources, s.Source)
+		}
+		a.bySource[s.Source] = append(a.bySource[s.Source], rt)
+	}
+	var err error
+	switch cfg.Target.Driver {
+	case DriverPostgres:
+		a.t, err = newPostgres(cfg, a.log)
+	default:
+		a.t, err = newMySQL(cfg, a.log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Name returns the handler name.
+func (a *Aggregator) Name() string { return a.name }
+
+// Tables returns the source tables ("db.table") the summaries read, for
+// consumer.Tables.
+func (a *Aggregator) Tables() []string { return append([]string(nil), a.sources...) }
+
+// Stats returns the live counters.
+func (a *Aggregator) Stats() *Stats { return &a.stats }
+
+// RegisterWith registers a on reg for its source tables, in its own consumer
+// group ("kanal-<name>" unless opts say otherwise).
+func (a *Aggregator) RegisterWith(reg *consumer.Registry, opts ...consumer.RouteOption) error {
+	return reg.Register(a, append([]consumer.RouteOption{consumer.Tables(a.Tables()...)}, opts...)...)
+}
+
+// Setup connects, creates the offsets table and every summary table whose
+// column types are known without seeing a change (the others are created by the
+// first change of their source table). Calling it is optional; it makes
+// configuration mistakes show at start.
+func (a *Aggregator) Setup(ctx context.Context) error {
+	if err := a.t.setup(ctx); err != nil {
+		return err
+	}
+	for _, s := range a.sums {
+		if _, err := a.ensure(ctx, s, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (a *Aggregator) Close() { a.t.close() }
+
+// ensure creates s's tables once their column types can be resolved (from cols,
+// the columns of a change of s.Source, when some type is inferred).
+func (a *Aggregator) ensure(ctx context.Context, s *summaryRT, cols []schemas.Column) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready {
+		return true, nil
+	}
+	d := a.t.dialect()
+	byName := map[string]schemas.Column{}
+	for _, c := range cols {
+		byName[c.Name] = c
+	}
+	groupTypes := make([]string, len(s.GroupBy))
+	for i, g := range s.GroupBy {
+		switch {
+		case g.Type != "":
+			groupTypes[i] = g.Type
+		case g.derived != "":
+			groupTypes[i] = d.derivedType(g.derived)
+		default:
+			c, ok := byName[g.SourceColumn]
+			if !ok {
+				if cols != nil {
+					return false, consumer.Permanent(fmt.Errorf("summary %s: source %s has no column %q", s.Table, s.Source, g.SourceColumn))
+				}
+				return false, nil
+			}
+			groupTypes[i] = d.groupType(c)
+		}
+	}
+	sumTypes := make([]string, len(s.Sums))
+	for i, m := range s.Sums {
+		switch {
+		case m.Type != "":
+			sumTypes[i] = m.Type
+		case m.SourceColumn == "":
+			sumTypes[i] = d.sumType(nil)
+		default:
+			c, ok := byName[m.SourceColumn]
+			if !ok {
+				if cols != nil {
+					return false, consumer.Permanent(fmt.Errorf("summary %s: source %s has no column %q", s.Table, s.Source, m.SourceColumn))
+				}
+				return false, nil
+			}
+			sumTypes[i] = d.sumType(&c)
+		}
+	}
+	gt, st, err := a.t.createSummary(ctx, s, groupTypes, sumTypes)
+	if err != nil {
+		return false, err
+	}
+	s.groupTypes, s.sumTypes, s.ready = gt, st, true
+	a.log.Info("summary table ready", "table", s.Table, "source", s.Source, "state_table", s.rowsTable)
+	return true, nil
+}
+
+// rowState is what the target keeps per source row and summary: the row's
+// version and its current contribution.
+type rowState struct {
+	key string
+	// version is the Seq of the change that set the state (0: unknown).
+	version uint64
+	// offset is the Kafka offset of that change (same partition for one key).
+	offset int64
+	// tombstoned: the row was removed by a tombstone, whose Seq is unknown; only
+	// changes at later offsets are newer.
+	tombstoned bool
+	// gkey is nil when the row contributes nothing (deleted or filtered out).
+	gkey []byte
+	sums []decimal
+}
+
+// newer reports whether r is a newer version of the row than st.
+func newer(r *consumer.Record, st *rowState) bool {
+	if st == nil {
+		return !r.Tombstone
+	}
+	if r.Tombstone && st.gkey == nil {
+		// A tombstone removes a row that still counts; after its delete it
+		// changes nothing.
+		return false
+	}
+	if r.Seq > 0 && st.version > 0 {
+		if st.tombstoned && r.Offset <= st.offset {
+			return false
+		}
+		return r.Seq > st.version
+	}
+	return r.Offset > st.offset
+}
+
+// groupDelta is the net change of one group within a batch.
+type groupDelta struct {
+	gkey   []byte
+	groups []any // nil when only subtractions touched the group
+	count  int64
+	sums   []decimal
+}
+
+func (g *groupDelta) zero() bool {
+	if g.count != 0 {
+		return false
+	}
+	for i := range g.sums {
+		if !g.sums[i].IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// summaryWrites is what a batch writes for one summary.
+type summaryWrites struct {
+	s      *summaryRT
+	rows   []*rowState   // sorted by key
+	deltas []*groupDelta // non-zero, sorted by gkey
+	// maybeEmpty are groups whose count went down: deleted when it reached 0.
+	maybeEmpty [][]byte
+}
+
+// writes is everything a batch writes besides what it read.
+type writes struct {
+	sums []summaryWrites
+	// next is the offset to store, or -1 to leave the stored one alone.
+	next int64
+}
+
+// Handle applies a batch: it locks the partition's stored offset, skips records
+// below it, loads the state of the batch's rows, computes per-group deltas
+// (new contribution minus stored one, for changes newer than the stored
+// version) and writes rows, groups and the next offset in one transaction.
+//
+// Records that cannot be evaluated (a filter or value error) fail the batch with
+// a permanent error naming the record.
+func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
+	if len(b.Records) == 0 {
+		return nil
+	}
+	a.stats.Records.Add(int64(len(b.Records)))
+	sums := a.bySource[b.Records[0].Table]
+	if len(sums) == 0 {
+		return nil
+	}
+	// Tables whose types come from the changes are created before the
+	// transaction (MySQL commits DDL implicitly).
+	var ready []*summaryRT
+	for _, s := range sums {
+		var cols []schemas.Column
+		for i := range b.Records {
+			if c := b.Records[i].Change; c != nil {
+				cols = c.Columns
+				break
+			}
+		}
+		ok, err := a.ensure(ctx, s, cols)
+		if err != nil {
+			return fmt.Errorf("summary %s: %w", s.Table, err)
+		}
+		if ok {
+			ready = append(ready, s)
+		}
+		// Not ready: the batch holds only tombstones and the table was never
+		// created, so there is no state they could remove.
+	}
+	keys := make([]string, 0, len(b.Records))
+	seen := map[string]bool{}
+	for i := range b.Records {
+		if k := b.Records[i].Key; !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	tx, off, states, err := a.t.begin(ctx, b.Group, b.Topic, b.Partition, ready, keys)
+	if err != nil {
+		return fmt.Errorf("%s/%d: %w", b.Topic, b.Partition, err)
+	}
+	if a.testHookInTxn != nil {
+		a.testHookInTxn()
+	}
+	w := &writes{next: -1}
+	used := make([]bool, len(b.Records)) // applied by some summary
+	for si, s := range ready {
+		sw, err := plan(s, b.Records, off.next, states[si], used)
+		if err != nil {
+			tx.rollback()
+			return err
+		}
+		w.sums = append(w.sums, sw)
+	}
+	applied := 0
+	for _, u := range used {
+		if u {
+			applied++
+		}
+	}
+	stale := len(b.Records) - applied
+	if next := b.NextOffset(); !off.resetPending && next > off.next {
+		w.next = next
+	}
+	if err := tx.commit(ctx, w); err != nil {
+		return fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
+	}
+	a.stats.Batches.Add(1)
+	a.stats.Applied.Add(int64(applied))
+	a.stats.Stale.Add(int64(stale))
+	for _, sw := range w.sums {
+		a.stats.GroupWrites.Add(int64(len(sw.deltas)))
+	}
+	return nil
+}
+
+// plan computes what one summary writes for a batch; it sets used[i] for the
+// records that changed a row's state.
+func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*rowState, used []bool) (summaryWrites, error) {
+	sw := summaryWrites{s: s}
+	deltas := map[string]*groupDelta{}
+	delta := func(gkey []byte) *groupDelta {
+		d := deltas[string(gkey)]
+		if d == nil {
+			d = &groupDelta{gkey: gkey, sums: make([]decimal, len(s.Sums))}
+			deltas[string(gkey)] = d
+		}
+		return d
+	}
+	changed := map[string]*rowState{}
+	for i := range recs {
+		r := &recs[i]
+		if r.Offset < next {
+			continue // applied by an earlier transaction
+		}
+		st := states[r.Key]
+		if !newer(r, st) {
+			continue
+		}
+		var c *contribution
+		if !r.Tombstone && r.Change != nil && r.Change.After != nil {
+			var err error
+			c, err = s.contribute(Row(r.Change.After))
+			if err != nil {
+				return sw, consumer.Permanent(fmt.Errorf("summary %s: %s/%d@%d key %s: %w", s.Table, r.Topic, r.Partition, r.Offset, r.Key, err))
+			}
+		}
+		if st != nil && st.gkey != nil {
+			d := delta(st.gkey)
+			d.count--
+			for j := range d.sums {
+				d.sums[j].Sub(&st.sums[j])
+			}
+		}
+		ns := &rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone}
+		if st != nil {
+			ns.version = st.version
+		}
+		if r.Seq > 0 {
+			ns.version = r.Seq
+		}
+		if c != nil {
+			d := delta(c.gkey)
+			d.count++
+			d.groups = c.groups
+			for j := range d.sums {
+				d.sums[j].Add(&c.sums[j])
+			}
+			ns.gkey, ns.sums = c.gkey, c.sums
+		}
+		states[r.Key] = ns
+		changed[r.Key] = ns
+		used[i] = true
+	}
+	for _, st := range changed {
+		sw.rows = append(sw.rows, st)
+	}
+	sort.Slice(sw.rows, func(i, j int) bool { return sw.rows[i].key < sw.rows[j].key })
+	for _, d := range deltas {
+		if d.zero() {
+			continue
+		}
+		sw.deltas = append(sw.deltas, d)
+		if d.count < 0 {
+			sw.maybeEmpty = append(sw.maybeEmpty, d.gkey)
+		}
+	}
+	// One lock order for every transaction: no deadlocks between partitions
+	// that update the same groups.
+	sort.Slice(sw.deltas, func(i, j int) bool { return bytes.Compare(sw.deltas[i].gkey, sw.deltas[j].gkey) < 0 })
+	return sw, nil
+}
+
+// LoadOffsets implements consumer.OffsetStore: the next offsets stored for
+// group. Loading them also completes a pending `kanal offsets reset` of those
+// partitions: from now on batches store their offsets again.
+func (a *Aggregator) LoadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
+	if err := a.t.setup(ctx); err != nil {
+		return nil, err
+	}
+	return a.t.loadOffsets(ctx, group, partitions)
+}
+
+// ResetOffsets implements consumer.OffsetResetter. The new offsets take effect
+// when the partitions are next assigned (a restart or rebalance); members that
+// are running meanwhile keep applying new changes but leave the reset offsets
+// in place. Replaying is safe: changes not newer than a row's stored version
+// are no-ops.
+func (a *Aggregator) ResetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
+	if err := a.t.setup(ctx); err != nil {
+		return err
+	}
+	return a.t.resetOffsets(ctx, group, offsets)
+}
+
+// offsetState is a partition's stored offset as a batch found it.
+type offsetState struct {
+	next         int64 // -1: none stored
+	resetPending bool
+}
+
+// target is a database holding summaries.
+type target interface {
+	dialect() dialect
+	setup(ctx context.Context) error
+	createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) (gt, st []string, err error)
+	// begin starts a batch transaction: it locks the partition's offset row and
+	// loads the state rows of keys for each summary.
+	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error)
+	loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error)
+	resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
+	close()
+}
+
+// txn is an open batch transaction.
+type txn interface {
+	// commit writes w and commits; on failure it rolls back.
+	commit(ctx context.Context, w *writes) error
+	rollback()
+}
+
+// dialect maps kanal types to a database's SQL types.
+type dialect interface {
+	groupType(c schemas.Column) string
+	sumType(c *schemas.Column) string
+	derivedType(fn string) string
+}

@@ -1,0 +1,112 @@
+package aggregators
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("aggregators: invalid configuration")
+
+// Target drivers.
+const (
+	DriverPostgres = "postgres"
+	DriverMySQL    = "mysql"
+)
+
+// TargetConfig is the database the summaries live in.
+type TargetConfig struct {
+	// Driver is "postgres" (pgx) or "mysql" (MySQL or MariaDB, go-sql-driver).
+	Driver string `yaml:"driver"`
+	// DSN is the connection string: a postgres:// URL or key=value string for
+	// Postgres, a go-sql-driver DSN ("user:pass@tcp(host:3306)/db") for MySQL. It
+	// usually holds a password: write it as ${VAR} in the file. It never appears in
+	// logs or errors.
+	DSN string `yaml:"dsn"`
+	// MaxConns bounds the connection pool. One connection per partition being
+	// applied at a time is enough.
+	MaxConns int `yaml:"max_conns"`
+	// ConnectTimeout bounds connecting to the database.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Config is an aggregator: summary tables in one target database, kept by one
+// consumer handler (and so one consumer group) whose offsets live in that
+// database. Start from DefaultConfig.
+type Config struct {
+	// Name is the handler name: its consumer group is "kanal-<name>" and its
+	// offsets are stored under that group. Keep it stable.
+	Name string `yaml:"name"`
+	// Target is the database of the summary tables.
+	Target TargetConfig `yaml:"target"`
+	// OffsetsTable is the table, in the target database, holding the consumer
+	// offsets (shared by every aggregator using that database).
+	OffsetsTable string `yaml:"offsets_table"`
+	// Summaries are the summary tables. Go programs may add more to New.
+	Summaries []SummaryConfig `yaml:"summaries"`
+}
+
+// DefaultConfig returns a configuration with every default filled in; Name,
+// Target.Driver, Target.DSN and the summaries remain to be set.
+func DefaultConfig() Config {
+	return Config{
+		Target:       TargetConfig{MaxConns: 8, ConnectTimeout: 10 * time.Second},
+		OffsetsTable: "kanal_offsets",
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+// Validate checks the configuration (without connecting) and names the first
+// bad field. It never quotes the DSN.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case !nameRE.MatchString(c.Name):
+		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	case c.Target.Driver != DriverPostgres && c.Target.Driver != DriverMySQL:
+		return bad("target.driver", "%q is not postgres or mysql", c.Target.Driver)
+	case c.Target.DSN == "":
+		return bad("target.dsn", "is required")
+	case c.Target.MaxConns < 1:
+		return bad("target.max_conns", "must be >= 1")
+	case c.Target.ConnectTimeout <= 0:
+		return bad("target.connect_timeout", "must be positive")
+	}
+	if err := checkTable(c.OffsetsTable); err != nil {
+		return bad("offsets_table", "%v", err)
+	}
+	if err := checkDSN(c.Target.Driver, c.Target.DSN); err != nil {
+		return bad("target.dsn", "%v", err)
+	}
+	for i := range c.Summaries {
+		if _, err := c.Summaries[i].Compile(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LogValue keeps the DSN out of logs when a Config is logged.
+func (c Config) LogValue() slog.Value {
+	tables := make([]string, len(c.Summaries))
+	for i, s := range c.Summaries {
+		tables[i] = s.Table
+	}
+	return slog.GroupValue(
+		slog.String("name", c.Name),
+		slog.String("driver", c.Target.Driver),
+		slog.String("dsn", "[redacted]"),
+		slog.Any("summaries", tables),
+	)
+}
+
+// String never shows the DSN.
+func (t TargetConfig) String() string {
+	return fmt.Sprintf("%s (dsn redacted, max_conns %d)", t.Driver, t.MaxConns)
+}

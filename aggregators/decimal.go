@@ -1,0 +1,203 @@
+package aggregators
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// decimal is an exact decimal number: unscaled × 10^-Scale. The zero value is 0.
+// Sums are kept as decimals so that DECIMAL columns add up exactly; the scale of a
+// sum is the largest scale of its terms, as in SQL.
+type decimal struct {
+	unscaled big.Int
+	scale    int32
+}
+
+// maxScale bounds the digits after the point a Decimal may carry (MySQL allows 30,
+// Postgres 16383); more is almost certainly a bug in a value function.
+const maxScale = 1000
+
+// parseDecimal parses decimal text: an optional sign, digits with an optional
+// point, and an optional exponent ("12.50", "-0.001", "1e3").
+func parseDecimal(s string) (decimal, error) {
+	var d decimal
+	orig := s
+	if s == "" {
+		return d, fmt.Errorf("empty decimal")
+	}
+	exp := 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil || e > maxScale || e < -maxScale {
+			return d, fmt.Errorf("bad decimal %q", orig)
+		}
+		exp = e
+		s = s[:i]
+	}
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	intPart, frac, hasPoint := strings.Cut(s, ".")
+	if intPart == "" && frac == "" || hasPoint && strings.Contains(frac, ".") {
+		return d, fmt.Errorf("bad decimal %q", orig)
+	}
+	digits := intPart + frac
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return d, fmt.Errorf("bad decimal %q", orig)
+		}
+	}
+	if _, ok := d.unscaled.SetString(digits, 10); !ok {
+		return d, fmt.Errorf("bad decimal %q", orig)
+	}
+	scale := len(frac) - exp
+	if scale < 0 {
+		d.unscaled.Mul(&d.unscaled, pow10(-scale))
+		scale = 0
+	}
+	if scale > maxScale {
+		return d, fmt.Errorf("decimal %q has more than %d digits after the point", orig, maxScale)
+	}
+	d.scale = int32(scale)
+	if neg {
+		d.unscaled.Neg(&d.unscaled)
+	}
+	return d, nil
+}
+
+// decimalOf converts a change value to a Decimal: int64, uint64, schemas.Decimal,
+// float32/float64 (their shortest decimal form), decimal text, or another
+// Decimal. ok is false for nil (SQL NULL).
+func decimalOf(v any) (d decimal, ok bool, err error) {
+	switch x := v.(type) {
+	case nil:
+		return d, false, nil
+	case decimal:
+		d.unscaled.Set(&x.unscaled)
+		d.scale = x.scale
+		return d, true, nil
+	case int64:
+		d.unscaled.SetInt64(x)
+	case int:
+		d.unscaled.SetInt64(int64(x))
+	case int32:
+		d.unscaled.SetInt64(int64(x))
+	case uint64:
+		d.unscaled.SetUint64(x)
+	case uint32:
+		d.unscaled.SetUint64(uint64(x))
+	case schemas.Decimal:
+		d, err = parseDecimal(string(x))
+	case string:
+		d, err = parseDecimal(x)
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return d, false, fmt.Errorf("cannot sum %v", x)
+		}
+		d, err = parseDecimal(strconv.FormatFloat(x, 'f', -1, 64))
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return d, false, fmt.Errorf("cannot sum %v", x)
+		}
+		d, err = parseDecimal(strconv.FormatFloat(float64(x), 'f', -1, 32))
+	default:
+		return d, false, fmt.Errorf("cannot sum a %T", v)
+	}
+	if err != nil {
+		return decimal{}, false, err
+	}
+	return d, true, nil
+}
+
+// pow10Small holds 10^0 … 10^39; never modified after package initialisation.
+var pow10Small = func() [40]*big.Int {
+	var t [40]*big.Int
+	for i := range t {
+		t[i] = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(i)), nil)
+	}
+	return t
+}()
+
+// pow10 returns 10^n; callers must not modify the result.
+func pow10(n int) *big.Int {
+	if n < len(pow10Small) {
+		return pow10Small[n]
+	}
+	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
+}
+
+// rescaled returns d's unscaled value at scale s (s >= d.scale).
+func (d *decimal) rescaled(s int32) *big.Int {
+	if s == d.scale {
+		return &d.unscaled
+	}
+	return new(big.Int).Mul(&d.unscaled, pow10(int(s-d.scale)))
+}
+
+// Add sets d to d + x.
+func (d *decimal) Add(x *decimal) { d.addSign(x, false) }
+
+// Sub sets d to d - x.
+func (d *decimal) Sub(x *decimal) { d.addSign(x, true) }
+
+func (d *decimal) addSign(x *decimal, neg bool) {
+	s := max(d.scale, x.scale)
+	a := new(big.Int).Set(d.rescaled(s))
+	b := x.rescaled(s)
+	if neg {
+		a.Sub(a, b)
+	} else {
+		a.Add(a, b)
+	}
+	d.unscaled.Set(a)
+	d.scale = s
+}
+
+// IsZero reports whether d is 0 (at any scale).
+func (d *decimal) IsZero() bool { return d.unscaled.Sign() == 0 }
+
+// Equal reports whether d and x have the same value and scale.
+func (d *decimal) Equal(x *decimal) bool {
+	return d.scale == x.scale && d.unscaled.Cmp(&x.unscaled) == 0
+}
+
+// Scale returns the number of digits after the point.
+func (d *decimal) Scale() int32 { return d.scale }
+
+// Rat returns d as a rational number.
+func (d *decimal) Rat() *big.Rat {
+	r := new(big.Rat).SetInt(&d.unscaled)
+	if d.scale > 0 {
+		r.Quo(r, new(big.Rat).SetInt(pow10(int(d.scale))))
+	}
+	return r
+}
+
+// String renders d with exactly Scale digits after the point ("-0.50").
+func (d decimal) String() string {
+	s := d.unscaled.String()
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	if d.scale > 0 {
+		sc := int(d.scale)
+		if len(s) <= sc {
+			s = strings.Repeat("0", sc-len(s)+1) + s
+		}
+		s = s[:len(s)-sc] + "." + s[len(s)-sc:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}

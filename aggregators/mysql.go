@@ -1,0 +1,527 @@
+package aggregators
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// mysqlTarget is a MySQL or MariaDB target (go-sql-driver). A batch is one
+// READ COMMITTED transaction with multi-row statements: one per table written.
+type mysqlTarget struct {
+	db      *sql.DB
+	log     *slog.Logger
+	offsets string // quoted
+
+	mu      sync.Mutex
+	setUpOK bool
+}
+
+// maxKeyBytes is the longest row key the state table's primary key takes.
+const maxKeyBytes = 3072
+
+func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
+	mc, err := mysql.ParseDSN(cfg.Target.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target.dsn: not a valid go-sql-driver DSN", ErrConfig)
+	}
+	mc.Timeout = cfg.Target.ConnectTimeout
+	mc.ParseTime = false
+	conn, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target.dsn: not a valid go-sql-driver DSN", ErrConfig)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(cfg.Target.MaxConns)
+	db.SetMaxIdleConns(cfg.Target.MaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &mysqlTarget{db: db, log: log, offsets: quoteTable(cfg.OffsetsTable, '`')}, nil
+}
+
+func (m *mysqlTarget) close()           { m.db.Close() }
+func (m *mysqlTarget) dialect() dialect { return myDialect{} }
+
+type myDialect struct{}
+
+func (myDialect) groupType(c schemas.Column) string {
+	switch c.Kind() {
+	case schemas.KindInt, schemas.KindYear:
+		return "BIGINT"
+	case schemas.KindUint, schemas.KindBit:
+		return "BIGINT UNSIGNED"
+	case schemas.KindDecimal:
+		if p, s := precision(c.Type); p != "" {
+			if s == "" {
+				s = "0"
+			}
+			return "DECIMAL(" + p + "," + s + ")"
+		}
+		return "DECIMAL(65,30)"
+	case schemas.KindFloat, schemas.KindDouble:
+		return "DOUBLE"
+	case schemas.KindBytes:
+		return "VARBINARY(255)"
+	}
+	p, _ := precision(c.Type)
+	switch baseType(c.Type) {
+	case "date":
+		return "DATE"
+	case "datetime", "timestamp":
+		if p != "" {
+			return "DATETIME(" + p + ")"
+		}
+		return "DATETIME"
+	case "time":
+		if p != "" {
+			return "TIME(" + p + ")"
+		}
+		return "TIME"
+	}
+	return "VARCHAR(255)"
+}
+
+func (myDialect) sumType(c *schemas.Column) string {
+	if c == nil {
+		return "DECIMAL(65,10)"
+	}
+	switch c.Kind() {
+	case schemas.KindDecimal:
+		_, s := precision(c.Type)
+		if s == "" {
+			s = "0"
+		}
+		return "DECIMAL(65," + s + ")"
+	case schemas.KindFloat, schemas.KindDouble:
+		return "DOUBLE"
+	}
+	return "DECIMAL(65,0)"
+}
+
+func (myDialect) derivedType(fn string) string {
+	switch fn {
+	case "year":
+		return "BIGINT"
+	case "hour":
+		return "DATETIME"
+	}
+	return "DATE"
+}
+
+func (m *mysqlTarget) setup(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.setUpOK {
+		return nil
+	}
+	_, err := m.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+m.offsets+` (
+	consumer_group  VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+	topic           VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+	kafka_partition INT          NOT NULL,
+	next_offset     BIGINT       NOT NULL,
+	reset_pending   BOOLEAN      NOT NULL DEFAULT FALSE,
+	updated_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+	PRIMARY KEY (consumer_group, topic, kafka_partition)
+) ENGINE=InnoDB`)
+	if err != nil {
+		return fmt.Errorf("aggregators: create offsets table: %w", err)
+	}
+	m.setUpOK = true
+	return nil
+}
+
+// mySummaryDDL returns the CREATE statements of a summary and its state table.
+func mySummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
+	q := func(n string) string { return "`" + n + "`" }
+	cols := []string{"kanal_group BINARY(16) NOT NULL PRIMARY KEY"}
+	var idx []string
+	idxBytes := 0
+	for i, g := range s.GroupBy {
+		cols = append(cols, q(g.Column)+" "+groupTypes[i]+" NULL")
+		idx = append(idx, q(g.Column))
+		t := strings.ToUpper(groupTypes[i])
+		switch {
+		case strings.HasPrefix(t, "VARCHAR") || strings.HasPrefix(t, "VARBINARY") || strings.HasPrefix(t, "CHAR"):
+			n, _ := strconv.Atoi(strings.Trim(t[strings.Index(t+"(", "("):], "()"))
+			idxBytes += 4*n + 2
+		case strings.Contains(t, "TEXT") || strings.Contains(t, "BLOB"):
+			idxBytes += 1 << 20
+		default:
+			idxBytes += 32
+		}
+	}
+	cc := q(s.countColumn())
+	cols = append(cols, cc+" BIGINT NOT NULL")
+	for i, m := range s.Sums {
+		cols = append(cols, q(m.Column)+" "+sumTypes[i]+" NOT NULL")
+	}
+	if len(idx) > 0 && idxBytes <= 3072 {
+		cols = append(cols, "KEY kanal_groups ("+strings.Join(idx, ", ")+")")
+	}
+	stmts := []string{"CREATE TABLE IF NOT EXISTS " + quoteTable(s.Table, '`') + " (\n\t" + strings.Join(cols, ",\n\t") +
+		"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"}
+	rcols := []string{
+		"row_key VARBINARY(3072) NOT NULL PRIMARY KEY",
+		"version BIGINT UNSIGNED NOT NULL",
+		"src_offset BIGINT NOT NULL",
+		"tombstoned BOOLEAN NOT NULL",
+		"kanal_group BINARY(16) NULL",
+	}
+	for i, m := range s.Sums {
+		rcols = append(rcols, q(m.Column)+" "+sumTypes[i]+" NULL")
+	}
+	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '`')+" (\n\t"+strings.Join(rcols, ",\n\t")+
+		"\n) ENGINE=InnoDB")
+	return stmts
+}
+
+func (m *mysqlTarget) createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) ([]string, []string, error) {
+	if err := m.setup(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, stmt := range mySummaryDDL(s, groupTypes, sumTypes) {
+		if _, err := m.db.ExecContext(ctx, stmt); err != nil {
+			return nil, nil, fmt.Errorf("create summary table: %w", err)
+		}
+	}
+	schema, table := "", s.Table
+	if i := strings.IndexByte(s.Table, '.'); i >= 0 {
+		schema, table = s.Table[:i], s.Table[i+1:]
+	}
+	rows, err := m.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?`, schema, table)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+	}
+	defer rows.Close()
+	byName := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+		}
+		byName[strings.ToLower(name)] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+	}
+	gt := make([]string, len(groupTypes))
+	st := make([]string, len(sumTypes))
+	need := []string{"kanal_group", s.countColumn()}
+	for i, g := range s.GroupBy {
+		gt[i] = byName[strings.ToLower(g.Column)]
+		need = append(need, g.Column)
+	}
+	for i, c := range s.Sums {
+		st[i] = byName[strings.ToLower(c.Column)]
+		need = append(need, c.Column)
+	}
+	for _, c := range need {
+		if byName[strings.ToLower(c)] == "" {
+			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
+		}
+	}
+	return gt, st, nil
+}
+
+type myTxn struct {
+	m     *mysqlTarget
+	tx    *sql.Tx
+	group string
+	topic string
+	part  int32
+}
+
+func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
+	off := offsetState{next: -1}
+	if err := m.setup(ctx); err != nil {
+		return nil, off, nil, err
+	}
+	for _, k := range keys {
+		if len(k) > maxKeyBytes {
+			return nil, off, nil, fmt.Errorf("row key %.60s… is longer than %d bytes", k, maxKeyBytes)
+		}
+	}
+	// READ COMMITTED: locking reads of absent keys take no gap locks, so
+	// partitions writing the same tables do not block each other.
+	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, off, nil, fmt.Errorf("mysql: begin: %w", err)
+	}
+	t := &myTxn{m: m, tx: tx, group: group, topic: topic, part: partition}
+	fail := func(what string, err error) (txn, offsetState, []map[string]*rowState, error) {
+		t.rollback()
+		return nil, off, nil, fmt.Errorf("mysql: %s: %w", what, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset)
+		VALUES (?, ?, ?, -1) ON DUPLICATE KEY UPDATE next_offset = next_offset`, group, topic, partition); err != nil {
+		return fail("lock offset", err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT next_offset, reset_pending FROM `+m.offsets+`
+		WHERE consumer_group = ? AND topic = ? AND kafka_partition = ? FOR UPDATE`, group, topic, partition).Scan(&off.next, &off.resetPending); err != nil {
+		return fail("lock offset", err)
+	}
+	states := make([]map[string]*rowState, len(sums))
+	for i, s := range sums {
+		states[i] = map[string]*rowState{}
+		cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+		for _, c := range s.Sums {
+			cols = append(cols, "CAST(`"+c.Column+"` AS CHAR)")
+		}
+		for start := 0; start < len(keys); start += 1000 {
+			chunk := keys[start:min(len(keys), start+1000)]
+			args := make([]any, len(chunk))
+			for j, k := range chunk {
+				args[j] = []byte(k)
+			}
+			rows, err := tx.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM "+quoteTable(s.rowsTable, '`')+
+				" WHERE row_key IN ("+placeholders(len(chunk))+") FOR UPDATE", args...)
+			if err != nil {
+				return fail("load state", err)
+			}
+			got, err := scanMyStates(rows, len(s.Sums))
+			rows.Close()
+			if err != nil {
+				return fail("load state", err)
+			}
+			for k, v := range got {
+				states[i][k] = v
+			}
+		}
+	}
+	return t, off, states, nil
+}
+
+func scanMyStates(rows *sql.Rows, nsums int) (map[string]*rowState, error) {
+	out := map[string]*rowState{}
+	for rows.Next() {
+		st := &rowState{}
+		var key []byte
+		sums := make([]sql.NullString, nsums)
+		dest := []any{&key, &st.version, &st.offset, &st.tombstoned, &st.gkey}
+		for i := range sums {
+			dest = append(dest, &sums[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		st.key = string(key)
+		if st.gkey != nil {
+			st.sums = make([]decimal, nsums)
+			for i, s := range sums {
+				if !s.Valid {
+					continue
+				}
+				d, err := parseDecimal(s.String)
+				if err != nil {
+					return nil, fmt.Errorf("state of %s: %w", st.key, err)
+				}
+				st.sums[i] = d
+			}
+		}
+		out[st.key] = st
+	}
+	return out, rows.Err()
+}
+
+func placeholders(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+func (t *myTxn) rollback() { _ = t.tx.Rollback() }
+
+// maxParams keeps multi-row statements below the protocol's 65,535 placeholders.
+const maxParams = 60000
+
+func (t *myTxn) commit(ctx context.Context, w *writes) error {
+	err := func() error {
+		for _, sw := range w.sums {
+			if err := t.writeSummary(ctx, &sw); err != nil {
+				return err
+			}
+		}
+		if w.next >= 0 {
+			if _, err := t.tx.ExecContext(ctx, `UPDATE `+t.m.offsets+` SET next_offset = ?, updated_at = CURRENT_TIMESTAMP(6)
+				WHERE consumer_group = ? AND topic = ? AND kafka_partition = ?`, w.next, t.group, t.topic, t.part); err != nil {
+				return fmt.Errorf("store offset: %w", err)
+			}
+		}
+		return t.tx.Commit()
+	}()
+	if err != nil {
+		t.rollback()
+		return fmt.Errorf("mysql: %w", err)
+	}
+	return nil
+}
+
+func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
+	s := sw.s
+	q := func(n string) string { return "`" + n + "`" }
+	if len(sw.rows) > 0 {
+		cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+		set := []string{"version = VALUES(version)", "src_offset = VALUES(src_offset)", "tombstoned = VALUES(tombstoned)", "kanal_group = VALUES(kanal_group)"}
+		for _, m := range s.Sums {
+			cols = append(cols, q(m.Column))
+			set = append(set, q(m.Column)+" = VALUES("+q(m.Column)+")")
+		}
+		per := len(cols)
+		rowPH := "(" + placeholders(per) + ")"
+		for start := 0; start < len(sw.rows); start += maxParams / per {
+			chunk := sw.rows[start:min(len(sw.rows), start+maxParams/per)]
+			args := make([]any, 0, len(chunk)*per)
+			phs := make([]string, len(chunk))
+			for i, r := range chunk {
+				phs[i] = rowPH
+				var gkey any
+				if r.gkey != nil {
+					gkey = r.gkey
+				}
+				args = append(args, []byte(r.key), r.version, r.offset, r.tombstoned, gkey)
+				for j := range s.Sums {
+					if r.gkey != nil {
+						args = append(args, r.sums[j].String())
+					} else {
+						args = append(args, nil)
+					}
+				}
+			}
+			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.rowsTable, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
+				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
+				return fmt.Errorf("write state of %s: %w", s.Table, err)
+			}
+		}
+	}
+	if len(sw.deltas) > 0 {
+		cc := q(s.countColumn())
+		cols := []string{"kanal_group"}
+		for _, g := range s.GroupBy {
+			cols = append(cols, q(g.Column))
+		}
+		cols = append(cols, cc)
+		set := []string{cc + " = " + cc + " + VALUES(" + cc + ")"}
+		for _, m := range s.Sums {
+			cols = append(cols, q(m.Column))
+			set = append(set, q(m.Column)+" = "+q(m.Column)+" + VALUES("+q(m.Column)+")")
+		}
+		per := len(cols)
+		rowPH := "(" + placeholders(per) + ")"
+		for start := 0; start < len(sw.deltas); start += maxParams / per {
+			chunk := sw.deltas[start:min(len(sw.deltas), start+maxParams/per)]
+			args := make([]any, 0, len(chunk)*per)
+			phs := make([]string, len(chunk))
+			for i, d := range chunk {
+				phs[i] = rowPH
+				args = append(args, d.gkey)
+				for j := range s.GroupBy {
+					if d.groups == nil {
+						args = append(args, nil)
+					} else {
+						args = append(args, mysqlValue(d.groups[j], s.groupTypes[j]))
+					}
+				}
+				args = append(args, d.count)
+				for j := range s.Sums {
+					args = append(args, d.sums[j].String())
+				}
+			}
+			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.Table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
+				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
+				return fmt.Errorf("write groups of %s: %w", s.Table, err)
+			}
+		}
+		for start := 0; start < len(sw.maybeEmpty); start += maxParams {
+			chunk := sw.maybeEmpty[start:min(len(sw.maybeEmpty), start+maxParams)]
+			args := make([]any, len(chunk))
+			for i, g := range chunk {
+				args[i] = g
+			}
+			if _, err := t.tx.ExecContext(ctx, "DELETE FROM "+quoteTable(s.Table, '`')+" WHERE kanal_group IN ("+
+				placeholders(len(chunk))+") AND "+cc+" = 0", args...); err != nil {
+				return fmt.Errorf("delete empty groups of %s: %w", s.Table, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
+	out := map[string]map[int32]int64{}
+	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("mysql: load offsets: %w", err)
+	}
+	defer tx.Rollback()
+	for topic, parts := range partitions {
+		if len(parts) == 0 {
+			continue
+		}
+		args := []any{group, topic}
+		for _, p := range parts {
+			args = append(args, p)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT kafka_partition, next_offset FROM `+m.offsets+`
+			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`) FOR UPDATE`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+		}
+		for rows.Next() {
+			var part int32
+			var next int64
+			if err := rows.Scan(&part, &next); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("mysql: load offsets: %w", err)
+			}
+			if next >= 0 {
+				if out[topic] == nil {
+					out[topic] = map[int32]int64{}
+				}
+				out[topic][part] = next
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE `+m.offsets+` SET reset_pending = FALSE
+			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`)`, args...); err != nil {
+			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("mysql: load offsets: %w", err)
+	}
+	return out, nil
+}
+
+func (m *mysqlTarget) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
+	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("mysql: reset offsets: %w", err)
+	}
+	defer tx.Rollback()
+	for topic, parts := range offsets {
+		for part, next := range parts {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
+				VALUES (?, ?, ?, ?, TRUE) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), reset_pending = TRUE,
+				updated_at = CURRENT_TIMESTAMP(6)`, group, topic, part, next); err != nil {
+				return fmt.Errorf("mysql: reset offsets: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mysql: reset offsets: %w", err)
+	}
+	return nil
+}

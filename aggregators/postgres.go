@@ -1,0 +1,517 @@
+package aggregators
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// postgres is a Postgres target (pgx). A batch is two round trips: BEGIN, the
+// offset lock and the state reads pipelined; then every write and COMMIT
+// pipelined.
+type postgres struct {
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	offsets string // quoted
+
+	mu      sync.Mutex
+	setUpOK bool
+}
+
+func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
+	pc, err := pgxpool.ParseConfig(cfg.Target.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target.dsn: not a valid Postgres connection string", ErrConfig)
+	}
+	pc.MaxConns = int32(cfg.Target.MaxConns)
+	pc.ConnConfig.ConnectTimeout = cfg.Target.ConnectTimeout
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, fmt.Errorf("aggregators: postgres pool: %w", err)
+	}
+	return &postgres{pool: pool, log: log, offsets: quoteTable(cfg.OffsetsTable, '"')}, nil
+}
+
+func (p *postgres) close()           { p.pool.Close() }
+func (p *postgres) dialect() dialect { return pgDialect{} }
+
+type pgDialect struct{}
+
+func (pgDialect) groupType(c schemas.Column) string {
+	switch c.Kind() {
+	case schemas.KindInt, schemas.KindYear:
+		return "bigint"
+	case schemas.KindUint, schemas.KindBit:
+		return "numeric(20,0)"
+	case schemas.KindDecimal:
+		if p, s := precision(c.Type); p != "" {
+			if s == "" {
+				s = "0"
+			}
+			return "numeric(" + p + "," + s + ")"
+		}
+		return "numeric"
+	case schemas.KindFloat, schemas.KindDouble:
+		return "double precision"
+	case schemas.KindBytes:
+		return "bytea"
+	}
+	p, _ := precision(c.Type)
+	switch baseType(c.Type) {
+	case "date":
+		return "date"
+	case "datetime":
+		if p != "" {
+			return "timestamp(" + p + ")"
+		}
+		return "timestamp"
+	case "timestamp":
+		if p != "" {
+			return "timestamptz(" + p + ")"
+		}
+		return "timestamptz"
+	}
+	return "text"
+}
+
+func (pgDialect) sumType(*schemas.Column) string { return "numeric" }
+
+func (pgDialect) derivedType(fn string) string {
+	switch fn {
+	case "year":
+		return "bigint"
+	case "hour":
+		return "timestamp"
+	}
+	return "date"
+}
+
+// ignoreExists treats "already exists" races of concurrent CREATE … IF NOT
+// EXISTS as success.
+func ignoreExists(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
+		return nil
+	}
+	return err
+}
+
+func (p *postgres) setup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.setUpOK {
+		return nil
+	}
+	_, err := p.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+p.offsets+` (
+	consumer_group  text        NOT NULL,
+	topic           text        NOT NULL,
+	kafka_partition integer     NOT NULL,
+	next_offset     bigint      NOT NULL,
+	reset_pending   boolean     NOT NULL DEFAULT false,
+	updated_at      timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (consumer_group, topic, kafka_partition)
+)`)
+	if err = ignoreExists(err); err != nil {
+		return fmt.Errorf("aggregators: create offsets table: %w", err)
+	}
+	p.setUpOK = true
+	return nil
+}
+
+// summaryDDL returns the CREATE statements of a summary and its state table.
+func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
+	q := func(n string) string { return `"` + n + `"` }
+	var cols, idx []string
+	cols = append(cols, `kanal_group bytea PRIMARY KEY`)
+	for i, g := range s.GroupBy {
+		cols = append(cols, q(g.Column)+" "+groupTypes[i])
+		idx = append(idx, q(g.Column))
+	}
+	cols = append(cols, q(s.countColumn())+" bigint NOT NULL")
+	for i, m := range s.Sums {
+		cols = append(cols, q(m.Column)+" "+sumTypes[i]+" NOT NULL")
+	}
+	table := quoteTable(s.Table, '"')
+	stmts := []string{"CREATE TABLE IF NOT EXISTS " + table + " (\n\t" + strings.Join(cols, ",\n\t") + "\n)"}
+	if len(idx) > 0 {
+		name := s.Table[strings.LastIndex(s.Table, ".")+1:] + "_groups"
+		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS "+q(name)+" ON "+table+" ("+strings.Join(idx, ", ")+")")
+	}
+	rcols := []string{
+		"row_key text PRIMARY KEY",
+		"version bigint NOT NULL",
+		"src_offset bigint NOT NULL",
+		"tombstoned boolean NOT NULL",
+		"kanal_group bytea",
+	}
+	for i, m := range s.Sums {
+		rcols = append(rcols, q(m.Column)+" "+sumTypes[i])
+	}
+	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '"')+" (\n\t"+strings.Join(rcols, ",\n\t")+"\n)")
+	return stmts
+}
+
+func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) ([]string, []string, error) {
+	if err := p.setup(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, stmt := range pgSummaryDDL(s, groupTypes, sumTypes) {
+		if _, err := p.pool.Exec(ctx, stmt); ignoreExists(err) != nil {
+			return nil, nil, fmt.Errorf("create summary table: %w", err)
+		}
+	}
+	// The table may have existed with other types: use the real ones for casts.
+	rows, err := p.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
+		quoteTable(s.Table, '"'))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+	}
+	types, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var c [2]string
+		err := r.Scan(&c[0], &c[1])
+		return c, err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+	}
+	byName := map[string]string{}
+	for _, c := range types {
+		byName[c[0]] = c[1]
+	}
+	gt := make([]string, len(groupTypes))
+	st := make([]string, len(sumTypes))
+	need := []string{"kanal_group", s.countColumn()}
+	for i, g := range s.GroupBy {
+		gt[i] = byName[g.Column]
+		need = append(need, g.Column)
+	}
+	for i, m := range s.Sums {
+		st[i] = byName[m.Column]
+		need = append(need, m.Column)
+	}
+	for _, c := range need {
+		if byName[c] == "" {
+			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
+		}
+	}
+	return gt, st, nil
+}
+
+type pgTxn struct {
+	p     *postgres
+	conn  *pgxpool.Conn
+	group string
+	topic string
+	part  int32
+}
+
+func (p *postgres) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
+	var off offsetState
+	if err := p.setup(ctx); err != nil {
+		return nil, off, nil, err
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, off, nil, fmt.Errorf("postgres: %w", err)
+	}
+	tx := &pgTxn{p: p, conn: conn, group: group, topic: topic, part: partition}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`INSERT INTO `+p.offsets+` (consumer_group, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, -1)
+		ON CONFLICT DO NOTHING`, group, topic, partition)
+	b.Queue(`SELECT next_offset, reset_pending FROM `+p.offsets+`
+		WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 FOR UPDATE`, group, topic, partition)
+	for _, s := range sums {
+		b.Queue(pgLoadSQL(s), keys)
+	}
+	states := make([]map[string]*rowState, len(sums))
+	err = func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&off.next, &off.resetPending); err != nil {
+			return err
+		}
+		for i, s := range sums {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			m, err := scanStates(rows, len(s.Sums))
+			if err != nil {
+				return err
+			}
+			states[i] = m
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		tx.rollback()
+		return nil, off, nil, fmt.Errorf("postgres: lock offset and load state: %w", err)
+	}
+	return tx, off, states, nil
+}
+
+func pgLoadSQL(s *summaryRT) string {
+	cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+	for _, m := range s.Sums {
+		cols = append(cols, `"`+m.Column+`"::text`)
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(s.rowsTable, '"') +
+		" WHERE row_key = ANY($1::text[]) FOR UPDATE"
+}
+
+// stateScanner is pgx.Rows or *sql.Rows.
+type stateScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+func scanStates(rows stateScanner, nsums int) (map[string]*rowState, error) {
+	out := map[string]*rowState{}
+	for rows.Next() {
+		st := &rowState{}
+		var version int64
+		sums := make([]*string, nsums)
+		dest := []any{&st.key, &version, &st.offset, &st.tombstoned, &st.gkey}
+		for i := range sums {
+			dest = append(dest, &sums[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		st.version = uint64(version)
+		if st.gkey != nil {
+			st.sums = make([]decimal, nsums)
+			for i, s := range sums {
+				if s == nil {
+					continue
+				}
+				d, err := parseDecimal(*s)
+				if err != nil {
+					return nil, fmt.Errorf("state of %s: %w", st.key, err)
+				}
+				st.sums[i] = d
+			}
+		}
+		out[st.key] = st
+	}
+	if c, ok := rows.(interface{ Close() }); ok {
+		c.Close()
+	}
+	return out, rows.Err()
+}
+
+func (t *pgTxn) rollback() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		// The pool drops a connection left inside a transaction.
+		_ = t.conn.Conn().Close(ctx)
+	}
+	t.conn.Release()
+}
+
+func (t *pgTxn) commit(ctx context.Context, w *writes) error {
+	b := &pgx.Batch{}
+	for _, sw := range w.sums {
+		if err := pgQueueWrites(b, &sw); err != nil {
+			t.rollback()
+			return err
+		}
+	}
+	if w.next >= 0 {
+		b.Queue(`UPDATE `+t.p.offsets+` SET next_offset = $4, updated_at = now()
+			WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3`, t.group, t.topic, t.part, w.next)
+	}
+	b.Queue("COMMIT")
+	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
+		t.rollback()
+		return fmt.Errorf("postgres: write batch: %w", err)
+	}
+	t.conn.Release()
+	return nil
+}
+
+func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
+	s := sw.s
+	q := func(n string) string { return `"` + n + `"` }
+	if len(sw.rows) > 0 {
+		n := len(sw.rows)
+		keys := make([]string, n)
+		versions := make([]int64, n)
+		offsets := make([]int64, n)
+		tombs := make([]bool, n)
+		gkeys := make([][]byte, n)
+		sums := make([][]*string, len(s.Sums))
+		for j := range sums {
+			sums[j] = make([]*string, n)
+		}
+		for i, r := range sw.rows {
+			if r.version > math.MaxInt64 {
+				return fmt.Errorf("row %s: version %d does not fit a bigint", r.key, r.version)
+			}
+			keys[i], versions[i], offsets[i], tombs[i], gkeys[i] = r.key, int64(r.version), r.offset, r.tombstoned, r.gkey
+			if r.gkey != nil {
+				for j := range s.Sums {
+					v := r.sums[j].String()
+					sums[j][i] = &v
+				}
+			}
+		}
+		cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+		sel := []string{"u.k", "u.v", "u.o", "u.t", "u.g"}
+		params := []any{keys, versions, offsets, tombs, gkeys}
+		arrays := []string{"$1::text[]", "$2::bigint[]", "$3::bigint[]", "$4::boolean[]", "$5::bytea[]"}
+		alias := []string{"k", "v", "o", "t", "g"}
+		set := []string{"version = EXCLUDED.version", "src_offset = EXCLUDED.src_offset", "tombstoned = EXCLUDED.tombstoned", "kanal_group = EXCLUDED.kanal_group"}
+		for j, m := range s.Sums {
+			cols = append(cols, q(m.Column))
+			a := fmt.Sprintf("s%d", j)
+			alias = append(alias, a)
+			sel = append(sel, "u."+a+"::"+s.sumTypes[j])
+			params = append(params, sums[j])
+			arrays = append(arrays, fmt.Sprintf("$%d::text[]", len(params)))
+			set = append(set, q(m.Column)+" = EXCLUDED."+q(m.Column))
+		}
+		b.Queue("INSERT INTO "+quoteTable(s.rowsTable, '"')+" ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
+			" FROM unnest("+strings.Join(arrays, ", ")+") AS u("+strings.Join(alias, ", ")+
+			") ON CONFLICT (row_key) DO UPDATE SET "+strings.Join(set, ", "), params...)
+	}
+	if len(sw.deltas) > 0 {
+		n := len(sw.deltas)
+		gkeys := make([][]byte, n)
+		counts := make([]int64, n)
+		groups := make([][]*string, len(s.GroupBy))
+		for j := range groups {
+			groups[j] = make([]*string, n)
+		}
+		sums := make([][]string, len(s.Sums))
+		for j := range sums {
+			sums[j] = make([]string, n)
+		}
+		for i, d := range sw.deltas {
+			gkeys[i], counts[i] = d.gkey, d.count
+			if d.groups != nil {
+				for j := range s.GroupBy {
+					groups[j][i] = pgText(d.groups[j], s.groupTypes[j])
+				}
+			}
+			for j := range s.Sums {
+				sums[j][i] = d.sums[j].String()
+			}
+		}
+		cols := []string{"kanal_group"}
+		sel := []string{"u.g"}
+		alias := []string{"g"}
+		params := []any{gkeys}
+		arrays := []string{"$1::bytea[]"}
+		for j, g := range s.GroupBy {
+			cols = append(cols, q(g.Column))
+			a := fmt.Sprintf("c%d", j)
+			alias = append(alias, a)
+			sel = append(sel, "u."+a+"::"+s.groupTypes[j])
+			params = append(params, groups[j])
+			arrays = append(arrays, fmt.Sprintf("$%d::text[]", len(params)))
+		}
+		cc := q(s.countColumn())
+		cols = append(cols, cc)
+		alias = append(alias, "n")
+		sel = append(sel, "u.n")
+		params = append(params, counts)
+		arrays = append(arrays, fmt.Sprintf("$%d::bigint[]", len(params)))
+		set := []string{cc + " = t." + cc + " + EXCLUDED." + cc}
+		for j, m := range s.Sums {
+			cols = append(cols, q(m.Column))
+			a := fmt.Sprintf("s%d", j)
+			alias = append(alias, a)
+			sel = append(sel, "u."+a+"::"+s.sumTypes[j])
+			params = append(params, sums[j])
+			arrays = append(arrays, fmt.Sprintf("$%d::text[]", len(params)))
+			set = append(set, q(m.Column)+" = t."+q(m.Column)+" + EXCLUDED."+q(m.Column))
+		}
+		table := quoteTable(s.Table, '"')
+		b.Queue("INSERT INTO "+table+" AS t ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
+			" FROM unnest("+strings.Join(arrays, ", ")+") WITH ORDINALITY AS u("+strings.Join(alias, ", ")+", ord) ORDER BY u.ord"+
+			" ON CONFLICT (kanal_group) DO UPDATE SET "+strings.Join(set, ", "), params...)
+		if len(sw.maybeEmpty) > 0 {
+			b.Queue("DELETE FROM "+table+" WHERE kanal_group = ANY($1::bytea[]) AND "+cc+" = 0", sw.maybeEmpty)
+		}
+	}
+	return nil
+}
+
+func (p *postgres) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
+	out := map[string]map[int32]int64{}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		for topic, parts := range partitions {
+			rows, err := tx.Query(ctx, `UPDATE `+p.offsets+` SET reset_pending = false
+				WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3::integer[])
+				RETURNING kafka_partition, next_offset`, group, topic, parts)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var part int32
+				var next int64
+				if err := rows.Scan(&part, &next); err != nil {
+					rows.Close()
+					return err
+				}
+				if next >= 0 {
+					if out[topic] == nil {
+						out[topic] = map[int32]int64{}
+					}
+					out[topic][part] = next
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load offsets: %w", err)
+	}
+	return out, nil
+}
+
+func (p *postgres) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		for topic, parts := range offsets {
+			for part, next := range parts {
+				if _, err := tx.Exec(ctx, `INSERT INTO `+p.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
+					VALUES ($1, $2, $3, $4, true)
+					ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
+					SET next_offset = EXCLUDED.next_offset, reset_pending = true, updated_at = now()`, group, topic, part, next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: reset offsets: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ApplyStage is one consumer-side measurement of stage 4. Adding a handler's figure
+// is one entry here: a Run that applies the workload's topic (Env.Brokers/Env.Topic,
+// Env.Workload.RowChanges changes plus a tombstone per delete) to its sink and returns
+// how many rows it applied in how long.
+type ApplyStage struct {
+	ID      string
+	Measure string
+	// Run measures one pass; nil means the handler does not exist yet and the row
+	// says "not yet built".
+	Run func(ctx context.Context, env *Env) (rows uint64, dur time.Duration, err error)
+	// RatioOf is the ID of an earlier stage in this list whose rate (same round) is
+	// the denominator of this one's ratio.
+	RatioOf string
+	Goal    string
+	// Met says whether the median rate (and ratio, if any) meets Goal.
+	Met func(rate, ratio float64) bool
+}
+
+// ApplyStages is the list stage 4 runs, in order, Runs rounds.
+var ApplyStages = []ApplyStage{
+	{
+		ID:      "4a",
+		Measure: "reference: redis-server's own rate, HSET of the workload's rows via go-redis pipelines of 1,000",
+		Run:     redisHSETReference,
+	},
+	{
+		ID:      "4b",
+		Measure: "Redis materialiser (sinks/redis) applying the workload topic",
+		RatioOf: "4a",
+		Goal:    "≥ 100k rows/s",
+		Met:     func(rate, _ float64) bool { return rate >= 100_000 },
+		// Run: set when sinks/redis exists.
+	},
+	{
+		ID:      "4c",
+		Measure: "Postgres aggregator (aggregators/) applying the workload topic",
+		Goal:    "≥ 50k rows/s",
+		Met:     func(rate, _ float64) bool { return rate >= 50_000 },
+		// Run: set when the aggregator exists.
+	},
+}
+
+func applyStages(ctx context.Context, env *Env) []*Row {
+	n := len(ApplyStages)
+	rates := make([][]float64, n)
+	ratios := make([][]float64, n)
+	errs := make([]error, n)
+	index := map[string]int{}
+	for i, st := range ApplyStages {
+		index[st.ID] = i
+	}
+	for round := range env.Opts.Runs {
+		this := make([]float64, n)
+		for i, st := range ApplyStages {
+			if st.Run == nil {
+				continue
+			}
+			env.logf("round %d/%d: %s", round+1, env.Opts.Runs, st.ID)
+			rows, dur, err := st.Run(ctx, env)
+			if err != nil {
+				errs[i] = err
+				env.logf("%s: %v", st.ID, err)
+				continue
+			}
+			this[i] = float64(rows) / dur.Seconds()
+			rates[i] = append(rates[i], this[i])
+			if j, ok := index[st.RatioOf]; ok && this[j] > 0 {
+				ratios[i] = append(ratios[i], this[i]/this[j])
+			}
+		}
+	}
+	var out []*Row
+	for i, st := range ApplyStages {
+		row := &Row{ID: st.ID, Measure: st.Measure, Unit: "rows/s", Goal: st.Goal, Value: spreadOf(rates[i]), Ratio: spreadOf(ratios[i])}
+		if row.Ratio != nil {
+			row.RatioOf = st.RatioOf
+		}
+		switch {
+		case st.Run == nil:
+			row.Status = "not yet built"
+		case errs[i] != nil:
+			setStatus(row, errs[i])
+		case st.Met != nil && row.Value != nil:
+			ratio := 0.0
+			if row.Ratio != nil {
+				ratio = row.Ratio.Median
+			}
+			row.Status = goalStatus(st.Met(row.Value.Median, ratio))
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// redisHSETReference writes one hash per workload row (its nine columns) with go-redis
+// pipelines of 1,000 commands: what redis-server itself sustains here, the ceiling of
+// any Redis materialiser.
+func redisHSETReference(ctx context.Context, env *Env) (uint64, time.Duration, error) {
+	srv, err := env.Redis()
+	if err != nil {
+		return 0, 0, err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return 0, 0, err
+	}
+	total := env.Workload.RowChanges
+	// The values are built before the clock starts: this measures the server.
+	wl := newWorkload(env.Workload.Seed + 1)
+	rows := make([][]any, 0, 1000)
+	keys := make([]string, 0, 1000)
+	var dur time.Duration
+	for done := 0; done < total; {
+		rows, keys = rows[:0], keys[:0]
+		for i := 0; i < 1000 && done+i < total; i++ {
+			id := int64(done + i + 1)
+			keys = append(keys, "bench.orders:"+strconv.FormatInt(id, 10))
+			rows = append(rows, wl.hsetFields(id))
+		}
+		began := time.Now()
+		pipe := rdb.Pipeline()
+		for i := range rows {
+			pipe.HSet(ctx, keys[i], rows[i]...)
+		}
+		cmds, err := pipe.Exec(ctx)
+		dur += time.Since(began)
+		if err != nil {
+			return 0, 0, fmt.Errorf("HSET pipeline: %w", err)
+		}
+		done += len(cmds)
+	}
+	return uint64(total), dur, nil
+}

@@ -1,0 +1,236 @@
+// Package bench is kanal's benchmark harness (`kanal bench`, `make bench`): it starts
+// private servers, generates one seeded workload, and measures on that same binlog,
+// in one run, how fast go-mysql can merely decode it (the limit), how fast kanal's
+// producer turns it into Kafka transactions, and how fast a hand-written canal +
+// synchronous-produce loop does; then consumer apply rates, end-to-end latency at a
+// steady rate and the producer's peak RSS on one huge transaction. Figures are
+// reported as ratios of runs taken back to back, because the build machines are
+// small and noisy. See docs/bench.md.
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanal-cdc/kanal/internal/testenv"
+)
+
+// Options select sizes and outputs.
+type Options struct {
+	Quick bool `json:"quick"`
+	// Rows is the number of row changes of the workload (default 1,000,000, quick 100,000).
+	Rows int `json:"rows"`
+	// Runs is the number of rounds of the throughput stages (default 3).
+	Runs int `json:"runs"`
+	// LatencyRate and LatencyDuration drive stage 5 (default 5,000 rows/s for 60s, quick 10s).
+	LatencyRate     int           `json:"latency_rate"`
+	LatencyDuration time.Duration `json:"latency_duration"`
+	// BigTxnRows is the size of the single transaction of stage 6 (default 1M, quick 100k).
+	BigTxnRows int `json:"big_txn_rows"`
+	// Seed of the workload.
+	Seed uint64 `json:"seed"`
+	// KanalBin is the kanal binary run as `dev-kafka` and, in stage 6, `produce`.
+	KanalBin string `json:"-"`
+	// CPUProfile, when set, receives a CPU profile of one extra, unmeasured producer pass.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Log receives progress lines (nil: discarded).
+	Log io.Writer `json:"-"`
+	// TB, when set (the smoke test), starts the servers; otherwise a stand-in is used.
+	TB testing.TB `json:"-"`
+}
+
+func (o *Options) defaults() {
+	if o.Rows <= 0 {
+		o.Rows = 1_000_000
+		if o.Quick {
+			o.Rows = 100_000
+		}
+	}
+	if o.Runs <= 0 {
+		o.Runs = 3
+	}
+	if o.LatencyRate <= 0 {
+		o.LatencyRate = 5000
+	}
+	if o.LatencyDuration <= 0 {
+		o.LatencyDuration = time.Minute
+		if o.Quick {
+			o.LatencyDuration = 10 * time.Second
+		}
+	}
+	if o.BigTxnRows <= 0 {
+		o.BigTxnRows = 1_000_000
+		if o.Quick {
+			o.BigTxnRows = 100_000
+		}
+	}
+	if o.Seed == 0 {
+		o.Seed = 20240601
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// Env is what stages get: the servers, the workload and where it ends in the binlog.
+type Env struct {
+	Opts     *Options
+	TB       testing.TB
+	MariaDB  *testenv.MariaDBServer
+	Workload *Workload
+	// Kafka holding the workload's topics as the last measured producer round wrote
+	// them (kept running for the apply stages); "" if that round failed.
+	Brokers []string
+	// Topic is the workload table's topic in Brokers; Records the change records in it.
+	Topic string
+
+	tmp   string
+	redis *testenv.RedisServer
+	pg    *testenv.PostgresServer
+	kafka []*devKafka
+}
+
+func (e *Env) logf(format string, args ...any) {
+	fmt.Fprintf(e.Opts.Log, "bench: "+format+"\n", args...)
+}
+
+// Redis starts (once) a private redis-server.
+func (e *Env) Redis() (*testenv.RedisServer, error) {
+	if e.redis != nil {
+		return e.redis, nil
+	}
+	err := fromTB(func() { e.redis = testenv.Redis(e.TB) })
+	return e.redis, err
+}
+
+// Postgres starts (once) a private Postgres.
+func (e *Env) Postgres() (*testenv.PostgresServer, error) {
+	if e.pg != nil {
+		return e.pg, nil
+	}
+	err := fromTB(func() { e.pg = testenv.Postgres(e.TB) })
+	return e.pg, err
+}
+
+// Run runs every stage and returns the report; a stage that fails is reported as
+// failed in its row, so one broken stage does not hide the others' figures. The
+// error is non-nil only when the environment itself could not be set up.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts.defaults()
+	if opts.KanalBin == "" {
+		return nil, fmt.Errorf("bench: the kanal binary is needed (Options.KanalBin)")
+	}
+	rep := &Report{Started: time.Now(), Options: opts, Machine: machine()}
+	tmp, err := os.MkdirTemp("", "kanal-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	env := &Env{Opts: &opts, tmp: tmp, TB: opts.TB}
+	if env.TB == nil {
+		rt := newRunTB(ctx, opts.Log, tmp)
+		defer rt.Close()
+		env.TB = rt
+	}
+	defer env.stopKafkas()
+
+	env.logf("starting MariaDB")
+	err = fromTB(func() {
+		env.MariaDB = testenv.MariaDB(env.TB, testenv.WithArgs(
+			// The workload's table must stay in memory, or the generator and the
+			// producer fight over disk reads instead of measuring the binlog path.
+			"--innodb-buffer-pool-size=1G",
+			"--innodb-log-file-size=256M",
+			"--max-allowed-packet=64M",
+		))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start MariaDB: %w", err)
+	}
+	_ = env.MariaDB.DB().QueryRowContext(ctx, "SELECT VERSION()").Scan(&rep.Machine.MariaDB)
+
+	wl := newWorkload(opts.Seed)
+	rep.Workload = wl
+	env.Workload = wl
+	env.logf("generating %d row changes", opts.Rows)
+	first, _, err := masterStatus(ctx, env.MariaDB.DB(), true)
+	if err != nil {
+		return nil, err
+	}
+	wl.FirstBinlog = first
+	if err := wl.Generate(ctx, env.MariaDB.DB(), opts.Rows); err != nil {
+		return nil, fmt.Errorf("generate workload: %w", err)
+	}
+	if wl.BinlogFile, wl.BinlogPos, err = masterStatus(ctx, env.MariaDB.DB(), false); err != nil {
+		return nil, err
+	}
+	env.logf("workload: %d row changes in %.1fs, binlog ends at %s:%d", wl.RowChanges, wl.GenSeconds, wl.BinlogFile, wl.BinlogPos)
+
+	rep.Rows = append(rep.Rows, throughputStages(ctx, env)...)
+	rep.Rows = append(rep.Rows, applyStages(ctx, env)...)
+	rep.Rows = append(rep.Rows, latencyStage(ctx, env)...)
+	rep.Rows = append(rep.Rows, rssStage(ctx, env))
+	if opts.CPUProfile != "" {
+		env.logf("extra producer pass with CPU profile → %s", opts.CPUProfile)
+		if err := profileProducer(ctx, env, opts.CPUProfile); err != nil {
+			env.logf("profile: %v", err)
+		} else {
+			rep.Profile = opts.CPUProfile
+		}
+	}
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	return rep, nil
+}
+
+// masterStatus returns the first binlog file (first=true) or the current file and
+// position.
+func masterStatus(ctx context.Context, db *sql.DB, first bool) (string, uint32, error) {
+	q := "SHOW MASTER STATUS"
+	if first {
+		q = "SHOW BINARY LOGS"
+	}
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return "", 0, err
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return "", 0, fmt.Errorf("%s: no rows (is the binlog on?)", q)
+	}
+	vals := make([]any, len(cols))
+	var file string
+	var pos uint64
+	vals[0], vals[1] = &file, &pos
+	for i := 2; i < len(vals); i++ {
+		vals[i] = new(sql.RawBytes)
+	}
+	if err := rows.Scan(vals...); err != nil {
+		return "", 0, err
+	}
+	return file, uint32(pos), nil
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		m.Kernel = strings.TrimSpace(string(out))
+	}
+	return m
+}

@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kanal-cdc/kanal/producer"
+)
+
+// rssStage runs `kanal produce` as a child process, writes one transaction of
+// BigTxnRows rows, waits until the producer has committed a position past it, stops
+// the producer and reads its peak RSS (getrusage ru_maxrss of the child).
+func rssStage(ctx context.Context, env *Env) *Row {
+	o := env.Opts
+	row := &Row{ID: "6", Measure: fmt.Sprintf("kanal produce peak RSS streaming one %d-row transaction (child process, ru_maxrss)", o.BigTxnRows),
+		Unit: "MiB", Goal: "≤ 256 MiB"}
+	env.logf("peak RSS: one %d-row transaction", o.BigTxnRows)
+	mib, note, err := measureRSS(ctx, env)
+	if err != nil {
+		setStatus(row, err)
+		return row
+	}
+	row.Value = spreadOf([]float64{mib})
+	row.Status = goalStatus(mib <= 256)
+	row.Note = note
+	return row
+}
+
+func measureRSS(ctx context.Context, env *Env) (float64, string, error) {
+	o := env.Opts
+	db := env.MariaDB.DB()
+	for _, q := range []string{"DROP TABLE IF EXISTS bench.big", strings.Replace(ordersDDL, "bench.orders", "bench.big", 1)} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return 0, "", fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	k, err := env.startKafka(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	defer k.stop()
+	m := env.MariaDB
+	cfgPath := filepath.Join(env.tmp, "rss.yaml")
+	yaml := fmt.Sprintf(`source:
+  name: benchrss
+  addr: %s
+  user: %s
+  password: %s
+  server_id: 6000
+  start: current
+kafka:
+  brokers: [%q]
+  cleanup_policy: delete
+tables:
+  include: ["bench.big"]
+log:
+  level: info
+`, m.Addr(), m.User, m.Password, k.Addr)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		return 0, "", err
+	}
+	logPath := filepath.Join(env.tmp, "rss-produce.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return 0, "", err
+	}
+	defer logf.Close()
+	cmd := exec.Command(o.KanalBin, "produce", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return 0, "", err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	// The producer has read the current position once it says so; the transaction
+	// written after that is what it streams.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if strings.Contains(string(b), "starting at the current binlog position") {
+			break
+		}
+		select {
+		case err := <-exited:
+			stopped = true
+			return 0, "", fmt.Errorf("kanal produce exited (%v): %s", err, tail(string(b)))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return 0, "", fmt.Errorf("kanal produce not started after 30s: %s", tail(string(b)))
+		}
+	}
+	began := time.Now()
+	q := fmt.Sprintf(`INSERT INTO bench.big (id,customer_id,sku,status,amount,qty,created_at,note,stamp_us)
+SELECT seq, seq %% 5000000, CONCAT('SKU-', seq, '-größe'), ELT(1 + seq %% 4, 'new','paid','shipped','cancelled'),
+  (seq %% 10000000) / 100, 1 + seq %% 20, TIMESTAMP('2024-01-01 00:00:00.000000') + INTERVAL seq * 1237 MICROSECOND,
+  ELT(1 + seq %% 4, 'deliver to the back door', 'Grüße aus Köln — 価格 確認済み 🚚 📦', NULL, 'gift wrap please, call before arrival'),
+  seq
+FROM bench.seq_1_to_%d`, o.BigTxnRows)
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return 0, "", fmt.Errorf("big transaction: %w", err)
+	}
+	inserted := time.Since(began)
+	file, pos, err := masterStatus(ctx, db, false)
+	if err != nil {
+		return 0, "", err
+	}
+	kcfg := producer.DefaultConfig().Kafka
+	kcfg.Brokers = []string{k.Addr}
+	deadline = time.Now().Add(15 * time.Minute)
+	for {
+		p, err := producer.ReadPosition(ctx, &kcfg, "benchrss")
+		if err == nil && p != nil && p.RowsDone == 0 && (p.File > file || (p.File == file && p.Pos >= pos)) {
+			break
+		}
+		select {
+		case err := <-exited:
+			stopped = true
+			b, _ := os.ReadFile(logPath)
+			return 0, "", fmt.Errorf("kanal produce exited (%v): %s", err, tail(string(b)))
+		case <-time.After(250 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return 0, "", fmt.Errorf("producer did not commit past %s:%d within 15 minutes", file, pos)
+		}
+	}
+	total := time.Since(began)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	stopped = true
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, "", fmt.Errorf("no rusage for the child")
+	}
+	mib := float64(ru.Maxrss) / 1024 // KiB on Linux
+	note := fmt.Sprintf("%d rows: INSERT…SELECT committed after %.1fs, all committed to Kafka after %.1fs; child CPU %.1fs user + %.1fs sys; one run",
+		o.BigTxnRows, inserted.Seconds(), total.Seconds(),
+		time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds())
+	return mib, note, nil
+}
+
+func tail(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return strings.Join(lines, "\n")
+}

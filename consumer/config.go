@@ -1,0 +1,138 @@
+package consumer
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/kanal-cdc/kanal/producer"
+)
+
+// Policy says what happens to a record whose retries ran out.
+type Policy string
+
+// The failure policies.
+const (
+	// Halt stops the partition at the failing record: nothing after it is applied,
+	// /readyz reports the partition, table, key and offset, and the record is
+	// retried every RetryConfig.MaxInterval until it succeeds (a sink that comes
+	// back resumes the partition by itself) or the process stops.
+	Halt Policy = "halt"
+	// DeadLetter writes the record to "<prefix>._dlq.<group>", counts it and goes on.
+	DeadLetter Policy = "dead-letter"
+)
+
+func (p Policy) valid() bool { return p == Halt || p == DeadLetter }
+
+// Config is the Runner's configuration. Start from DefaultConfig.
+type Config struct {
+	// Kafka is the connection (brokers, TLS, SASL) and topic prefix, shared with
+	// the producer's configuration; the other fields of it are not used here.
+	Kafka producer.KafkaConfig `yaml:"-"`
+	// Start is where a group without committed offsets begins: "earliest" (the
+	// oldest retained change; on compacted topics, the current state of every row)
+	// or "latest" (only new changes).
+	Start string `yaml:"start"`
+	// Concurrency bounds how many partitions of one group are handled at once.
+	Concurrency int `yaml:"concurrency"`
+	// BatchMaxRecords bounds the records passed to one Handle call. Batches are not
+	// held back to fill up: a partition's handler gets whatever has arrived.
+	BatchMaxRecords int `yaml:"batch_max_records"`
+	// QueueMaxRecords is how many fetched records may wait per partition before
+	// fetching that partition pauses.
+	QueueMaxRecords int `yaml:"queue_max_records"`
+	// CommitInterval is how often applied offsets are committed to Kafka. A crash
+	// replays at most this much work (more if a commit failed).
+	CommitInterval time.Duration `yaml:"commit_interval"`
+	// RevokeTimeout bounds how long a partition being revoked (rebalance, shutdown)
+	// may take to finish its in-flight batch; after it the handler's context is
+	// cancelled. Offsets are committed before the partition is released.
+	RevokeTimeout time.Duration `yaml:"revoke_timeout"`
+	// SessionTimeout is the group session timeout: how long the group waits for a
+	// member that stopped heartbeating (crashed) before reassigning its partitions.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// MetadataMaxAge is how often topic metadata is refreshed, so topics of tables
+	// created while running are picked up.
+	MetadataMaxAge time.Duration `yaml:"metadata_max_age"`
+	// Retry and OnFailure are the defaults for routes that do not set their own.
+	Retry     RetryConfig `yaml:"retry"`
+	OnFailure Policy      `yaml:"on_failure"`
+	// DLQPartitions is the partition count of dead-letter topics kanal creates.
+	DLQPartitions int32 `yaml:"dlq_partitions"`
+	// Heartbeats enables reading "<prefix>._heartbeats" to tell a quiet source
+	// from a stuck pipeline in the freshness metric.
+	Heartbeats bool `yaml:"heartbeats"`
+	// MetricsAddr, when set, is the host:port of an HTTP server with /metrics,
+	// /healthz and /readyz.
+	MetricsAddr string `yaml:"metrics_addr"`
+}
+
+// DefaultConfig returns a configuration with every default filled in (brokers
+// still need to be set).
+func DefaultConfig() Config {
+	k := producer.DefaultConfig().Kafka
+	return Config{
+		Kafka:           k,
+		Start:           "earliest",
+		Concurrency:     8,
+		BatchMaxRecords: 500,
+		QueueMaxRecords: 5000,
+		CommitInterval:  time.Second,
+		RevokeTimeout:   30 * time.Second,
+		SessionTimeout:  45 * time.Second,
+		MetadataMaxAge:  30 * time.Second,
+		Retry:           DefaultRetry(),
+		OnFailure:       Halt,
+		DLQPartitions:   1,
+		Heartbeats:      true,
+	}
+}
+
+// Validate checks the configuration and names the first bad field.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.Kafka.Brokers) == 0:
+		return bad("kafka.brokers", "at least one broker is required")
+	case !groupRE.MatchString(c.Kafka.TopicPrefix):
+		return bad("kafka.topic_prefix", "%q must be letters, digits, '.', '_' or '-'", c.Kafka.TopicPrefix)
+	case c.Start != "earliest" && c.Start != "latest":
+		return bad("start", "%q is not earliest or latest", c.Start)
+	case c.Concurrency < 1:
+		return bad("concurrency", "must be >= 1")
+	case c.BatchMaxRecords < 1:
+		return bad("batch_max_records", "must be >= 1")
+	case c.QueueMaxRecords < c.BatchMaxRecords:
+		return bad("queue_max_records", "must be >= batch_max_records (%d)", c.BatchMaxRecords)
+	case c.CommitInterval <= 0:
+		return bad("commit_interval", "must be positive")
+	case c.RevokeTimeout <= 0:
+		return bad("revoke_timeout", "must be positive")
+	case c.SessionTimeout < time.Second:
+		return bad("session_timeout", "must be >= 1s")
+	case c.MetadataMaxAge < 100*time.Millisecond:
+		return bad("metadata_max_age", "must be >= 100ms")
+	case !c.OnFailure.valid():
+		return bad("on_failure", "%q is not halt or dead-letter", c.OnFailure)
+	case c.DLQPartitions < 1:
+		return bad("dlq_partitions", "must be >= 1")
+	}
+	if err := c.Retry.validate("retry."); err != nil {
+		return err
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return bad("metrics_addr", "%q is not host:port", c.MetricsAddr)
+		}
+	}
+	if s := c.Kafka.SASL; s != nil {
+		switch s.Mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			return bad("kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
+		}
+	}
+	return nil
+}

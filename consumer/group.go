@@ -1,0 +1,483 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// group is one consumer group: one Kafka client, the routes sharing it, and a
+// worker per assigned partition.
+type group struct {
+	r       *Runner
+	name    string
+	log     *slog.Logger
+	routes  []*groupRoute
+	topicRE string
+	store   OffsetStore // set when the group's only handler keeps its offsets
+	sem     chan struct{}
+
+	cl     *kgo.Client
+	ctx    context.Context // ends when the group shuts down; parent of workers
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	workers map[tp]*worker
+
+	// commitMu makes each commit, from reading the applied offsets to the broker's
+	// answer, one step: otherwise a periodic commit that read older offsets could
+	// land after the commit made on revoke and rewind the partition.
+	commitMu sync.Mutex
+
+	// aborted is set by abort (tests: a simulated crash); callbacks then neither
+	// wait nor commit.
+	aborted atomic.Bool
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// groupRoute is a route as the group runs it.
+type groupRoute struct {
+	name    string
+	h       Handler // wrapped with the Runner's middleware
+	re      *regexp.Regexp
+	policy  Policy
+	retry   RetryConfig
+	handler Handler // as registered
+}
+
+func newGroup(r *Runner, name string) *group {
+	return &group{r: r, name: name, log: r.log.With("group", name), workers: map[tp]*worker{},
+		sem: make(chan struct{}, r.cfg.Concurrency)}
+}
+
+func (g *group) addRoute(rt Route) error {
+	re, err := TopicPattern(g.r.cfg.Kafka.TopicPrefix, rt.Tables)
+	if err != nil {
+		return fmt.Errorf("handler %q: %w", rt.Handler.Name(), err)
+	}
+	gr := &groupRoute{name: rt.Handler.Name(), re: regexp.MustCompile(re), policy: rt.OnFailure, handler: rt.Handler}
+	if gr.policy == "" {
+		gr.policy = g.r.cfg.OnFailure
+	}
+	gr.retry = g.r.cfg.Retry
+	if rt.Retry != nil {
+		gr.retry = *rt.Retry
+	}
+	mws := append([]Middleware{Recover()}, rt.Middleware...)
+	gr.h = Chain(rt.Handler, mws...)
+	if s, ok := rt.Handler.(OffsetStore); ok {
+		g.store = s
+	}
+	g.routes = append(g.routes, gr)
+	return nil
+}
+
+func (g *group) prepare() error {
+	alts := make([]string, len(g.routes))
+	for i, rt := range g.routes {
+		alts[i] = "(?:" + rt.re.String() + ")"
+		g.r.m.mu.Lock()
+		g.r.m.freshness[rt.name] = &freshness{caughtUp: g.caughtUp}
+		g.r.m.mu.Unlock()
+	}
+	g.topicRE = strings.Join(alts, "|")
+	return nil
+}
+
+func (g *group) startOffset() kgo.Offset {
+	if g.r.cfg.Start == "latest" {
+		return kgo.NewOffset().AtEnd()
+	}
+	return kgo.NewOffset().AtStart()
+}
+
+// run consumes until ctx ends, then shuts down gracefully.
+func (g *group) run(ctx context.Context) error {
+	cfg := &g.r.cfg
+	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer g.cancel()
+	opts := append(g.r.clientOptions("kanal-consumer-"+g.name),
+		kgo.ConsumerGroup(g.name),
+		kgo.ConsumeRegex(),
+		kgo.ConsumeTopics(g.topicRE),
+		kgo.ConsumeResetOffset(g.startOffset()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Control records (transaction markers) come through so that the
+		// committed offset can move past them: a caught-up group then shows lag 0.
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		// Rebalance callbacks run only between polls, after the records of the
+		// last poll were queued on their partitions' workers: records polled
+		// before a revoke can never be queued on a worker created after it.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.RevokeTimeout+30*time.Second),
+		kgo.OnPartitionsAssigned(g.onAssigned),
+		kgo.OnPartitionsRevoked(g.onRevoked),
+		kgo.OnPartitionsLost(g.onLost),
+	)
+	if g.store != nil {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(g.adjustOffsets))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	g.cl = cl
+	g.ensureDLQ(ctx)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); g.commitLoop(ctx) }()
+	g.pollLoop(ctx)
+	wg.Wait()
+
+	if g.aborted.Load() {
+		// A simulated crash: the client goes away without committing or leaving
+		// (its network is cut), in the background because leaving cannot finish.
+		go cl.Close()
+		return nil
+	}
+	// Shutdown: finish in-flight batches, commit, leave.
+	g.mu.Lock()
+	all := make([]tp, 0, len(g.workers))
+	for k := range g.workers {
+		all = append(all, k)
+	}
+	g.mu.Unlock()
+	cl.AllowRebalance()
+	g.release(all, true)
+	cl.Close()
+	g.log.Info("left consumer group")
+	return nil
+}
+
+func (g *group) pollLoop(ctx context.Context) {
+	cl := g.cl
+	for {
+		fs := cl.PollRecords(ctx, 20*g.r.cfg.BatchMaxRecords)
+		if fs.IsClientClosed() || ctx.Err() != nil || g.aborted.Load() {
+			cl.AllowRebalance()
+			return
+		}
+		errOnly := fs.NumRecords() == 0
+		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			g.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			w := g.worker(p.Topic, p.Partition)
+			w.enqueue(p.Records, p.LastStableOffset)
+		})
+		cl.AllowRebalance()
+		if errOnly && len(fs.Errors()) > 0 {
+			// Errors without records come back at once; do not spin on them.
+			if sleep(ctx, 500*time.Millisecond) != nil {
+				return
+			}
+		}
+	}
+}
+
+// worker returns the partition's worker, starting it if needed.
+func (g *group) worker(topic string, partition int32) *worker {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := tp{topic, partition}
+	w := g.workers[k]
+	if w == nil {
+		w = newWorker(g, topic, partition)
+		g.workers[k] = w
+		go w.run()
+	}
+	return w
+}
+
+func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	n := 0
+	for t, ps := range assigned {
+		for _, p := range ps {
+			g.worker(t, p)
+			n++
+		}
+	}
+	g.r.m.rebalances.WithLabelValues(g.name, "assigned").Add(float64(n))
+	g.log.Info("partitions assigned", "partitions", formatTPs(assigned))
+}
+
+func (g *group) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if g.aborted.Load() {
+		return
+	}
+	tps := flatten(revoked)
+	if len(tps) == 0 {
+		return
+	}
+	g.r.m.rebalances.WithLabelValues(g.name, "revoked").Add(float64(len(tps)))
+	g.log.Info("partitions revoked: finishing in-flight batches", "partitions", formatTPs(revoked))
+	g.release(tps, true)
+}
+
+func (g *group) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if g.aborted.Load() {
+		return
+	}
+	tps := flatten(lost)
+	if len(tps) == 0 {
+		return
+	}
+	g.r.m.rebalances.WithLabelValues(g.name, "lost").Add(float64(len(tps)))
+	g.log.Warn("partitions lost: stopping their handlers without committing", "partitions", formatTPs(lost))
+	g.release(tps, false)
+}
+
+// release stops the workers of tps. Graceful: each finishes its in-flight batch
+// (bounded by RevokeTimeout, then its context is cancelled) and the applied
+// offsets are committed. Otherwise (partitions lost) handlers are cancelled at
+// once and nothing is committed: another member may own the partitions already.
+func (g *group) release(tps []tp, graceful bool) {
+	g.mu.Lock()
+	var ws []*worker
+	for _, k := range tps {
+		if w := g.workers[k]; w != nil {
+			ws = append(ws, w)
+			delete(g.workers, k)
+			w.released.Store(true)
+		}
+	}
+	g.mu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	for _, w := range ws {
+		if graceful {
+			w.stop()
+		} else {
+			w.kill()
+		}
+	}
+	timeout := g.r.cfg.RevokeTimeout
+	if !graceful {
+		timeout = min(timeout, 5*time.Second)
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-deadline.C:
+			// Out of time: cancel whatever still runs and give it a moment to
+			// return, so that it stops writing before another member takes over.
+			for _, w := range ws {
+				w.kill()
+			}
+			grace := time.NewTimer(5 * time.Second)
+			for _, w := range ws {
+				select {
+				case <-w.done:
+				case <-grace.C:
+					g.log.Error("handler did not return after its context was cancelled; the partition's next owner may apply records concurrently",
+						"topic", w.topic, "partition", w.partition)
+				}
+			}
+			grace.Stop()
+		}
+	}
+	for _, w := range ws {
+		w.cleanup()
+	}
+	if graceful {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := g.commit(ctx, ws, true); err != nil {
+			g.log.Warn("commit on release failed; the next owner replays from the previous commit", "err", err)
+		}
+	}
+}
+
+// adjustOffsets replaces the offsets Kafka has for newly assigned partitions by
+// those the handler stored in its sink.
+func (g *group) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts := map[string][]int32{}
+	for t, ps := range offsets {
+		for p := range ps {
+			parts[t] = append(parts[t], p)
+		}
+	}
+	stored, err := g.store.LoadOffsets(ctx, g.name, parts)
+	if err != nil {
+		g.log.Error("load offsets from the sink", "handler", g.store.Name(), "err", err)
+		return nil, fmt.Errorf("handler %s: load offsets: %w", g.store.Name(), err)
+	}
+	for t, ps := range offsets {
+		for p := range ps {
+			if off, ok := stored[t][p]; ok {
+				ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
+			} else {
+				ps[p] = g.startOffset()
+			}
+		}
+	}
+	g.log.Info("resuming from offsets stored in the sink", "handler", g.store.Name(), "offsets", stored)
+	return offsets, nil
+}
+
+func (g *group) commitLoop(ctx context.Context) {
+	t := time.NewTicker(g.r.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if g.aborted.Load() {
+			return
+		}
+		g.mu.Lock()
+		ws := make([]*worker, 0, len(g.workers))
+		for _, w := range g.workers {
+			ws = append(ws, w)
+		}
+		g.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := g.commit(cctx, ws, false); err != nil && ctx.Err() == nil {
+			g.log.Warn("offset commit failed; retrying at the next interval", "err", err)
+		}
+		cancel()
+		for _, w := range ws {
+			w.updateLag()
+		}
+	}
+}
+
+// commit commits the applied offsets of ws that moved since their last commit.
+// Workers already released are committed only by release itself (final), never
+// by the periodic commit: the partition may have a new owner by then.
+func (g *group) commit(ctx context.Context, ws []*worker, final bool) error {
+	g.commitMu.Lock()
+	defer g.commitMu.Unlock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	var pending []*worker
+	for _, w := range ws {
+		if w.released.Load() != final {
+			continue
+		}
+		if eo, ok := w.uncommitted(); ok {
+			if offsets[w.topic] == nil {
+				offsets[w.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[w.topic][w.partition] = eo
+			pending = append(pending, w)
+		}
+	}
+	if len(offsets) == 0 || g.aborted.Load() {
+		return nil
+	}
+	var cerr error
+	g.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
+					cerr = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err)
+				}
+			}
+		}
+	})
+	if cerr != nil {
+		g.r.m.commits.WithLabelValues(g.name, "error").Inc()
+		return cerr
+	}
+	g.r.m.commits.WithLabelValues(g.name, "ok").Inc()
+	for _, w := range pending {
+		w.committed(offsets[w.topic][w.partition].Offset)
+	}
+	return nil
+}
+
+// caughtUp reports whether every partition of the group is applied to its end.
+func (g *group) caughtUp() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.workers) == 0 {
+		return false
+	}
+	for _, w := range g.workers {
+		if !w.isCaughtUp() {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureDLQ creates the dead-letter topic if it does not exist; a failure is
+// only logged (the topic may be managed by an administrator) and shows later as
+// a failing dead-letter write.
+func (g *group) ensureDLQ(ctx context.Context) {
+	topic := DLQTopic(g.r.cfg.Kafka.TopicPrefix, g.name)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(g.cl).CreateTopic(cctx, g.r.cfg.DLQPartitions, -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		g.log.Warn("cannot create dead-letter topic", "topic", topic, "err", err)
+	}
+}
+
+// abort simulates a crash (tests): stop at once, commit nothing, leave nothing.
+func (g *group) abort() {
+	g.aborted.Store(true)
+	g.mu.Lock()
+	for _, w := range g.workers {
+		w.kill()
+	}
+	g.mu.Unlock()
+}
+
+func flatten(m map[string][]int32) []tp {
+	var out []tp
+	for t, ps := range m {
+		for _, p := range ps {
+			out = append(out, tp{t, p})
+		}
+	}
+	return out
+}
+
+func formatTPs(m map[string][]int32) string {
+	var b strings.Builder
+	for t, ps := range m {
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s%v", t, ps)
+	}
+	return b.String()
+}

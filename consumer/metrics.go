@@ -1,0 +1,112 @@
+package consumer
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Runner's Prometheus collectors, registered on the Runner's own
+// registry (never the global default one).
+type metrics struct {
+	applied      *prometheus.CounterVec   // handler, table
+	applyLatency *prometheus.HistogramVec // handler
+	batchSize    *prometheus.HistogramVec // handler
+	lag          *prometheus.GaugeVec     // group, topic, partition
+	retries      *prometheus.CounterVec   // handler
+	deadLetters  *prometheus.CounterVec   // handler, table, reason
+	halted       *prometheus.GaugeVec     // handler
+	commits      *prometheus.CounterVec   // group, result
+	rebalances   *prometheus.CounterVec   // group, kind
+	skipped      *prometheus.CounterVec   // group, reason
+
+	mu        sync.Mutex
+	freshness map[string]*freshness // by handler
+}
+
+// freshness tracks the newest source time a handler has applied, and the newest
+// heartbeat, so that an idle but caught-up pipeline reads as fresh.
+type freshness struct {
+	lastSourceMs int64
+	caughtUp     func() bool
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_records_applied_total", Help: "Changes applied by a handler, per table.",
+		}, []string{"handler", "table"}),
+		applyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kanal_consumer_apply_seconds", Help: "Time one Handle call took.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"handler"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kanal_consumer_batch_records", Help: "Records per Handle call.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}, []string{"handler"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kanal_consumer_lag_records", Help: "Records between the last applied offset and the partition's end.",
+		}, []string{"group", "topic", "partition"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_retries_total", Help: "Handle calls retried after a transient error.",
+		}, []string{"handler"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_dead_letters_total", Help: "Records written to the dead-letter topic.",
+		}, []string{"handler", "table", "reason"}),
+		halted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kanal_consumer_halted_partitions", Help: "Partitions stopped at a failing record (policy halt).",
+		}, []string{"handler"}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_commits_total", Help: "Offset commits to Kafka, by result.",
+		}, []string{"group", "result"}),
+		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_partitions_changed_total", Help: "Partitions assigned, revoked or lost.",
+		}, []string{"group", "kind"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_records_skipped_total", Help: "Records no handler needs (DDL messages).",
+		}, []string{"group", "reason"}),
+		freshness: map[string]*freshness{},
+	}
+	reg.MustRegister(m.applied, m.applyLatency, m.batchSize, m.lag, m.retries, m.deadLetters,
+		m.halted, m.commits, m.rebalances, m.skipped)
+	return m
+}
+
+// heartbeatGauge exposes the newest heartbeat and the freshness per handler.
+type freshnessCollector struct {
+	m         *metrics
+	heartbeat func() (tsMs int64, ok bool)
+	desc      *prometheus.Desc
+}
+
+func (c *freshnessCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect reports now − the source time of the newest applied change, or, when
+// the handler has applied everything up to the end of its partitions, now − the
+// producer time of the newest heartbeat (the source was checked then and had
+// nothing newer).
+func (c *freshnessCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now().UnixMilli()
+	hb, hbOK := c.heartbeat()
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for name, f := range c.m.freshness {
+		ts := f.lastSourceMs
+		if hbOK && hb > ts && f.caughtUp() {
+			ts = hb
+		}
+		if ts == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(now-ts)/1000, name)
+	}
+}
+
+func (m *metrics) observeSource(handler string, tsMs int64) {
+	m.mu.Lock()
+	if f := m.freshness[handler]; f != nil && tsMs > f.lastSourceMs {
+		f.lastSourceMs = tsMs
+	}
+	m.mu.Unlock()
+}

@@ -1,0 +1,475 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// worker handles one assigned partition: it takes queued records in offset
+// order, a batch at a time, and applies them with every route of the group that
+// matches the topic.
+type worker struct {
+	g         *group
+	topic     string
+	partition int32
+	routes    []*groupRoute
+	log       *slog.Logger
+
+	ctx    context.Context // handler context; cancelled by kill
+	cancel context.CancelFunc
+
+	released atomic.Bool // set when the partition is given up; see group.commit
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed: finish the current batch, then return
+	done     chan struct{} // closed when run returns
+
+	mu         sync.Mutex
+	queue      []*kgo.Record
+	nextQueued int64 // offset after the last queued record; older ones are dropped
+	paused     bool
+	wake       chan struct{}
+	next       int64 // offset after the last applied record (-1: nothing yet)
+	epoch      int32
+	committedO int64 // last offset committed to Kafka (-1: none by us)
+	end        int64 // last stable offset seen in a fetch (-1: unknown)
+
+	// The last delete seen (worker goroutine only): the tombstone that follows a
+	// delete gets its Seq, so versioned sinks can guard tombstones too.
+	lastDelKey string
+	lastDelSeq uint64
+}
+
+func newWorker(g *group, topic string, partition int32) *worker {
+	ctx, cancel := context.WithCancel(g.ctx)
+	w := &worker{
+		g: g, topic: topic, partition: partition,
+		log: g.log.With("topic", topic, "partition", partition),
+		ctx: ctx, cancel: cancel,
+		stopping: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), nextQueued: -1, next: -1, committedO: -1, end: -1,
+	}
+	for _, rt := range g.routes {
+		if rt.re.MatchString(topic) {
+			w.routes = append(w.routes, rt)
+		}
+	}
+	return w
+}
+
+// enqueue adds polled records; it pauses fetching the partition when the queue is
+// full (QueueMaxRecords) and the worker resumes it once half of it is drained.
+func (w *worker) enqueue(recs []*kgo.Record, end int64) {
+	w.mu.Lock()
+	if end >= 0 {
+		w.end = end
+	}
+	for _, r := range recs {
+		if r.Offset < w.nextQueued {
+			continue // already queued once (a refetch); never apply out of order
+		}
+		w.queue = append(w.queue, r)
+		w.nextQueued = r.Offset + 1
+	}
+	pause := !w.paused && len(w.queue) >= w.g.r.cfg.QueueMaxRecords
+	if pause {
+		w.paused = true
+	}
+	w.mu.Unlock()
+	if pause {
+		w.g.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for queued records and returns up to BatchMaxRecords of them, or nil
+// when the worker is stopping.
+func (w *worker) take() []*kgo.Record {
+	for {
+		select {
+		case <-w.stopping:
+			return nil
+		case <-w.ctx.Done():
+			return nil
+		default:
+		}
+		w.mu.Lock()
+		if n := len(w.queue); n > 0 {
+			n = min(n, w.g.r.cfg.BatchMaxRecords)
+			batch := make([]*kgo.Record, n)
+			copy(batch, w.queue)
+			w.queue = w.queue[n:]
+			resume := w.paused && len(w.queue) <= w.g.r.cfg.QueueMaxRecords/2
+			if resume {
+				w.paused = false
+			}
+			w.mu.Unlock()
+			if resume {
+				w.g.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+			}
+			return batch
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-w.stopping:
+			return nil
+		case <-w.ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	for {
+		batch := w.take()
+		if batch == nil {
+			return
+		}
+		if err := w.process(batch); err != nil {
+			return // stopped mid-batch: what was applied is marked, the rest replays
+		}
+	}
+}
+
+// stop asks the worker to return after its in-flight batch.
+func (w *worker) stop() { w.stopOnce.Do(func() { close(w.stopping) }) }
+
+// kill cancels the in-flight batch's context and stops the worker.
+func (w *worker) kill() {
+	w.stop()
+	w.cancel()
+}
+
+// cleanup drops what the worker reported once it no longer owns the partition.
+func (w *worker) cleanup() {
+	w.cancel()
+	for _, rt := range w.routes {
+		w.g.r.clearHalted(rt.name, w.topic, w.partition)
+	}
+	w.g.r.m.lag.DeleteLabelValues(w.g.name, w.topic, strconv.Itoa(int(w.partition)))
+}
+
+// mark records that everything below off is applied.
+func (w *worker) mark(off int64, epoch int32) {
+	w.mu.Lock()
+	if off > w.next {
+		w.next = off
+		w.epoch = epoch
+	}
+	w.mu.Unlock()
+}
+
+func (w *worker) uncommitted() (kgo.EpochOffset, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.next < 0 || w.next <= w.committedO {
+		return kgo.EpochOffset{}, false
+	}
+	return kgo.EpochOffset{Epoch: w.epoch, Offset: w.next}, true
+}
+
+func (w *worker) committed(off int64) {
+	w.mu.Lock()
+	if off > w.committedO {
+		w.committedO = off
+	}
+	w.mu.Unlock()
+}
+
+func (w *worker) updateLag() {
+	w.mu.Lock()
+	next, end := w.next, w.end
+	w.mu.Unlock()
+	if next >= 0 && end >= 0 {
+		w.g.r.m.lag.WithLabelValues(w.g.name, w.topic, strconv.Itoa(int(w.partition))).Set(float64(max(end-next, 0)))
+	}
+}
+
+func (w *worker) isCaughtUp() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.end >= 0 && w.next >= w.end && len(w.queue) == 0
+}
+
+// stopped reports whether the worker's context ended, which is the only reason
+// processing returns early: a cancelled batch is never dead-lettered.
+func (w *worker) stopped() bool { return w.ctx.Err() != nil }
+
+var errStopped = errors.New("worker stopped")
+
+// process applies one batch of Kafka records: records that decode are applied in
+// runs, records that do not are dead-lettered in their place, control records and
+// DDL messages are skipped. It returns errStopped when the worker was killed.
+func (w *worker) process(krecs []*kgo.Record) error {
+	var run []Record
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		err := w.applyAll(run)
+		run = run[:0]
+		return err
+	}
+	for _, kr := range krecs {
+		if kr.Attrs.IsControl() {
+			continue
+		}
+		recs, err := decode(kr)
+		switch {
+		case errors.Is(err, schemas.ErrDDL):
+			w.g.r.m.skipped.WithLabelValues(w.g.name, "ddl").Inc()
+			continue
+		case err != nil:
+			if err := flush(); err != nil {
+				return err
+			}
+			names := make([]string, len(w.routes))
+			for i, rt := range w.routes {
+				names[i] = rt.name
+			}
+			w.log.Error("record cannot be decoded: dead-lettering it", "offset", kr.Offset, "key", string(kr.Key), "err", err)
+			if err := w.deadLetter(strings.Join(names, ","), tableOfKey(string(kr.Key)), kr, "decode", err, 0); err != nil {
+				return err
+			}
+			if len(w.routes) == 1 {
+				w.mark(kr.Offset+1, kr.LeaderEpoch)
+			}
+			continue
+		}
+		for i := range recs {
+			r := &recs[i]
+			switch {
+			case r.Tombstone && r.Seq == 0 && r.Key == w.lastDelKey:
+				r.Seq = w.lastDelSeq
+			case !r.Tombstone && r.Op == schemas.OpDelete:
+				w.lastDelKey, w.lastDelSeq = r.Key, r.Seq
+			}
+		}
+		run = append(run, recs...)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	last := krecs[len(krecs)-1]
+	w.mark(last.Offset+1, last.LeaderEpoch)
+	w.updateLag()
+	return nil
+}
+
+// applyAll applies recs with every matching route, one route after the other.
+func (w *worker) applyAll(recs []Record) error {
+	for _, rt := range w.routes {
+		if err := w.applyRoute(rt, recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyRoute applies recs with one route, retrying transient errors; when the
+// batch still fails it is split to isolate the failing records, so that the
+// others are applied in order and only the failing ones are dead-lettered (or
+// halt the partition).
+func (w *worker) applyRoute(rt *groupRoute, recs []Record) error {
+	err := w.handle(rt, recs, rt.retry)
+	if err == nil {
+		w.applied(rt, recs)
+		return nil
+	}
+	if w.stopped() {
+		return errStopped
+	}
+	return w.isolate(rt, recs, err)
+}
+
+// isolate bisects a failed run of records. Halves are tried once; a single Kafka
+// record gets the full retry budget before the failure policy applies.
+func (w *worker) isolate(rt *groupRoute, recs []Record, err error) error {
+	cuts := units(recs)
+	if len(cuts) == 1 {
+		return w.fail(rt, recs, err)
+	}
+	mid := cuts[len(cuts)/2]
+	for _, half := range [][]Record{recs[:mid], recs[mid:]} {
+		cfg := RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}
+		if len(units(half)) == 1 {
+			cfg = rt.retry
+		}
+		herr := w.handle(rt, half, cfg)
+		if herr == nil {
+			w.applied(rt, half)
+			continue
+		}
+		if w.stopped() {
+			return errStopped
+		}
+		if err := w.isolate(rt, half, herr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// units returns the start index of each Kafka record's records in recs (a Canal
+// message with several rows is one unit: it is applied or dead-lettered whole).
+func units(recs []Record) []int {
+	var cuts []int
+	for i := range recs {
+		if i == 0 || recs[i].Offset != recs[i-1].Offset {
+			cuts = append(cuts, i)
+		}
+	}
+	return cuts
+}
+
+// fail handles the records of one Kafka record that keep failing.
+func (w *worker) fail(rt *groupRoute, recs []Record, err error) error {
+	r := recs[0]
+	if IsPermanent(err) || rt.policy == DeadLetter {
+		reason := "permanent"
+		if !IsPermanent(err) {
+			reason = "retries-exhausted"
+		}
+		w.log.Error("record failed: dead-lettering it", "handler", rt.name, "offset", r.Offset,
+			"table", r.Table, "key", r.Key, "reason", reason, "err", err)
+		if err := w.deadLetter(rt.name, r.Table, r.Raw, reason, err, attemptsOf(err)); err != nil {
+			return err
+		}
+		w.applied(rt, nil)
+		if len(w.routes) == 1 {
+			w.mark(r.Offset+1, r.Raw.LeaderEpoch)
+		}
+		return nil
+	}
+	// Halt: stay on this record. Retrying it now and then lets a partition that
+	// failed because its sink was down resume by itself.
+	hp := HaltedPartition{Handler: rt.name, Group: w.g.name, Topic: w.topic, Partition: w.partition,
+		Offset: r.Offset, Table: r.Table, Key: r.Key, Error: truncate(err.Error(), 500), Since: time.Now()}
+	w.log.Error("partition halted: a record keeps failing", "handler", rt.name, "offset", r.Offset,
+		"table", r.Table, "key", r.Key, "err", err)
+	w.g.r.setHalted(hp)
+	defer w.g.r.clearHalted(rt.name, w.topic, w.partition)
+	for {
+		if sleep(w.ctx, rt.retry.MaxInterval) != nil {
+			return errStopped
+		}
+		err = w.handle(rt, recs, RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond})
+		switch {
+		case err == nil:
+			w.log.Info("halted partition resumed: the record was applied", "handler", rt.name, "offset", r.Offset)
+			w.applied(rt, recs)
+			return nil
+		case w.stopped():
+			return errStopped
+		case IsPermanent(err):
+			return w.fail(rt, recs, err)
+		}
+	}
+}
+
+// handle calls the route's handler with retries; each attempt holds one of the
+// group's concurrency slots, waits between attempts do not.
+func (w *worker) handle(rt *groupRoute, recs []Record, cfg RetryConfig) error {
+	b := Batch{Group: w.g.name, Topic: w.topic, Partition: w.partition, Records: recs}
+	m := w.g.r.m
+	return retry(w.ctx, cfg, func(int) error {
+		select {
+		case w.g.sem <- struct{}{}:
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		}
+		defer func() { <-w.g.sem }()
+		start := time.Now()
+		err := rt.h.Handle(w.ctx, b)
+		m.applyLatency.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+		m.batchSize.WithLabelValues(rt.name).Observe(float64(len(recs)))
+		return err
+	}, func(attempt int, err error, wait time.Duration) {
+		m.retries.WithLabelValues(rt.name).Inc()
+		w.log.Warn("handler failed; retrying", "handler", rt.name, "attempt", attempt, "wait", wait.Round(time.Millisecond),
+			"first_offset", recs[0].Offset, "records", len(recs), "err", err)
+	})
+}
+
+// applied accounts for records a route applied; with a single route the
+// partition's progress moves with it, so a halt or stop later in the batch does
+// not replay what is done.
+func (w *worker) applied(rt *groupRoute, recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	m := w.g.r.m
+	var newest int64
+	counts := map[string]int{}
+	for i := range recs {
+		counts[recs[i].Table]++
+		if c := recs[i].Change; c != nil && c.Source.TsMs > newest {
+			newest = c.Source.TsMs
+		}
+	}
+	for t, n := range counts {
+		m.applied.WithLabelValues(rt.name, t).Add(float64(n))
+	}
+	if newest > 0 {
+		m.observeSource(rt.name, newest)
+	}
+	if len(w.routes) == 1 {
+		last := recs[len(recs)-1]
+		w.mark(last.Offset+1, last.Raw.LeaderEpoch)
+	}
+}
+
+// Dead-letter record headers, added to the original record's headers.
+const (
+	HeaderDLQHandler   = "kanal.dlq.handler"
+	HeaderDLQError     = "kanal.dlq.error"
+	HeaderDLQReason    = "kanal.dlq.reason"
+	HeaderDLQTopic     = "kanal.dlq.topic"
+	HeaderDLQPartition = "kanal.dlq.partition"
+	HeaderDLQOffset    = "kanal.dlq.offset"
+	HeaderDLQAttempts  = "kanal.dlq.attempts"
+	HeaderDLQTime      = "kanal.dlq.time"
+)
+
+// deadLetter writes kr to the group's dead-letter topic, retrying until it is
+// acknowledged: the record's offset may be committed only after that.
+func (w *worker) deadLetter(handler, table string, kr *kgo.Record, reason string, cause error, attempts int) error {
+	hdrs := append([]kgo.RecordHeader(nil), kr.Headers...)
+	add := func(k, v string) { hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
+	add(HeaderDLQHandler, handler)
+	add(HeaderDLQError, truncate(cause.Error(), 2000))
+	add(HeaderDLQReason, reason)
+	add(HeaderDLQTopic, kr.Topic)
+	add(HeaderDLQPartition, strconv.Itoa(int(kr.Partition)))
+	add(HeaderDLQOffset, strconv.FormatInt(kr.Offset, 10))
+	add(HeaderDLQAttempts, strconv.Itoa(attempts))
+	add(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	rec := &kgo.Record{Topic: DLQTopic(w.g.r.cfg.Kafka.TopicPrefix, w.g.name), Key: kr.Key, Value: kr.Value, Headers: hdrs}
+	cfg := RetryConfig{MaxAttempts: 1 << 30, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second}
+	err := retry(w.ctx, cfg, func(int) error {
+		return w.g.cl.ProduceSync(w.ctx, rec).FirstErr()
+	}, func(attempt int, err error, wait time.Duration) {
+		w.log.Warn("dead-letter write failed; retrying", "dlq_topic", rec.Topic, "attempt", attempt, "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: dead-letter write: %w", errStopped, err)
+	}
+	w.g.r.m.deadLetters.WithLabelValues(handler, table, reason).Inc()
+	return nil
+}
