@@ -401,7 +401,6 @@ func TestConsumerKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wait := w.runAsync(t, 250)
 	rng := rand.New(rand.NewPCG(3, 4))
 	progress := func() int64 {
 		var n int64
@@ -411,6 +410,9 @@ func TestConsumerKilled(t *testing.T) {
 		return n
 	}
 	for i := 0; i < 4; i++ {
+		// A backlog for the new process, and more writes while it runs.
+		w.run(t, 40)
+		wait := w.runAsync(t, 40)
 		before := progress()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperConsumer$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "KANAL_AGG_HELPER="+string(spec))
@@ -428,14 +430,14 @@ func TestConsumerKilled(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		cmd.Wait()
 		t.Logf("consumer %d killed after progress %d → %d", i, before, progress())
+		wait()
 	}
-	wait()
 	startMember(t, e.k.Brokers, pg, my)
 	e.converge(map[string]*targetEnv{"kill_pg": e.targets[0], "kill_my": e.targets[1]})
 }

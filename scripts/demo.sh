@@ -126,7 +126,7 @@ root_flag=()
 [ "$(id -u)" -eq 0 ] && root_flag=(--user=root)
 mariadb-install-db --no-defaults --datadir="$DATADIR" --auth-root-authentication-method=normal \
 	--skip-test-db --innodb-log-file-size=8M "${root_flag[@]}" >"$TMP/install-db.log" 2>&1 ||
-	die "mariadb-install-db failed: $(tail -n 20 "$TMP/install-db.log")"
+	die "mariadb-install-db failed: $(cat "$TMP/install-db.log")"
 # Same options as internal/testenv: ROW binlog with full images and metadata
 # is what kanal needs from a source.
 "$MARIADBD" --no-defaults --datadir="$DATADIR" --socket="$TMP/mysqld.sock" \

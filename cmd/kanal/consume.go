@@ -16,6 +16,7 @@ import (
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/consumer"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
+	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
 )
 
 func consumeCmd() *cobra.Command {
@@ -29,7 +30,8 @@ read_committed, applies batches per partition in offset order and commits offset
 only after they are applied. Stop it with SIGINT/SIGTERM: in-flight batches finish,
 offsets are committed and the groups are left.
 
-Built-in handlers: stdout (prints each change as a JSON line).`,
+Built-in handlers: stdout (prints each change as a JSON line), redis (docs/redis.md),
+aggregate (summary tables, docs/aggregators.md), sqlmirror (row copies, docs/sqlmirror.md).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadConfig(cfgPath)
 			if err != nil {
@@ -56,6 +58,16 @@ type handlerFactory func(spec *config.HandlerConfig, log *slog.Logger, stdout io
 func builtinHandlers() map[string]handlerFactory {
 	return map[string]handlerFactory{
 		"stdout": newStdoutHandler,
+		// sqlmirror: options are a sinks/sqlmirror Config (docs/sqlmirror.md);
+		// the handler's name is the entry's name.
+		"sqlmirror": func(spec *config.HandlerConfig, log *slog.Logger, _ io.Writer) (consumer.Handler, error) {
+			cfg := sqlmirror.DefaultConfig()
+			if err := spec.DecodeOptions(&cfg); err != nil {
+				return nil, err
+			}
+			cfg.Name = spec.Name
+			return sqlmirror.New(cfg, log)
+		},
 		// redis: options are a sinks/redis Config (docs/redis.md); the handler's
 		// name is the entry's name.
 		"redis": func(spec *config.HandlerConfig, log *slog.Logger, _ io.Writer) (consumer.Handler, error) {
