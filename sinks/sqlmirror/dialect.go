@@ -12,11 +12,12 @@ type dialect interface {
 	quote(ident string) string
 	// param is the i-th (0-based) placeholder.
 	param(i int) string
-	// upsert inserts a row or, when its key exists with an older version,
-	// overwrites it; cols holds the key columns too and ends with the version.
+	// upsert inserts a row or, when its key exists with an older (or NULL)
+	// version, overwrites it; cols holds the key columns too and ends with the
+	// version.
 	upsert(table string, cols, key []string, version string) string
 	// delete deletes the row with the key; when guarded, only if its version is
-	// older than the last parameter.
+	// NULL or older than the last parameter.
 	delete(table string, key []string, version string, guarded bool) string
 	createOffsets(table string) string
 	selectOffset(table string) string
@@ -93,13 +94,13 @@ func (d pgDialect) upsert(table string, cols, key []string, version string) stri
 	t := d.quote(table)
 	return "INSERT INTO " + t + " AS t (" + joinQuoted(d, cols) + ") VALUES (" + params(d, 0, len(cols)) + ")" +
 		" ON CONFLICT (" + joinQuoted(d, key) + ") DO UPDATE SET " + strings.Join(set, ", ") +
-		" WHERE t." + d.quote(version) + " < EXCLUDED." + d.quote(version)
+		" WHERE t." + d.quote(version) + " IS NULL OR t." + d.quote(version) + " < EXCLUDED." + d.quote(version)
 }
 
 func (d pgDialect) delete(table string, key []string, version string, guarded bool) string {
 	q := "DELETE FROM " + d.quote(table) + " WHERE " + keyWhere(d, key)
 	if guarded {
-		q += " AND " + d.quote(version) + " < " + d.param(len(key))
+		q += " AND (" + d.quote(version) + " IS NULL OR " + d.quote(version) + " < " + d.param(len(key)) + ")"
 	}
 	return q
 }
@@ -138,7 +139,7 @@ func (d mysqlDialect) upsert(table string, cols, key []string, version string) s
 		isKey[k] = true
 	}
 	v := d.quote(version)
-	guard := v + " < VALUES(" + v + ")"
+	guard := v + " IS NULL OR " + v + " < VALUES(" + v + ")"
 	var set []string
 	for _, c := range cols {
 		if !isKey[c] && c != version {
@@ -147,7 +148,7 @@ func (d mysqlDialect) upsert(table string, cols, key []string, version string) s
 		}
 	}
 	// Assignments run left to right and see earlier ones: the version goes last.
-	set = append(set, v+" = GREATEST("+v+", VALUES("+v+"))")
+	set = append(set, v+" = IF("+guard+", VALUES("+v+"), "+v+")")
 	return "INSERT INTO " + d.quote(table) + " (" + joinQuoted(d, cols) + ") VALUES (" + params(d, 0, len(cols)) + ")" +
 		" ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
 }
@@ -155,7 +156,7 @@ func (d mysqlDialect) upsert(table string, cols, key []string, version string) s
 func (d mysqlDialect) delete(table string, key []string, version string, guarded bool) string {
 	q := "DELETE FROM " + d.quote(table) + " WHERE " + keyWhere(d, key)
 	if guarded {
-		q += " AND " + d.quote(version) + " < ?"
+		q += " AND (" + d.quote(version) + " IS NULL OR " + d.quote(version) + " < ?)"
 	}
 	return q
 }
@@ -209,7 +210,7 @@ func (d phoenixDialect) upsert(table string, cols, _ []string, _ string) string 
 func (d phoenixDialect) delete(table string, key []string, version string, guarded bool) string {
 	q := "DELETE FROM " + d.quote(table) + " WHERE " + keyWhere(d, key)
 	if guarded {
-		q += " AND " + d.quote(version) + " < ?"
+		q += " AND (" + d.quote(version) + " IS NULL OR " + d.quote(version) + " < ?)"
 	}
 	return q
 }

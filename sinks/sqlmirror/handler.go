@@ -164,7 +164,13 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) (err error) {
 	if err := h.init(ctx); err != nil {
 		return err
 	}
-	tx, err := h.db.BeginTx(ctx, nil)
+	var opts *sql.TxOptions
+	if h.cfg.Dialect == MySQL {
+		// No gap locks: batches of different partitions touch different keys
+		// and must not deadlock on the gaps between them.
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	tx, err := h.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlmirror %s: begin: %w", h.cfg.Name, err)
 	}
@@ -423,16 +429,27 @@ func (h *Handler) apply(ctx context.Context, tx *sql.Tx, r *consumer.Record) err
 // tombstone deletes the row a tombstone names. Its delete usually came just
 // before and did it already; after compaction removed the delete, the
 // tombstone is all that is left. Its key values are parsed with the key column
-// types of the table's last change seen by this handler; a tombstone of a
-// table not seen since the process started is skipped (its delete, before it
-// in the same partition, was applied before the restart).
+// types of the table's last change seen by this handler or, when none was
+// seen since the process started, with the target's primary key read from its
+// catalog (PostgreSQL, MySQL; Phoenix skips such a tombstone).
 func (h *Handler) tombstone(ctx context.Context, tx *sql.Tx, r *consumer.Record) error {
 	h.mu.Lock()
 	p := h.keys[r.Table]
 	h.mu.Unlock()
 	if p == nil {
-		h.log.DebugContext(ctx, "tombstone of a table not seen yet, skipped", "table", r.Table, "key", r.Key)
-		return nil
+		var err error
+		if p, err = h.catalogKey(ctx, tx, r.Table); err != nil {
+			return err
+		}
+		if p == nil {
+			h.log.DebugContext(ctx, "tombstone of a table not seen yet, skipped", "table", r.Table, "key", r.Key)
+			return nil
+		}
+		h.mu.Lock()
+		if h.keys[r.Table] == nil {
+			h.keys[r.Table] = p
+		}
+		h.mu.Unlock()
 	}
 	_, pk, ok := strings.Cut(r.Key, ":")
 	if !ok {
@@ -458,6 +475,69 @@ func (h *Handler) tombstone(ctx context.Context, tx *sql.Tx, r *consumer.Record)
 		return h.exec(ctx, tx, r, p.delAnySQL, args)
 	}
 	return h.exec(ctx, tx, r, p.delSQL, append(args, int64(r.Seq)))
+}
+
+// catalogKey reads the primary key of table's target from the target's
+// catalog (PostgreSQL, MySQL), for a tombstone of a table no change of was seen
+// since the process started. The target's key columns must be the source's, in
+// the same order. It returns nil when the dialect has no catalog lookup.
+func (h *Handler) catalogKey(ctx context.Context, tx *sql.Tx, table string) (*plan, error) {
+	h.mu.Lock()
+	tc := h.tables[table]
+	h.mu.Unlock()
+	target := ""
+	if tc != nil {
+		target = tc.Target
+	}
+	if target == "" {
+		_, target, _ = strings.Cut(table, ".")
+	}
+	var rows *sql.Rows
+	var err error
+	switch h.cfg.Dialect {
+	case Postgres:
+		rows, err = tx.QueryContext(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+			WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`, h.d.quote(target))
+	case MySQL:
+		schema, name, ok := strings.Cut(target, ".")
+		if !ok {
+			schema, name = "", target
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT k.COLUMN_NAME, c.DATA_TYPE FROM information_schema.KEY_COLUMN_USAGE k
+			JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME
+			WHERE k.TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND k.TABLE_NAME = ? AND k.CONSTRAINT_NAME = 'PRIMARY'
+			ORDER BY k.ORDINAL_POSITION`, schema, name)
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlmirror: primary key of %s: %w", target, err)
+	}
+	defer rows.Close()
+	p := &plan{table: table, target: target}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, fmt.Errorf("sqlmirror: primary key of %s: %w", target, err)
+		}
+		// Key parts are text; only byte strings need decoding ("0x…").
+		kind := "varchar"
+		if t := strings.ToLower(typ); t == "bytea" || strings.Contains(t, "binary") || strings.Contains(t, "blob") {
+			kind = "varbinary"
+		}
+		p.key = append(p.key, schemas.Column{Name: name, Type: kind, PK: true})
+		p.keyNames = append(p.keyNames, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlmirror: primary key of %s: %w", target, err)
+	}
+	if len(p.key) == 0 {
+		return nil, consumer.Permanent(fmt.Errorf("sqlmirror: target table %s of %s has no primary key", target, table))
+	}
+	p.delSQL = h.d.delete(target, p.keyNames, h.cfg.VersionColumn, true)
+	p.delAnySQL = h.d.delete(target, p.keyNames, h.cfg.VersionColumn, false)
+	return p, nil
 }
 
 // keyValue parses a raw key component back into a kanal value of col's kind.

@@ -21,6 +21,7 @@ type ValueError struct {
 	Reason string
 }
 
+// Error says what cannot be written where, naming table, column and value.
 func (e *ValueError) Error() string {
 	return fmt.Sprintf("sqlmirror: table %s, column %s (%s), value %s: %s", e.Table, e.Column, e.Type, e.Value, e.Reason)
 }
