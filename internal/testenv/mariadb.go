@@ -220,8 +220,17 @@ func (m *MariaDBServer) start() error {
 		}
 	}
 	err = p.waitReady(startTimeout, func(ctx context.Context) error {
-		var one int
-		return db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+		// Another test's server may hold the port we picked (packages run in
+		// parallel, and every copy of the template accepts root without a
+		// password): only our own datadir proves it is our server.
+		var dir string
+		if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dir); err != nil {
+			return err
+		}
+		if filepath.Clean(dir) != filepath.Clean(m.DataDir) {
+			return fmt.Errorf("port %d is served by another server (datadir %s)", m.Port, dir)
+		}
+		return nil
 	})
 	if err != nil {
 		if fresh {

@@ -124,7 +124,17 @@ func Postgres(t testing.TB) *PostgresServer {
 			if err != nil {
 				return err
 			}
-			return conn.Close(ctx)
+			defer conn.Close(ctx)
+			// Another test's server may hold the port we picked: only our own
+			// data directory proves it is ours.
+			var dir string
+			if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir); err != nil {
+				return err
+			}
+			if filepath.Clean(dir) != filepath.Clean(pg.DataDir) {
+				return fmt.Errorf("port %d is served by another server (data directory %s)", pg.Port, dir)
+			}
+			return nil
 		})
 	})
 	if err != nil {

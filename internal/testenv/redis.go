@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // RedisServer is a private redis-server child process without persistence.
@@ -59,13 +61,31 @@ func Redis(t testing.TB) *RedisServer {
 			return err
 		}
 		r.proc = p
-		return p.waitReady(startTimeout, func(ctx context.Context) error { return redisPing(ctx, r.Addr) })
+		return p.waitReady(startTimeout, func(ctx context.Context) error { return redisOurs(ctx, r.Addr, dir) })
 	})
 	if err != nil {
 		t.Fatal(startFailure(err, r.logPath))
 	}
 	t.Logf("testenv: Redis on %s (pid %d, start %v)", r.Addr, r.Pid(), time.Since(began).Round(time.Millisecond))
 	return r
+}
+
+// redisOurs checks that the server on addr accepts commands and is the one started
+// in dir: another test's server may hold the port we picked.
+func redisOurs(ctx context.Context, addr, dir string) error {
+	if err := redisPing(ctx, addr); err != nil {
+		return err
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	got, err := c.ConfigGet(ctx, "dir").Result()
+	if err != nil {
+		return fmt.Errorf("redis config get dir: %w", err)
+	}
+	if filepath.Clean(got["dir"]) != filepath.Clean(dir) {
+		return fmt.Errorf("%s is served by another redis-server (dir %s)", addr, got["dir"])
+	}
+	return nil
 }
 
 // redisPing speaks just enough RESP to know the server accepts commands,
