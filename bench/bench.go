@@ -92,10 +92,11 @@ type Env struct {
 	// Topic is the workload table's topic in Brokers; Records the change records in it.
 	Topic string
 
-	tmp   string
-	redis *testenv.RedisServer
-	pg    *testenv.PostgresServer
-	kafka []*devKafka
+	tmp    string
+	redis  *testenv.RedisServer
+	pg     *testenv.PostgresServer
+	kafka  []*devKafka
+	groups int // consumer groups made so far (each apply run gets a new one)
 }
 
 func (e *Env) logf(format string, args ...any) {

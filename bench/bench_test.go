@@ -53,7 +53,7 @@ func TestQuickSmoke(t *testing.T) {
 			t.Errorf("row %s missing from the report", id)
 		case strings.HasPrefix(r.Status, "failed"):
 			t.Errorf("row %s (%s): %s", id, r.Measure, r.Status)
-		case r.Value == nil && r.Status != "not yet built":
+		case r.Value == nil && !strings.HasPrefix(r.Status, "not yet"):
 			t.Errorf("row %s (%s) has no value", id, r.Measure)
 		}
 	}

@@ -20,19 +20,26 @@ func rssStage(ctx context.Context, env *Env) *Row {
 	o := env.Opts
 	row := &Row{ID: "6", Measure: fmt.Sprintf("kanal produce peak RSS streaming one %d-row transaction (child process, ru_maxrss)", o.BigTxnRows),
 		Unit: "MiB", Goal: "≤ 256 MiB"}
-	env.logf("peak RSS: one %d-row transaction", o.BigTxnRows)
-	mib, note, err := measureRSS(ctx, env)
-	if err != nil {
-		setStatus(row, err)
-		return row
+	// Peak RSS depends on how far the client's buffer fills while the broker is slow
+	// and on GC pacing, so it is taken Runs times and the goal applies to the worst.
+	var vals []float64
+	for run := range o.Runs {
+		env.logf("peak RSS %d/%d: one %d-row transaction", run+1, o.Runs, o.BigTxnRows)
+		mib, note, err := measureRSS(ctx, env, run)
+		if err != nil {
+			setStatus(row, err)
+			return row
+		}
+		vals = append(vals, mib)
+		row.Note = note
 	}
-	row.Value = spreadOf([]float64{mib})
-	row.Status = goalStatus(mib <= 256)
-	row.Note = note
+	row.Value = spreadOf(vals)
+	row.Status = goalStatus(row.Value.Max <= 256)
+	row.Goal = "≤ 256 MiB (max of runs)"
 	return row
 }
 
-func measureRSS(ctx context.Context, env *Env) (float64, string, error) {
+func measureRSS(ctx context.Context, env *Env, run int) (float64, string, error) {
 	o := env.Opts
 	db := env.MariaDB.DB()
 	for _, q := range []string{"DROP TABLE IF EXISTS bench.big", strings.Replace(ordersDDL, "bench.orders", "bench.big", 1)} {
@@ -46,7 +53,7 @@ func measureRSS(ctx context.Context, env *Env) (float64, string, error) {
 	}
 	defer k.stop()
 	m := env.MariaDB
-	cfgPath := filepath.Join(env.tmp, "rss.yaml")
+	cfgPath := filepath.Join(env.tmp, fmt.Sprintf("rss-%d.yaml", run))
 	yaml := fmt.Sprintf(`source:
   name: benchrss
   addr: %s
@@ -65,7 +72,7 @@ log:
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		return 0, "", err
 	}
-	logPath := filepath.Join(env.tmp, "rss-produce.log")
+	logPath := filepath.Join(env.tmp, fmt.Sprintf("rss-produce-%d.log", run))
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return 0, "", err
@@ -123,7 +130,11 @@ FROM bench.seq_1_to_%d`, o.BigTxnRows)
 	deadline = time.Now().Add(15 * time.Minute)
 	for {
 		p, err := producer.ReadPosition(ctx, &kcfg, "benchrss")
-		if err == nil && p != nil && p.RowsDone == 0 && (p.File > file || (p.File == file && p.Pos >= pos)) {
+		// Done when the position is past the transaction, or inside it with every
+		// row written: when the row count is a multiple of flush_records, the last
+		// Kafka commit is the mid-transaction one, and the position only moves past
+		// the transaction with the next commit (a heartbeat, up to 2×5s later).
+		if err == nil && p != nil && ((p.RowsDone == 0 && (p.File > file || (p.File == file && p.Pos >= pos))) || p.RowsDone >= o.BigTxnRows) {
 			break
 		}
 		select {
@@ -151,7 +162,7 @@ FROM bench.seq_1_to_%d`, o.BigTxnRows)
 		return 0, "", fmt.Errorf("no rusage for the child")
 	}
 	mib := float64(ru.Maxrss) / 1024 // KiB on Linux
-	note := fmt.Sprintf("%d rows: INSERT…SELECT committed after %.1fs, all committed to Kafka after %.1fs; child CPU %.1fs user + %.1fs sys; one run",
+	note := fmt.Sprintf("%d rows: INSERT…SELECT committed after %.1fs, all committed to Kafka after %.1fs; child CPU %.1fs user + %.1fs sys (last run)",
 		o.BigTxnRows, inserted.Seconds(), total.Seconds(),
 		time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds())
 	return mib, note, nil

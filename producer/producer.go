@@ -134,6 +134,9 @@ type session struct {
 	lastTs     int64
 	lastCommit time.Time
 	progressed bool
+	// committedMidTxn: the last committed position points inside a binlog
+	// transaction (RowsDone > 0).
+	committedMidTxn bool
 
 	keyBuf  []byte
 	canalID int64
@@ -456,6 +459,7 @@ func (s *session) commit(ctx context.Context) error {
 	if err := s.w.commit(ctx, pos); err != nil {
 		return err
 	}
+	s.committedMidTxn = pos.RowsDone > 0
 	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
 	s.lastCommit = time.Now()
@@ -502,6 +506,12 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
 	s.boundary = schemas.Position{File: s.file, Pos: endPos}
 	s.p.stats.Transactions.Add(1)
 	if !s.w.inTxn {
+		if s.committedMidTxn && idle {
+			// The transaction's last rows went out in a mid-transaction commit;
+			// move the stored position past its end now rather than at the next
+			// heartbeat, so a restart does not re-read it.
+			return s.commit(ctx)
+		}
 		return nil
 	}
 	k := &s.cfg.Kafka

@@ -501,3 +501,19 @@ func TestFencing(t *testing.T) {
 	cdctest.CheckTables(t, m.DB(), recs)
 	t.Logf("%d changes exactly once across a takeover", n)
 }
+
+// TestPositionPassesExactMultipleTransaction: a transaction whose size is an exact
+// multiple of flush_records ends with a mid-transaction commit; the stored position
+// must still move past the transaction's end promptly (not at the next heartbeat).
+func TestPositionPassesExactMultipleTransaction(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	cfg := cdctest.ProducerConfig(m, k, "exact-multiple")
+	cfg.Tables.Include = []string{"wl.*"}
+	cfg.Kafka.FlushRecords = 100
+	cfg.Source.HeartbeatInterval = time.Hour // only the fix can move the position
+	w := cdctest.NewWorkload(t, m.DB(), 8)
+	r := cdctest.StartProducer(t, cfg)
+	w.Bulk(t, 500)
+	r.CaughtUp(t, m.DB())
+}
