@@ -49,7 +49,8 @@ type Config struct {
 	// replay of the row's older changes arriving after that would resurrect it, so it
 	// must cover the longest replay or redelivery window. 0 keeps tombstones forever.
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
-	// PipelineMax bounds the commands sent in one pipeline round trip.
+	// PipelineMax bounds the row changes sent in one pipeline round trip (as
+	// script calls of up to 64 changes each).
 	PipelineMax int `yaml:"pipeline_max"`
 	// RingVNodes is the number of points each instance gets on a hash ring.
 	RingVNodes int `yaml:"ring_vnodes"`

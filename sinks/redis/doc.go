@@ -4,8 +4,8 @@
 // Every row is stored under "<key_prefix><db>.<table>:<pk>" (the Kafka record key with
 // a prefix), either as a hash with one field per column or as a JSON string. Each row
 // carries its source version (the producer's change sequence, Change.Seq) in the field
-// "__v"; a Lua script, run with EVALSHA and pipelined per batch, applies an upsert or a
-// delete only when its version is newer than the one Redis holds, so replays, retries
+// "__v"; a Lua script, run with EVALSHA on chunks of rows and pipelined per batch,
+// applies an upsert or a delete only when its version is newer than the one Redis holds, so replays, retries
 // and two consumers racing on the same rows can never move a row backwards. A delete
 // leaves a tombstone key "<tombstone_prefix><row key>" holding the delete's version for
 // Config.TombstoneTTL, so a replayed older insert cannot resurrect the row.

@@ -5,22 +5,29 @@ import (
 	"encoding/hex"
 )
 
-// applyScript applies one row change if it is newer than what Redis holds.
+// applyScript applies a chunk of row changes, each only if it is newer than what
+// Redis holds. The rows are applied in order, each exactly as if it were the only one
+// in the call; a chunk holds rows of one instance (and database) only.
 //
-//	KEYS[1]  row key            KEYS[2]  tombstone key
-//	ARGV[1]  "u" upsert, "d" versioned delete, "x" delete of unknown version (a lone
-//	         tombstone record)
-//	ARGV[2]  version (decimal, no leading zeros)
-//	ARGV[3]  "h" hash or "j" JSON
-//	ARGV[4]  tombstone TTL in ms ("0": no expiry)
-//	ARGV[5]  the row's set memberships after the change, as netstrings
-//	         (set key, member, set key, member, …)
-//	ARGV[6…] hash: field, value, …; JSON: the value
+//	KEYS[2i-1]  row i's key          KEYS[2i]  row i's tombstone key
+//	ARGV[1]     tombstone TTL in ms ("0": no expiry)
+//	ARGV[2…]    per row, in KEYS order, a header and its values:
+//	  op        "u" upsert, "d" versioned delete, "x" delete of unknown version (a
+//	            lone tombstone record)
+//	  version   decimal, no leading zeros
+//	  layout    "h" hash or "j" JSON
+//	  sets      the row's set memberships after the change, as netstrings
+//	            (set key, member, set key, member, …)
+//	  n         how many values follow
+//	  values    hash: field, value, …; JSON: the value
 //
-// It returns 0 when the change is not newer (nothing written), 1 after an upsert, 2
-// after a delete. The current version is the row's "__v", or the tombstone's when that
-// is newer. The old memberships come from the stored row itself, so a delete that
-// only has the key (a tombstone on a compacted topic) still leaves every set.
+// It returns an array with one element per row: 0 when the change is not newer
+// (nothing written), 1 after an upsert, 2 after a delete, or an error reply starting
+// with "KANAL " when the row cannot be applied (nothing written for that row; the
+// other rows are still applied). The current version is the row's "__v", or the
+// tombstone's when that is newer. The old memberships come from the stored row itself,
+// so a delete that only has the key (a tombstone on a compacted topic) still leaves
+// every set.
 //
 // Versions are compared as decimal strings (length, then bytes), so they are exact to
 // 2^64-1 whatever Lua's number type is. Set keys are not declared in KEYS: the script
@@ -44,69 +51,81 @@ local function decode(s)
   return out
 end
 
-local key, tomb = KEYS[1], KEYS[2]
-local op, ver, layout, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ttl = tonumber(ARGV[1])
 
-local cur, oldsets = '0', nil
-local typ = redis.call('TYPE', key)['ok']
-if typ == 'hash' then
-  local got = redis.call('HMGET', key, '__v', '__sets')
-  if got[1] then cur = got[1] end
-  oldsets = got[2]
-elseif typ == 'string' then
-  local v = redis.call('GET', key)
-  local m = string.match(v, '^{"__v":(%d+)')
-  if m then cur = m end
-  if string.find(v, '"__sets":', 1, true) then
-    local ok, obj = pcall(cjson.decode, v)
-    if ok and type(obj) == 'table' and type(obj['__sets']) == 'string' then oldsets = obj['__sets'] end
-  end
-elseif typ ~= 'none' then
-  return redis.error_reply('KANAL WRONGTYPE the row key holds a ' .. typ)
-end
-local t = false
-if op ~= 'x' then
-  t = redis.call('GET', tomb)
-  if t and newer(t, cur) then cur = t end
-  if not newer(ver, cur) then return 0 end
-end
-
-local old = decode(oldsets)
-if type(old) ~= 'table' then return old end
-local new = {}
-if op == 'u' then
-  new = decode(ARGV[5])
-  if type(new) ~= 'table' then return new end
-end
-local keep = {}
-for i = 1, #new, 2 do keep[new[i] .. '\0' .. new[i + 1]] = true end
-for i = 1, #old, 2 do
-  if not keep[old[i] .. '\0' .. old[i + 1]] then redis.call('SREM', old[i], old[i + 1]) end
-end
-for i = 1, #new, 2 do redis.call('SADD', new[i], new[i + 1]) end
-
-if op == 'u' then
-  if typ ~= 'none' then redis.call('DEL', key) end
-  if layout == 'h' then
-    local n = #ARGV
-    for i = 6, n, 200 do
-      redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, n)))
+-- apply one row; its values are ARGV[first..last]
+local function apply(key, tomb, op, ver, layout, sets, first, last)
+  local cur, oldsets = '0', nil
+  local typ = redis.call('TYPE', key)['ok']
+  if typ == 'hash' then
+    local got = redis.call('HMGET', key, '__v', '__sets')
+    if got[1] then cur = got[1] end
+    oldsets = got[2]
+  elseif typ == 'string' then
+    local v = redis.call('GET', key)
+    local m = string.match(v, '^{"__v":(%d+)')
+    if m then cur = m end
+    if string.find(v, '"__sets":', 1, true) then
+      local ok, obj = pcall(cjson.decode, v)
+      if ok and type(obj) == 'table' and type(obj['__sets']) == 'string' then oldsets = obj['__sets'] end
     end
-  else
-    redis.call('SET', key, ARGV[6])
+  elseif typ ~= 'none' then
+    return redis.error_reply('KANAL WRONGTYPE the row key holds a ' .. typ)
   end
-  if t then redis.call('DEL', tomb) end
-  return 1
-end
-if typ ~= 'none' then redis.call('DEL', key) end
-if op == 'd' then
-  if ttl > 0 then
-    redis.call('SET', tomb, ver, 'PX', ttl)
-  else
-    redis.call('SET', tomb, ver)
+  local t = false
+  if op ~= 'x' then
+    t = redis.call('GET', tomb)
+    if t and newer(t, cur) then cur = t end
+    if not newer(ver, cur) then return 0 end
   end
+
+  local old = decode(oldsets)
+  if type(old) ~= 'table' then return old end
+  local new = {}
+  if op == 'u' then
+    new = decode(sets)
+    if type(new) ~= 'table' then return new end
+  end
+  if #old > 0 then
+    local keep = {}
+    for i = 1, #new, 2 do keep[new[i] .. '\0' .. new[i + 1]] = true end
+    for i = 1, #old, 2 do
+      if not keep[old[i] .. '\0' .. old[i + 1]] then redis.call('SREM', old[i], old[i + 1]) end
+    end
+  end
+  for i = 1, #new, 2 do redis.call('SADD', new[i], new[i + 1]) end
+
+  if op == 'u' then
+    if typ ~= 'none' then redis.call('DEL', key) end
+    if layout == 'h' then
+      for i = first, last, 200 do
+        redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
+      end
+    else
+      redis.call('SET', key, ARGV[first])
+    end
+    if t then redis.call('DEL', tomb) end
+    return 1
+  end
+  if typ ~= 'none' then redis.call('DEL', key) end
+  if op == 'd' then
+    if ttl > 0 then
+      redis.call('SET', tomb, ver, 'PX', ttl)
+    else
+      redis.call('SET', tomb, ver)
+    end
+  end
+  return 2
 end
-return 2
+
+local out = {}
+local a = 2
+for r = 1, #KEYS / 2 do
+  local n = tonumber(ARGV[a + 4])
+  out[r] = apply(KEYS[2 * r - 1], KEYS[2 * r], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], a + 5, a + 4 + n)
+  a = a + 5 + n
+end
+return out
 `
 
 // applySHA is the SHA-1 Redis knows the script by.

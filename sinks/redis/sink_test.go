@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -412,6 +413,91 @@ func TestConfigValidate(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "pw-secret") {
 			t.Errorf("%s: error %q shows the password", tc.field, err)
+		}
+	}
+}
+
+// TestChunkedCalls: rows are applied in script calls of several rows each (and
+// pipelines that split those calls); every row is still checked on its own. A row
+// the script rejects in the middle of a call fails the batch permanently, naming
+// that row, while the other rows of its round trip are applied; stale rows,
+// deletes, set moves and a SCRIPT FLUSH across chunk boundaries behave as with one
+// call per row.
+func TestChunkedCalls(t *testing.T) {
+	srv := startRedis(t)
+	cfg := oneInstance(srv.Addr, redissink.TableConfig{Match: "t.*", Sets: []redissink.SetConfig{{Key: "user:{user_id}:orders"}}})
+	cfg.PipelineMax = 100
+	h := newHandler(t, cfg)
+	cl := client(t, srv.Addr, 0)
+	ctx := ctxT(t)
+
+	var recs []consumer.Record
+	for id := int64(1); id <= 150; id++ {
+		recs = append(recs, rec(change(schemas.OpCreate, uint64(id)+1000, nil, orderRow(id, uint64(id%3), "a"))))
+	}
+	handle(t, h, recs...)
+	if s := h.Stats(); s.Upserts != 150 || s.Stale != 0 {
+		t.Fatalf("first pass: %+v, want 150 upserts", s)
+	}
+	// Replayed older versions of every row, a newer update of every third (moving
+	// it to another set), a delete of every tenth.
+	recs = recs[:0]
+	for id := int64(1); id <= 150; id++ {
+		switch {
+		case id%10 == 0:
+			recs = append(recs, rec(change(schemas.OpDelete, uint64(id)+2000, orderRow(id, uint64(id%3), "a"), nil)))
+		case id%3 == 0:
+			recs = append(recs, rec(change(schemas.OpUpdate, uint64(id)+2000, nil, orderRow(id, uint64(7), "b"))))
+		default:
+			recs = append(recs, rec(change(schemas.OpUpdate, uint64(id), nil, orderRow(id, uint64(9), "old"))))
+		}
+	}
+	if err := cl.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, h, recs...)
+	s := h.Stats()
+	if s.Deletes != 15 || s.Upserts != 150+45 || s.Stale != 90 {
+		t.Fatalf("second pass: %+v, want 15 deletes, 45 more upserts, 90 stale", s)
+	}
+	for id := int64(1); id <= 150; id++ {
+		key := "t.orders:" + strconv.FormatInt(id, 10)
+		note := cl.HGet(ctx, key, "note").Val()
+		switch {
+		case id%10 == 0:
+			if cl.Exists(ctx, key).Val() != 0 || cl.Get(ctx, "__kanal:tomb:"+key).Val() != strconv.FormatInt(id+2000, 10) {
+				t.Fatalf("%s: not deleted with its tombstone", key)
+			}
+		case id%3 == 0:
+			if note != "b" || !cl.SIsMember(ctx, "user:7:orders", id).Val() || cl.SIsMember(ctx, "user:"+strconv.FormatInt(id%3, 10)+":orders", id).Val() {
+				t.Fatalf("%s: note %q, or not moved to user:7:orders", key, note)
+			}
+		default:
+			if note != "a" || !cl.SIsMember(ctx, "user:"+strconv.FormatInt(id%3, 10)+":orders", id).Val() {
+				t.Fatalf("%s: note %q, want the newer %q kept", key, note, "a")
+			}
+		}
+	}
+	if n := cl.SCard(ctx, "user:9:orders").Val(); n != 0 {
+		t.Fatalf("stale changes added %d members", n)
+	}
+
+	// Row 270 (the 70th of the batch, in the second call of the first round trip)
+	// holds a list.
+	cl.RPush(ctx, "t.orders:270", "x")
+	recs = recs[:0]
+	for id := int64(201); id <= 350; id++ {
+		recs = append(recs, rec(change(schemas.OpCreate, uint64(id)+1000, nil, orderRow(id, nil, "c"))))
+	}
+	err := h.Handle(ctx, consumer.Batch{Topic: "kanal.t.orders", Records: recs})
+	if !consumer.IsPermanent(err) || !strings.Contains(err.Error(), "t.orders:270") || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("err = %v, want permanent WRONGTYPE naming t.orders:270", err)
+	}
+	for id := int64(201); id <= 350; id++ {
+		key := "t.orders:" + strconv.FormatInt(id, 10)
+		applied := cl.HGet(ctx, key, "note").Val() == "c"
+		if want := id != 270 && id <= 300; applied != want {
+			t.Fatalf("%s applied = %v, want %v (rows of the failed round trip but the bad one)", key, applied, want)
 		}
 	}
 }

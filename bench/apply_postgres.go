@@ -1,0 +1,180 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kanal-cdc/kanal/aggregators"
+	"github.com/kanal-cdc/kanal/consumer"
+)
+
+// pgAggregator runs the Postgres aggregator (aggregators/) in a consumer.Runner over
+// the workload's topic: one summary of bench.orders, count and sum(amount) (a
+// DECIMAL) per status, with the aggregator's own offsets (consumer.OffsetStore). Each
+// run uses a new group, summary table and offsets table, so it starts from an empty
+// summary and the topic's beginning. The time runs from the first batch handed to the
+// handler to the last record handled.
+func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) {
+	if len(env.Brokers) == 0 {
+		return 0, 0, fmt.Errorf("no Kafka with the workload topic (the last producer round failed)")
+	}
+	pg, err := env.Postgres()
+	if err != nil {
+		return 0, 0, err
+	}
+	env.groups++
+	n := env.groups
+	cfg := aggregators.DefaultConfig()
+	cfg.Name = fmt.Sprintf("bench-agg-%d", n)
+	cfg.Target.Driver, cfg.Target.DSN = aggregators.DriverPostgres, pg.DSN
+	cfg.OffsetsTable = fmt.Sprintf("bench_offsets_%d", n)
+	cfg.Summaries = []aggregators.SummaryConfig{{
+		Table:    fmt.Sprintf("bench_orders_by_status_%d", n),
+		Source:   "bench.orders",
+		GroupBy:  []string{"status"},
+		Measures: []string{"count AS orders", "sum(amount) AS total"},
+	}}
+	agg, err := aggregators.New(cfg, discardLog)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer agg.Close()
+	if err := agg.Setup(ctx); err != nil {
+		return 0, 0, fmt.Errorf("aggregator setup: %w", err)
+	}
+	h := &timedAggregator{Aggregator: agg}
+	reg := consumer.NewRegistry()
+	if err := reg.Register(h, consumer.Tables(agg.Tables()...)); err != nil {
+		return 0, 0, err
+	}
+	ccfg := consumer.DefaultConfig()
+	ccfg.Kafka.Brokers = env.Brokers
+	ccfg.Heartbeats = false
+	ccfg.MetadataMaxAge = time.Second
+	r, err := consumer.NewRunner(ccfg, reg, discardLog)
+	if err != nil {
+		return 0, 0, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	wl := env.Workload
+	records := int64(wl.RowChanges + wl.Deletes) // a tombstone follows each delete
+	st := agg.Stats()
+	deadline := time.After(10 * time.Minute)
+	for h.handled() < records {
+		select {
+		case err := <-done:
+			return 0, 0, fmt.Errorf("runner stopped after %d of %d records: %v", h.handled(), records, err)
+		case <-deadline:
+			return 0, 0, fmt.Errorf("%d of %d records applied in 10 minutes (%d applied, %d stale)", h.handled(), records, st.Applied.Load(), st.Stale.Load())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	end := time.Now()
+	cancel()
+	<-done
+	h.mu.Lock()
+	first := h.first
+	h.mu.Unlock()
+	// Outside the timed window: the summary must be the source table's.
+	if err := checkSummary(ctx, env, pg.DSN, cfg.Summaries[0].Table); err != nil {
+		return 0, 0, err
+	}
+	return uint64(wl.RowChanges), end.Sub(first), nil
+}
+
+// checkSummary compares the summary table with the same aggregate computed by
+// MariaDB over bench.orders (which holds the state the topic ends in).
+func checkSummary(ctx context.Context, env *Env, dsn, table string) error {
+	want := map[string][2]string{}
+	rows, err := env.MariaDB.DB().QueryContext(ctx, "SELECT CAST(status AS CHAR), COUNT(*), SUM(amount) FROM bench.orders GROUP BY status")
+	if err != nil {
+		return fmt.Errorf("source aggregate: %w", err)
+	}
+	for rows.Next() {
+		var k, c, s string
+		if err := rows.Scan(&k, &c, &s); err != nil {
+			rows.Close()
+			return err
+		}
+		want[k] = [2]string{c, s}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	prows, err := conn.Query(ctx, "SELECT status::text, orders::text, total::text FROM "+table)
+	if err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	got := map[string][2]string{}
+	for prows.Next() {
+		var k, c, s string
+		if err := prows.Scan(&k, &c, &s); err != nil {
+			prows.Close()
+			return err
+		}
+		got[k] = [2]string{c, s}
+	}
+	prows.Close()
+	if err := prows.Err(); err != nil {
+		return err
+	}
+	same := func(a, b string) bool {
+		x, ok1 := new(big.Rat).SetString(a)
+		y, ok2 := new(big.Rat).SetString(b)
+		return ok1 && ok2 && x.Cmp(y) == 0
+	}
+	ok := len(got) == len(want)
+	for k, w := range want {
+		g, found := got[k]
+		ok = ok && found && same(g[0], w[0]) && same(g[1], w[1])
+	}
+	if !ok {
+		return fmt.Errorf("summary %s differs from bench.orders: got %v, want %v (status: [count sum])", table, got, want)
+	}
+	return nil
+}
+
+// timedAggregator notes when the first batch arrives and counts the records of the
+// batches that committed. It embeds the aggregator, so the Runner still sees its
+// consumer.OffsetStore.
+type timedAggregator struct {
+	*aggregators.Aggregator
+	mu    sync.Mutex
+	first time.Time
+	n     int64
+}
+
+func (t *timedAggregator) Handle(ctx context.Context, b consumer.Batch) error {
+	t.mu.Lock()
+	if t.first.IsZero() {
+		t.first = time.Now()
+	}
+	t.mu.Unlock()
+	if err := t.Aggregator.Handle(ctx, b); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.n += int64(len(b.Records))
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *timedAggregator) handled() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
