@@ -2,9 +2,7 @@ package consumer_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -46,49 +45,19 @@ func testConfig(k *testenv.KafkaCluster) consumer.Config {
 	return cfg
 }
 
-// netCut is a dialer whose connections can all be cut at once, to make a client
-// vanish from the broker's point of view as if its process was killed.
-type netCut struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func (n *netCut) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cut {
-		return nil, fmt.Errorf("netCut: network is cut")
-	}
-	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, host)
-	if err == nil {
-		n.conns = append(n.conns, c)
-	}
-	return c, err
-}
-
-func (n *netCut) Cut() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut = true
-	for _, c := range n.conns {
-		c.Close()
-	}
-}
-
 // running is a Runner started by a test.
 type running struct {
 	id     string
 	r      *consumer.Runner
 	cancel context.CancelFunc
 	done   chan error
-	net    *netCut
+	net    *cdctest.NetCut
 }
 
 func startRunner(t *testing.T, id string, cfg consumer.Config, reg *consumer.Registry, opts ...consumer.Option) *running {
 	t.Helper()
-	nc := &netCut{}
-	opts = append(opts, consumer.WithKafkaOptions(kgo.Dialer(nc.dial), kgo.HeartbeatInterval(300*time.Millisecond)))
+	nc := &cdctest.NetCut{}
+	opts = append(opts, consumer.WithKafkaOptions(kgo.Dialer(nc.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
 	r, err := consumer.NewRunner(cfg, reg, testLogger(t).With("runner", id), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"sort"
 	"strings"
@@ -99,43 +98,13 @@ func (p *pipeline) startProducer() {
 	})
 }
 
-// netCut is a dialer whose connections can all be cut at once: the Runner's Kafka
-// client then vanishes as if its process had been killed.
-type netCut struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func (n *netCut) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cut {
-		return nil, errors.New("netCut: network is cut")
-	}
-	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, host)
-	if err == nil {
-		n.conns = append(n.conns, c)
-	}
-	return c, err
-}
-
-func (n *netCut) Cut() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut = true
-	for _, c := range n.conns {
-		c.Close()
-	}
-}
-
 // runner is a consumer Runner with the Redis handler, started by a test.
 type runner struct {
 	h      *redissink.Handler
 	group  string
 	cancel context.CancelFunc
 	done   chan error
-	net    *netCut
+	net    *cdctest.NetCut
 	dead   atomic.Bool // set by kill: the handler stops writing at once
 	once   sync.Once
 
@@ -158,7 +127,7 @@ func (p *pipeline) startRunnerHeld(group string, budget int64) *runner {
 	t := p.t
 	t.Helper()
 	h := newHandler(t, p.sink)
-	rr := &runner{h: h, group: group, net: &netCut{}, done: make(chan error, 1),
+	rr := &runner{h: h, group: group, net: &cdctest.NetCut{}, done: make(chan error, 1),
 		held: make(chan struct{}), resume: make(chan struct{})}
 	if budget <= 0 {
 		close(rr.resume)
@@ -203,7 +172,7 @@ func (p *pipeline) startRunnerHeld(group string, budget int64) *runner {
 	cfg.Heartbeats = false
 	cfg.Retry = consumer.RetryConfig{MaxAttempts: 20, InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond}
 	r, err := consumer.NewRunner(cfg, reg, testLogger(t).With("group", group),
-		consumer.WithKafkaOptions(kgo.Dialer(rr.net.dial), kgo.HeartbeatInterval(300*time.Millisecond)))
+		consumer.WithKafkaOptions(kgo.Dialer(rr.net.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -21,36 +20,6 @@ import (
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
 )
-
-// netCut is a dialer whose connections can all be cut at once: the Runner's
-// Kafka client then vanishes as if its process had been killed.
-type netCut struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func (n *netCut) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cut {
-		return nil, errors.New("netCut: network is cut")
-	}
-	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, host)
-	if err == nil {
-		n.conns = append(n.conns, c)
-	}
-	return c, err
-}
-
-func (n *netCut) Cut() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.cut = true
-	for _, c := range n.conns {
-		c.Close()
-	}
-}
 
 // gated is the mirror as the Runner sees it, with a switch that makes a killed
 // consumer stop writing at once, as a dead process would. It keeps the
@@ -72,7 +41,7 @@ type runner struct {
 	h      *sqlmirror.Handler
 	cancel context.CancelFunc
 	done   chan error
-	net    *netCut
+	net    *cdctest.NetCut
 	dead   atomic.Bool
 	once   sync.Once
 }
@@ -80,7 +49,7 @@ type runner struct {
 func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmirror.Config, tables ...string) *runner {
 	t.Helper()
 	h := newMirror(t, cfg)
-	rr := &runner{h: h, net: &netCut{}, done: make(chan error, 1)}
+	rr := &runner{h: h, net: &cdctest.NetCut{}, done: make(chan error, 1)}
 	reg := consumer.NewRegistry()
 	if err := reg.Register(gated{Handler: h, dead: &rr.dead}, consumer.Tables(tables...)); err != nil {
 		t.Fatal(err)
@@ -96,7 +65,7 @@ func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmi
 	ccfg.Heartbeats = false
 	ccfg.Retry = consumer.RetryConfig{MaxAttempts: 50, InitialInterval: 20 * time.Millisecond, MaxInterval: 300 * time.Millisecond}
 	r, err := consumer.NewRunner(ccfg, reg, testLogger(t).With("mirror", cfg.Name),
-		consumer.WithKafkaOptions(kgo.Dialer(rr.net.dial), kgo.HeartbeatInterval(300*time.Millisecond)))
+		consumer.WithKafkaOptions(kgo.Dialer(rr.net.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}
