@@ -150,17 +150,29 @@ func TestConsumeAndOffsetsCLI(t *testing.T) {
 	c.done <- nil
 	c = startKanal(t, nil, "consume", "--config", cfg)
 	produceItems(t, k, 501, 10)
-	waitLines(c, 10)
-	seen := map[string]bool{}
-	for _, l := range strings.Split(c.output(), "\n") {
-		if i := strings.Index(l, `"after":{"id":`); i >= 0 {
-			seen[strings.SplitN(l[i+len(`"after":{"id":`):], ",", 2)[0]] = true
+	// The new run first replays what the killed one had not committed, so wait for
+	// the new changes themselves, not for a number of lines.
+	missing := func() []int {
+		seen := map[string]bool{}
+		for _, l := range strings.Split(c.output(), "\n") {
+			if i := strings.Index(l, `"after":{"id":`); i >= 0 {
+				seen[strings.SplitN(l[i+len(`"after":{"id":`):], ",", 2)[0]] = true
+			}
 		}
+		var m []int
+		for i := 501; i <= 510; i++ {
+			if !seen[strconv.Itoa(i)] {
+				m = append(m, i)
+			}
+		}
+		return m
 	}
-	for i := 501; i <= 510; i++ {
-		if !seen[strconv.Itoa(i)] {
-			t.Errorf("after the SIGKILL, change %d was not printed", i)
-		}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := missing(); len(m) > 0 {
+		t.Errorf("after the SIGKILL, changes %v were not printed within 60s:\n%s", m, c.output())
 	}
 	stop(c)
 	out, _ = kanalRun(t, "offsets", "show", "--brokers", k.Brokers[0], "--group", "kanal-audit")
