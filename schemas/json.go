@@ -192,6 +192,11 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s as a JSON string the way the envelope encodes text:
+// invalid UTF-8 becomes U+FFFD, and U+2028/U+2029 are escaped so the output is also
+// valid JavaScript. Sinks that write JSON of their own use it to encode text alike.
+func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
+
 // appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does.
 func appendJSONString(dst []byte, s string) []byte {

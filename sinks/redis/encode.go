@@ -8,7 +8,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -170,66 +169,25 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 	case nil:
 		return append(dst, "null"...), nil
 	case string:
-		return appendJSONString(dst, x), nil
+		return schemas.AppendJSONString(dst, x), nil
 	case []byte:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, x)
 		return append(dst, '"'), nil
 	case schemas.Decimal:
-		return appendJSONString(dst, string(x)), nil
+		return schemas.AppendJSONString(dst, string(x)), nil
 	case float32:
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return appendJSONString(dst, string(appendFloat(nil, float64(x), 32))), nil
+			return schemas.AppendJSONString(dst, string(appendFloat(nil, float64(x), 32))), nil
 		}
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return appendJSONString(dst, string(appendFloat(nil, x, 64))), nil
+			return schemas.AppendJSONString(dst, string(appendFloat(nil, x, 64))), nil
 		}
 	case bool:
 		return strconv.AppendBool(dst, x), nil
 	}
 	return appendScalar(dst, v)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD (kanal's
-// strings are valid UTF-8 already); U+2028/U+2029 are escaped so the text is also
-// valid JavaScript.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, "\ufffd"...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }
 
 // appendNetstring appends "<len>:<s>": the encoding of "__sets", chosen because it

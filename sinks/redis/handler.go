@@ -323,7 +323,7 @@ func (t *table) appendJSON(dst []byte, c *schemas.Change, row map[string]any, ve
 			return nil, fmt.Errorf("%w: column %q has a reserved name; rename it (columns.rename)", errValue, col.Name)
 		}
 		dst = append(dst, ',')
-		dst = appendJSONString(dst, name)
+		dst = schemas.AppendJSONString(dst, name)
 		dst = append(dst, ':')
 		var err error
 		if dst, err = appendJSONValue(dst, row[col.Name]); err != nil {
@@ -332,7 +332,7 @@ func (t *table) appendJSON(dst []byte, c *schemas.Change, row map[string]any, ve
 	}
 	if sets != "" {
 		dst = append(dst, `,"__sets":`...)
-		dst = appendJSONString(dst, sets)
+		dst = schemas.AppendJSONString(dst, sets)
 	}
 	return append(dst, '}'), nil
 }
