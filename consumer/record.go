@@ -88,7 +88,7 @@ func tableOfKey(key string) string {
 
 // decode turns a Kafka record into records for handlers. A canal-json DDL message
 // decodes to no records (skip is true); a value that cannot be decoded returns err.
-func decode(kr *kgo.Record) (recs []Record, err error) {
+func decode(d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
 	base := Record{
 		Topic:     kr.Topic,
 		Partition: kr.Partition,
@@ -108,7 +108,7 @@ func decode(kr *kgo.Record) (recs []Record, err error) {
 		base.Seq = hseq
 		return []Record{base}, nil
 	}
-	changes, err := schemas.Decode(header(kr, producer.HeaderFormat), kr.Value)
+	changes, err := d.Decode(header(kr, producer.HeaderFormat), kr.Value)
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,8 @@ type worker struct {
 	// delete gets its Seq, so versioned sinks can guard tombstones too.
 	lastDelKey string
 	lastDelSeq uint64
+
+	dec *schemas.Decoder // worker goroutine only
 }
 
 func newWorker(g *group, topic string, partition int32) *worker {
@@ -58,7 +60,7 @@ func newWorker(g *group, topic string, partition int32) *worker {
 		log: g.log.With("topic", topic, "partition", partition),
 		ctx: ctx, cancel: cancel,
 		stopping: make(chan struct{}), done: make(chan struct{}),
-		wake: make(chan struct{}, 1), nextQueued: -1, next: -1, committedO: -1, end: -1,
+		wake: make(chan struct{}, 1), dec: newDecoder(), nextQueued: -1, next: -1, committedO: -1, end: -1,
 	}
 	for _, rt := range g.routes {
 		if rt.re.MatchString(topic) {
@@ -66,6 +68,14 @@ func newWorker(g *group, topic string, partition int32) *worker {
 		}
 	}
 	return w
+}
+
+// newDecoder returns the worker's decoder: values alias the fetched record bytes,
+// which franz-go never reuses and the Runner never modifies.
+func newDecoder() *schemas.Decoder {
+	d := schemas.NewDecoder()
+	d.Alias = true
+	return d
 }
 
 // enqueue adds polled records; it pauses fetching the partition when the queue is
@@ -230,7 +240,7 @@ func (w *worker) process(krecs []*kgo.Record) error {
 		if kr.Attrs.IsControl() {
 			continue
 		}
-		recs, err := decode(kr)
+		recs, err := decode(w.dec, kr)
 		switch {
 		case errors.Is(err, schemas.ErrDDL):
 			w.g.r.m.skipped.WithLabelValues(w.g.name, "ddl").Inc()

@@ -924,7 +924,18 @@ func decodeCanalObject(dec *json.Decoder) ([]canalField, error) {
 // field means kanal JSON, "type" and "data" canal-json. Errors wrap ErrDecode (and
 // ErrDDL for canal-json DDL messages); an unknown format is an error naming it.
 func Decode(format string, value []byte) ([]*Change, error) {
+	d := decoders.Get().(*Decoder)
+	defer decoders.Put(d)
+	return d.Decode(format, value)
+}
+
+// Decode is the package-level Decode with this decoder's cache.
+func (d *Decoder) Decode(format string, value []byte) ([]*Change, error) {
 	if format == "" {
+		// What the fast path takes is kanal JSON (it has "op"): skip sniffing.
+		if c, ok := d.fastJSON(value); ok {
+			return []*Change{c}, nil
+		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(value, &top); err != nil {
 			return nil, fmt.Errorf("%w: record value is not a JSON object: %v", ErrDecode, err)
@@ -943,7 +954,7 @@ func Decode(format string, value []byte) ([]*Change, error) {
 	}
 	switch format {
 	case FormatJSON:
-		c, err := DecodeJSON(value)
+		c, err := d.DecodeJSON(value)
 		if err != nil {
 			return nil, err
 		}

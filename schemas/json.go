@@ -307,8 +307,17 @@ type wireChange struct {
 }
 
 // DecodeJSON decodes a kanal JSON envelope, restoring every value to its Go type
-// from the column types. Errors wrap ErrDecode.
+// from the column types. Errors wrap ErrDecode. Decoding many records is cheaper
+// with one Decoder per goroutine (see Decoder, also for Columns being shared).
 func DecodeJSON(data []byte) (*Change, error) {
+	d := decoders.Get().(*Decoder)
+	defer decoders.Put(d)
+	return d.DecodeJSON(data)
+}
+
+// decodeJSONStd decodes with encoding/json: the reference the fast path must
+// agree with, and the path for anything it does not handle.
+func decodeJSONStd(data []byte) (*Change, error) {
 	var w wireChange
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("%w: kanal json: %v", ErrDecode, err)

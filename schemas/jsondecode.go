@@ -1,0 +1,572 @@
+package schemas
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// Decoder decodes change records, caching what repeats from record to record
+// (the column list of each table) so that decoding one costs about the row's
+// values. A Decoder is not safe for concurrent use: give each goroutine its own
+// (the consumer Runner keeps one per partition). The package-level DecodeJSON
+// and Decode draw decoders from a pool.
+//
+// Changes from one Decoder may share their Columns slice with other changes of
+// the same table: treat Change.Columns as read-only.
+type Decoder struct {
+	// Alias lets decoded text values and Source strings point into the input
+	// instead of a copy of it: one allocation and copy less per record. Set it
+	// only when the input bytes are never modified afterwards, as with a Kafka
+	// record's value (franz-go never reuses them).
+	Alias bool
+
+	cols map[string]*colsInfo
+}
+
+// colsInfo is a decoded "columns" array with each column's value kind.
+type colsInfo struct {
+	cols  []Column
+	kinds []Kind
+}
+
+// maxCachedColumnLists bounds a Decoder's column cache; a consumer of more
+// distinct table layouts than this starts the cache over (each layout change of
+// a table, an ALTER, is a new entry).
+const maxCachedColumnLists = 1024
+
+// NewDecoder returns a Decoder with an empty cache.
+func NewDecoder() *Decoder { return &Decoder{cols: map[string]*colsInfo{}} }
+
+var decoders = sync.Pool{New: func() any { return NewDecoder() }}
+
+// DecodeJSON is the package-level DecodeJSON with this decoder's cache.
+//
+// The envelopes kanal writes take a fast path: one pass over the bytes, no
+// reflection, string values sliced out of one copy of the record. Anything
+// else it does not expect (other key orders, unknown keys, escapes it does not
+// handle, invalid input) is decoded by encoding/json instead, which also gives
+// the error messages, so both paths accept and reject exactly the same input.
+func (d *Decoder) DecodeJSON(data []byte) (*Change, error) {
+	if c, ok := d.fastJSON(data); ok {
+		return c, nil
+	}
+	return decodeJSONStd(data)
+}
+
+// jsonScan walks a kanal JSON envelope held in s. Every method reports false
+// when the input is not what the fast path handles; the caller then falls back.
+type jsonScan struct {
+	s string
+	i int
+}
+
+func (p *jsonScan) ws() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// lit consumes the literal t (after white space).
+func (p *jsonScan) lit(t string) bool {
+	p.ws()
+	if strings.HasPrefix(p.s[p.i:], t) {
+		p.i += len(t)
+		return true
+	}
+	return false
+}
+
+// str reads a string token without escapes; s is a substring of the record.
+func (p *jsonScan) str() (s string, ok bool) {
+	p.ws()
+	if p.i >= len(p.s) || p.s[p.i] != '"' {
+		return "", false
+	}
+	start := p.i + 1
+	ascii := true
+	for j := start; j < len(p.s); j++ {
+		switch c := p.s[j]; {
+		case c == '"':
+			s = p.s[start:j]
+			if !ascii && !utf8.ValidString(s) {
+				return "", false // encoding/json replaces invalid UTF-8; let it
+			}
+			p.i = j + 1
+			return s, true
+		case c == '\\':
+			return p.escaped(start - 1)
+		case c < 0x20:
+			return "", false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// escaped reads the string starting with the quote at q that has escapes, with
+// encoding/json (rare: quotes, backslashes, control characters, U+2028/9).
+func (p *jsonScan) escaped(q int) (string, bool) {
+	for j := q + 1; j < len(p.s); j++ {
+		switch p.s[j] {
+		case '\\':
+			j++
+		case '"':
+			var s string
+			if json.Unmarshal([]byte(p.s[q:j+1]), &s) != nil {
+				return "", false
+			}
+			p.i = j + 1
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// num reads a number token, checked against JSON's grammar (strconv alone
+// would also take "+1" or "01").
+func (p *jsonScan) num() (string, bool) {
+	p.ws()
+	start := p.i
+	digits := func() int {
+		n := 0
+		for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
+	}
+	if p.i < len(p.s) && p.s[p.i] == '-' {
+		p.i++
+	}
+	switch {
+	case p.i < len(p.s) && p.s[p.i] == '0':
+		p.i++
+	case digits() == 0:
+		return "", false
+	}
+	if p.i < len(p.s) && p.s[p.i] == '.' {
+		p.i++
+		if digits() == 0 {
+			return "", false
+		}
+	}
+	if p.i < len(p.s) && (p.s[p.i] == 'e' || p.s[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.s) && (p.s[p.i] == '+' || p.s[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return "", false
+		}
+	}
+	return p.s[start:p.i], true
+}
+
+// key reads `"name":`.
+func (p *jsonScan) key() (string, bool) {
+	k, ok := p.str()
+	if !ok || !p.lit(":") {
+		return "", false
+	}
+	return k, true
+}
+
+// next consumes a ',' and reports true, or the closing byte end and reports false;
+// ok is false on anything else.
+func (p *jsonScan) next(end byte) (more, ok bool) {
+	p.ws()
+	if p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ',':
+			p.i++
+			return true, true
+		case end:
+			p.i++
+			return false, true
+		}
+	}
+	return false, false
+}
+
+func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
+	p := &jsonScan{}
+	if d.Alias && len(data) > 0 {
+		p.s = unsafe.String(&data[0], len(data))
+	} else {
+		p.s = string(data)
+	}
+	if !p.lit("{") {
+		return nil, false
+	}
+	c := &Change{}
+	var info *colsInfo
+	var before, after string // raw row objects, decoded once the columns are known
+	var seen uint8
+	for more := true; more; {
+		k, ok := p.key()
+		if !ok {
+			return nil, false
+		}
+		switch k {
+		case "op":
+			s, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			c.Op = Op(s)
+			seen |= 1
+		case "seq":
+			n, ok := p.num()
+			if !ok {
+				return nil, false
+			}
+			v, err := strconv.ParseUint(n, 10, 64)
+			if err != nil {
+				return nil, false
+			}
+			c.Seq = v
+		case "source":
+			if !p.source(&c.Source) {
+				return nil, false
+			}
+		case "columns":
+			if info, ok = d.columns(p); !ok {
+				return nil, false
+			}
+			seen |= 2
+		case "before", "after":
+			start := p.i
+			if !p.lit("null") {
+				if !p.skipObject() {
+					return nil, false
+				}
+				if k == "before" {
+					before = p.s[start:p.i]
+				} else {
+					after = p.s[start:p.i]
+				}
+			}
+		case "key_fallback":
+			switch {
+			case p.lit("true"):
+				c.KeyFallback = true
+			case p.lit("false"):
+			default:
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+		if more, ok = p.next('}'); !ok {
+			return nil, false
+		}
+	}
+	if p.ws(); p.i != len(p.s) || seen != 3 || !c.Op.Valid() {
+		return nil, false
+	}
+	c.Columns = info.cols
+	var ok bool
+	if before != "" {
+		if c.Before, ok = decodeRowFast(info, before); !ok {
+			return nil, false
+		}
+	}
+	if after != "" {
+		if c.After, ok = decodeRowFast(info, after); !ok {
+			return nil, false
+		}
+	}
+	if c.Before == nil && c.After == nil {
+		return nil, false
+	}
+	return c, true
+}
+
+func (p *jsonScan) source(s *Source) bool {
+	if !p.lit("{") {
+		return false
+	}
+	for more := true; more; {
+		k, ok := p.key()
+		if !ok {
+			return false
+		}
+		switch k {
+		case "name", "file", "gtid", "db", "table":
+			v, ok := p.str()
+			if !ok {
+				return false
+			}
+			switch k {
+			case "name":
+				s.Name = v
+			case "file":
+				s.File = v
+			case "gtid":
+				s.GTID = v
+			case "db":
+				s.DB = v
+			case "table":
+				s.Table = v
+			}
+		case "server_id", "pos":
+			n, ok := p.num()
+			if !ok {
+				return false
+			}
+			v, err := strconv.ParseUint(n, 10, 32)
+			if err != nil {
+				return false
+			}
+			if k == "pos" {
+				s.Pos = uint32(v)
+			} else {
+				s.ServerID = uint32(v)
+			}
+		case "ts_ms", "row":
+			n, ok := p.num()
+			if !ok {
+				return false
+			}
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return false
+			}
+			if k == "row" {
+				if int64(int(v)) != v {
+					return false
+				}
+				s.Row = int(v)
+			} else {
+				s.TsMs = v
+			}
+		default:
+			return false
+		}
+		if more, ok = p.next('}'); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// columns reads the "columns" array, from the cache when this exact text was seen.
+func (d *Decoder) columns(p *jsonScan) (*colsInfo, bool) {
+	p.ws()
+	start := p.i
+	if !p.lit("[") {
+		return nil, false
+	}
+	// Find the end first: a cached list costs a scan and a map lookup.
+	end := strings.IndexByte(p.s[p.i:], ']')
+	if end < 0 {
+		return nil, false
+	}
+	if info, ok := d.cols[p.s[start:p.i+end+1]]; ok {
+		p.i += end + 1
+		return info, true
+	}
+	info := &colsInfo{cols: []Column{}}
+	if p.lit("]") {
+		return d.remember(p.s[start:p.i], info), true
+	}
+	for more := true; more; {
+		if !p.lit("{") {
+			return nil, false
+		}
+		var col Column
+		var named bool
+		for more := true; more; {
+			k, ok := p.key()
+			if !ok {
+				return nil, false
+			}
+			switch k {
+			case "name":
+				if col.Name, ok = p.str(); !ok {
+					return nil, false
+				}
+				named = true
+			case "type":
+				if col.Type, ok = p.str(); !ok {
+					return nil, false
+				}
+			case "pk":
+				switch {
+				case p.lit("true"):
+					col.PK = true
+				case p.lit("false"):
+				default:
+					return nil, false
+				}
+			default:
+				return nil, false
+			}
+			if more, ok = p.next('}'); !ok {
+				return nil, false
+			}
+		}
+		if !named {
+			return nil, false
+		}
+		// Cached lists outlive the record: own their strings.
+		col.Name, col.Type = strings.Clone(col.Name), strings.Clone(col.Type)
+		info.cols = append(info.cols, col)
+		info.kinds = append(info.kinds, col.Kind())
+		var ok bool
+		if more, ok = p.next(']'); !ok {
+			return nil, false
+		}
+	}
+	return d.remember(p.s[start:p.i], info), true
+}
+
+func (d *Decoder) remember(text string, info *colsInfo) *colsInfo {
+	if len(d.cols) >= maxCachedColumnLists {
+		clear(d.cols)
+	}
+	d.cols[strings.Clone(text)] = info
+	return info
+}
+
+// skipObject moves past an object whose values are strings, numbers and
+// literals (a row image); nested values are not expected.
+func (p *jsonScan) skipObject() bool {
+	if !p.lit("{") {
+		return false
+	}
+	if p.lit("}") {
+		return true
+	}
+	for {
+		if _, ok := p.key(); !ok {
+			return false
+		}
+		p.ws()
+		if p.i >= len(p.s) {
+			return false
+		}
+		if p.s[p.i] == '"' {
+			if !p.skipString() {
+				return false
+			}
+		} else {
+			for p.i < len(p.s) && p.s[p.i] != ',' && p.s[p.i] != '}' && p.s[p.i] != '{' && p.s[p.i] != '[' && p.s[p.i] != '"' {
+				p.i++
+			}
+		}
+		more, ok := p.next('}')
+		if !ok {
+			return false
+		}
+		if !more {
+			return true
+		}
+	}
+}
+
+func (p *jsonScan) skipString() bool {
+	for j := p.i + 1; j < len(p.s); j++ {
+		switch p.s[j] {
+		case '\\':
+			j++
+		case '"':
+			p.i = j + 1
+			return true
+		}
+	}
+	return false
+}
+
+// decodeRowFast decodes a row image whose keys are the columns in table order,
+// as kanal writes them.
+func decodeRowFast(info *colsInfo, obj string) (map[string]any, bool) {
+	p := &jsonScan{s: obj}
+	if !p.lit("{") {
+		return nil, false
+	}
+	row := make(map[string]any, len(info.cols))
+	if len(info.cols) == 0 {
+		return row, p.lit("}")
+	}
+	for i, col := range info.cols {
+		k, ok := p.key()
+		if !ok || k != col.Name {
+			return nil, false
+		}
+		v, ok := p.value(info.kinds[i])
+		if !ok {
+			return nil, false
+		}
+		row[col.Name] = v
+		more, ok := p.next('}')
+		if !ok || more != (i < len(info.cols)-1) {
+			return nil, false
+		}
+	}
+	return row, true
+}
+
+// value reads one column value of kind k, as decodeJSONValue would return it.
+func (p *jsonScan) value(k Kind) (any, bool) {
+	if p.lit("null") {
+		return nil, true
+	}
+	switch k {
+	case KindInt, KindYear:
+		n, ok := p.num()
+		if !ok {
+			return nil, false
+		}
+		v, err := strconv.ParseInt(n, 10, 64)
+		return v, err == nil
+	case KindUint, KindBit:
+		n, ok := p.num()
+		if !ok {
+			return nil, false
+		}
+		v, err := strconv.ParseUint(n, 10, 64)
+		return v, err == nil
+	case KindFloat, KindDouble:
+		p.ws()
+		var n string
+		var ok bool
+		if p.i < len(p.s) && p.s[p.i] == '"' {
+			n, ok = p.str() // NaN and ±Inf
+		} else {
+			n, ok = p.num()
+		}
+		if !ok {
+			return nil, false
+		}
+		if k == KindFloat {
+			f, err := strconv.ParseFloat(n, 32)
+			return float32(f), err == nil
+		}
+		f, err := strconv.ParseFloat(n, 64)
+		return f, err == nil
+	}
+	s, ok := p.str()
+	if !ok {
+		return nil, false
+	}
+	switch k {
+	case KindDecimal:
+		return Decimal(s), true
+	case KindBytes:
+		b, err := base64.StdEncoding.DecodeString(s)
+		return b, err == nil
+	}
+	return s, true
+}
