@@ -32,6 +32,11 @@ type ApplyStage struct {
 // ApplyStages is the list stage 4 runs, in order, Runs rounds.
 var ApplyStages = []ApplyStage{
 	{
+		ID:      "4r",
+		Measure: "reference: consumer.Runner with a handler that does nothing (fetch, decode, batching), the ceiling of the rows below",
+		Run:     runnerCeiling,
+	},
+	{
 		ID:      "4a",
 		Measure: "reference: redis-server's own rate, HSET of the workload's rows via go-redis pipelines of 1,000",
 		Run:     redisHSETReference,

@@ -94,7 +94,12 @@ func (p *jsonScan) str() (s string, ok bool) {
 	}
 	start := p.i + 1
 	ascii := true
-	for j := start; j < len(p.s); j++ {
+	j := start
+	// Skip eight plain ASCII bytes at a time, as the encoder does.
+	for j+8 <= len(p.s) && plainASCII8(load8(p.s, j)) {
+		j += 8
+	}
+	for ; j < len(p.s); j++ {
 		switch c := p.s[j]; {
 		case c == '"':
 			s = p.s[start:j]
@@ -246,16 +251,35 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 			}
 			seen |= 2
 		case "before", "after":
-			start := p.i
-			if !p.lit("null") {
-				if !p.skipObject() {
+			if p.lit("null") {
+				if k == "before" {
+					c.Before, before = nil, ""
+				} else {
+					c.After, after = nil, ""
+				}
+				break
+			}
+			if info != nil {
+				// Columns came first, as kanal writes them: decode in place.
+				row, ok := p.row(info)
+				if !ok {
 					return nil, false
 				}
 				if k == "before" {
-					before = p.s[start:p.i]
+					c.Before, before = row, ""
 				} else {
-					after = p.s[start:p.i]
+					c.After, after = row, ""
 				}
+				break
+			}
+			start := p.i
+			if !p.skipObject() {
+				return nil, false
+			}
+			if k == "before" {
+				c.Before, before = nil, p.s[start:p.i]
+			} else {
+				c.After, after = nil, p.s[start:p.i]
 			}
 		case "key_fallback":
 			switch {
@@ -278,12 +302,12 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 	c.Columns = info.cols
 	var ok bool
 	if before != "" {
-		if c.Before, ok = decodeRowFast(info, before); !ok {
+		if c.Before, ok = (&jsonScan{s: before}).row(info); !ok {
 			return nil, false
 		}
 	}
 	if after != "" {
-		if c.After, ok = decodeRowFast(info, after); !ok {
+		if c.After, ok = (&jsonScan{s: after}).row(info); !ok {
 			return nil, false
 		}
 	}
@@ -489,10 +513,9 @@ func (p *jsonScan) skipString() bool {
 	return false
 }
 
-// decodeRowFast decodes a row image whose keys are the columns in table order,
-// as kanal writes them.
-func decodeRowFast(info *colsInfo, obj string) (map[string]any, bool) {
-	p := &jsonScan{s: obj}
+// row decodes a row image whose keys are the columns in table order, as kanal
+// writes them.
+func (p *jsonScan) row(info *colsInfo) (map[string]any, bool) {
 	if !p.lit("{") {
 		return nil, false
 	}

@@ -182,6 +182,8 @@ func TestDecoderInputs(t *testing.T) {
 		`{"OP":"c","seq":1,` + src + `,"columns":[{"name":"a","type":"int"}],"after":{"a":1}}`,
 		`{"op":"c","seq":-1,` + src + `,"columns":[{"name":"a","type":"int"}],"after":{"a":1}}`,
 		`{"op":"c","op":"u","seq":1,` + src + `,"columns":[{"name":"a","type":"int"}],"after":{"a":1},"after":{"a":2}}`,
+		`{"op":"u","seq":1,` + src + `,"columns":[{"name":"a","type":"int"}],"before":{"a":1},"after":{"a":2},"before":null}`,
+		`{"op":"u","seq":1,` + src + `,"before":{"a":1},"columns":[{"name":"a","type":"int"}],"after":{"a":2},"before":null}`,
 	}
 	d := NewDecoder()
 	for _, in := range inputs {
