@@ -144,8 +144,11 @@ type session struct {
 	// Per-record scratch and allocation batching (see emit): converted row images
 	// are reused from row to row, record bytes are carved from an arena, and
 	// records and headers are allocated in chunks.
-	rowA, rowB []any
-	pkVals     []any
+	rowA, rowB []schemas.Value
+	// scratchA and scratchB hold the text of rowA's and rowB's temporal values.
+	scratchA, scratchB []byte
+	// anyA and anyB are the images boxed for canal-json, which encodes []any.
+	anyA, anyB []any
 	valBuf     []byte
 	posHdr     []byte // kanal.pos of the rows event being handled
 	formatHdr  []byte
@@ -627,7 +630,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	switch ev.Header.EventType {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
 		for i, row := range re.Rows {
-			after, err := s.convert(ti, row, ev, i, &s.rowA)
+			after, err := s.convert(ti, row, ev, i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
@@ -637,7 +640,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		}
 	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
 		for i, row := range re.Rows {
-			before, err := s.convert(ti, row, ev, i, &s.rowA)
+			before, err := s.convert(ti, row, ev, i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
@@ -648,11 +651,11 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
 		replication.PARTIAL_UPDATE_ROWS_EVENT:
 		for i := 0; i+1 < len(re.Rows); i += 2 {
-			before, err := s.convert(ti, re.Rows[i], ev, i, &s.rowA)
+			before, err := s.convert(ti, re.Rows[i], ev, i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
-			after, err := s.convert(ti, re.Rows[i+1], ev, i+1, &s.rowB)
+			after, err := s.convert(ti, re.Rows[i+1], ev, i+1, &s.rowB, &s.scratchB)
 			if err != nil {
 				return err
 			}
@@ -675,23 +678,41 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	return nil
 }
 
-func (s *session) posString(ev *replication.BinlogEvent) string {
-	return s.file + ":" + strconv.FormatUint(uint64(ev.Header.LogPos), 10)
-}
-
-// convert decodes one row image into *buf (reused from row to row: the result is
-// valid until the next convert into the same buffer).
-func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent, i int, buf *[]any) ([]any, error) {
-	if len(row) != len(ti.decoders) {
-		return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
-			Err: fmt.Errorf("row has %d values, table map has %d columns", len(row), len(ti.decoders))}
+// boxRow returns row boxed into *buf (nil for a nil row), for encoders that take
+// []any.
+func boxRow(buf *[]any, row []schemas.Value) []any {
+	if row == nil {
+		return nil
 	}
 	if cap(*buf) < len(row) {
 		*buf = make([]any, len(row))
 	}
 	out := (*buf)[:len(row)]
+	for i, v := range row {
+		out[i] = v.Any()
+	}
+	return out
+}
+
+func (s *session) posString(ev *replication.BinlogEvent) string {
+	return s.file + ":" + strconv.FormatUint(uint64(ev.Header.LogPos), 10)
+}
+
+// convert decodes one row image into *buf, with the text of temporal values in
+// *scratch (both reused from row to row: the result is valid until the next convert
+// into the same buffers).
+func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent, i int, buf *[]schemas.Value, scratch *[]byte) ([]schemas.Value, error) {
+	if len(row) != len(ti.decoders) {
+		return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
+			Err: fmt.Errorf("row has %d values, table map has %d columns", len(row), len(ti.decoders))}
+	}
+	if cap(*buf) < len(row) {
+		*buf = make([]schemas.Value, len(row))
+	}
+	out := (*buf)[:len(row)]
+	*scratch = (*scratch)[:0]
 	for c, v := range row {
-		x, err := ti.decoders[c].decode(v)
+		x, err := ti.decoders[c].decode(v, scratch)
 		if err != nil {
 			return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
 				Err: fmt.Errorf("column %s: %w", ti.columns[c].Name, err)}
@@ -701,26 +722,20 @@ func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent,
 	return out, nil
 }
 
-func (s *session) key(ti *tableInfo, row []any) []byte {
-	vals := s.pkVals[:0]
-	for _, c := range ti.pk {
-		vals = append(vals, row[c])
-	}
-	s.pkVals = vals
-	s.valBuf = schemas.AppendKey(s.valBuf[:0], ti.db, ti.table, vals)
-	clear(vals) // no references to row values outlive the event
+func (s *session) key(ti *tableInfo, row []schemas.Value) []byte {
+	s.valBuf = schemas.AppendKeyValues(s.valBuf[:0], ti.db, ti.table, row, ti.pk)
 	return s.arena.copy(s.valBuf)
 }
 
-func (s *session) sameKey(ti *tableInfo, a, b []any) bool {
+func (s *session) sameKey(ti *tableInfo, a, b []schemas.Value) bool {
 	s.keyBuf = s.keyBuf[:0]
 	for _, c := range ti.pk {
-		s.keyBuf = schemas.AppendKeyValue(s.keyBuf, a[c])
+		s.keyBuf = schemas.AppendKeyComponent(s.keyBuf, a[c])
 		s.keyBuf = append(s.keyBuf, ',')
 	}
 	n := len(s.keyBuf)
 	for _, c := range ti.pk {
-		s.keyBuf = schemas.AppendKeyValue(s.keyBuf, b[c])
+		s.keyBuf = schemas.AppendKeyComponent(s.keyBuf, b[c])
 		s.keyBuf = append(s.keyBuf, ',')
 	}
 	return bytes.Equal(s.keyBuf[:n], s.keyBuf[n:])
@@ -728,7 +743,7 @@ func (s *session) sameKey(ti *tableInfo, a, b []any) bool {
 
 // emit writes one change (and its tombstone) unless a previous run already did, then
 // commits mid-transaction when the open Kafka transaction has grown past the limits.
-func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, op schemas.Op, before, after []any) error {
+func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, op schemas.Op, before, after []schemas.Value) error {
 	idx := s.txnRows
 	s.txnRows++
 	if idx < s.skipRows {
@@ -737,7 +752,7 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	s.seq++
 	src.Row = idx
 	env := schemas.Envelope{Op: op, Seq: s.seq, Source: src, Columns: ti.columns, ColumnsJSON: ti.columnsJSON, ColumnKeys: ti.columnKeys,
-		Before: before, After: after, KeyFallback: ti.keyFallback}
+		KeyFallback: ti.keyFallback}
 	row := after
 	if row == nil {
 		row = before
@@ -752,9 +767,12 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	dst := s.arena.reserve(ti.lastValueLen)
 	if format == schemas.FormatCanalJSON {
 		s.canalID++
+		env.Before, env.After = boxRow(&s.anyA, before), boxRow(&s.anyB, after)
 		dst = env.AppendCanalJSON(dst, s.canalID, time.Now().UnixMilli())
+		clear(s.anyA) // the boxed copies are garbage once encoded
+		clear(s.anyB)
 	} else {
-		dst = env.AppendJSON(dst)
+		dst = env.AppendJSONValues(dst, before, after)
 	}
 	value := s.arena.commit(dst)
 	ti.lastValueLen = len(value)

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -25,7 +24,6 @@ type colDecoder struct {
 	binary   bool
 	unsigned bool
 	enum     []string
-	enumAny  []any // enum's labels already in interfaces: no allocation per value
 	set      []string
 	// padTo is the length of a BINARY(n) column: the binlog drops the trailing
 	// zero bytes MySQL pads such values with, and a faithful copy restores them.
@@ -109,9 +107,6 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 	for i := 0; i < n; i++ {
 		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
 		d := colDecoder{realType: realType(tp, meta), meta: meta, unsigned: unsigned[i], enum: enums[i], set: sets[i]}
-		for _, label := range d.enum {
-			d.enumAny = append(d.enumAny, label)
-		}
 		if coll, ok := collations[i]; ok && coll == binaryCollation {
 			d.binary = true
 			if d.realType == mysql.MYSQL_TYPE_STRING {
@@ -221,73 +216,81 @@ func (d colDecoder) typeName() string {
 }
 
 // decode converts one value decoded by go-mysql (with ParseTime on) into kanal's
-// value representation (see the schemas package documentation).
-func (d *colDecoder) decode(v any) (any, error) {
+// value representation (see the schemas package documentation), unboxed: text is
+// not copied (see below) and temporal values are formatted into *scratch, so the
+// result is valid until the event is released and *scratch is reset.
+func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 	switch x := v.(type) {
 	case nil:
-		return nil, nil
+		return schemas.NullValue(), nil
 	case int8:
-		return int64(x), nil
+		return schemas.IntValue(int64(x)), nil
 	case int16:
-		return int64(x), nil
+		return schemas.IntValue(int64(x)), nil
 	case int32:
-		return int64(x), nil
+		return schemas.IntValue(int64(x)), nil
 	case int64:
 		switch d.realType {
 		case mysql.MYSQL_TYPE_ENUM:
 			return d.enumLabel(x)
 		case mysql.MYSQL_TYPE_SET:
-			return d.setLabels(x), nil
+			return schemas.StringValue(d.setLabels(x)), nil
 		case mysql.MYSQL_TYPE_BIT:
-			return uint64(x), nil
+			return schemas.UintValue(uint64(x)), nil
 		}
-		return x, nil
+		return schemas.IntValue(x), nil
 	case uint8:
-		return uint64(x), nil
+		return schemas.UintValue(uint64(x)), nil
 	case uint16:
-		return uint64(x), nil
+		return schemas.UintValue(uint64(x)), nil
 	case uint32:
-		return uint64(x), nil
+		return schemas.UintValue(uint64(x)), nil
 	case uint64:
-		return x, nil
+		return schemas.UintValue(x), nil
 	case int:
-		return int64(x), nil
-	case float32, float64:
-		return x, nil
+		return schemas.IntValue(int64(x)), nil
+	case float32:
+		return schemas.Float32Value(x), nil
+	case float64:
+		return schemas.Float64Value(x), nil
 	case string:
 		switch d.realType {
 		case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
-			return schemas.Decimal(x), nil
+			return schemas.DecimalValue(x), nil
 		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
 			// Only the zero timestamp arrives as text with ParseTime on.
-			return x, nil
+			return schemas.StringValue(x), nil
 		}
 		if d.binary {
-			return d.pad([]byte(x)), nil
+			return schemas.BytesValue(d.pad([]byte(x))), nil
 		}
 		// go-mysql returns strings that alias the event's packet buffer. That buffer
 		// is allocated per event and never reused, and converted rows live only
 		// while their event is handled (they are encoded into record bytes at once),
 		// so the string is used as is: copying every string value was one of the
 		// producer's largest allocation sources (docs/bench.md).
-		return x, nil
+		return schemas.StringValue(x), nil
 	case []byte:
 		if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
-			return d.pad(x), nil
+			return schemas.BytesValue(d.pad(x)), nil
 		}
 		// TEXT: like the strings above, the bytes alias the event's own buffer,
 		// which nothing writes to after go-mysql decoded it (see above).
-		return unsafe.String(unsafe.SliceData(x), len(x)), nil
+		return schemas.StringBytesValue(x), nil
 	case time.Time:
-		var buf [32]byte
+		// Formatted into the image's scratch buffer: should it grow, the strings
+		// made before keep the old array alive and intact (nothing is overwritten
+		// until the buffer is reset for the next row image).
+		n := len(*scratch)
 		switch d.realType {
 		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-			return string(appendTime(buf[:0], x.UTC(), int(d.fsp()), true)), nil
+			*scratch = appendTime(*scratch, x.UTC(), int(d.fsp()), true)
 		default:
-			return string(appendTime(buf[:0], x, int(d.fsp()), false)), nil
+			*scratch = appendTime(*scratch, x, int(d.fsp()), false)
 		}
+		return schemas.StringBytesValue((*scratch)[n:len(*scratch):len(*scratch)]), nil
 	}
-	return nil, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
+	return schemas.Value{}, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
 }
 
 // pad copies b (go-mysql's values alias the packet) and restores BINARY(n) padding.
@@ -319,18 +322,15 @@ func (d *colDecoder) fsp() uint16 {
 	return 0
 }
 
-func (d *colDecoder) enumLabel(i int64) (any, error) {
+func (d *colDecoder) enumLabel(i int64) (schemas.Value, error) {
 	if i == 0 {
 		// MySQL's "invalid value" index: stored as the empty string.
-		return "", nil
+		return schemas.StringValue(""), nil
 	}
-	if int(i) > len(d.enum) {
-		return nil, fmt.Errorf("enum index %d out of range (%d labels)", i, len(d.enum))
+	if i < 0 || int(i) > len(d.enum) {
+		return schemas.Value{}, fmt.Errorf("enum index %d out of range (%d labels)", i, len(d.enum))
 	}
-	if int(i) <= len(d.enumAny) {
-		return d.enumAny[i-1], nil
-	}
-	return d.enum[i-1], nil
+	return schemas.StringValue(d.enum[i-1]), nil
 }
 
 func (d *colDecoder) setLabels(mask int64) string {
