@@ -122,23 +122,28 @@ type session struct {
 
 	tables map[uint64]*tableInfo
 
-	file       string           // current binlog file
-	boundary   schemas.Position // end of the last complete binlog transaction
-	inTxn      bool
-	txnStart   schemas.Position // where the current binlog transaction starts
-	txnGTID    string
-	txnRows    int // changes of the current binlog transaction, written or skipped
-	skipRows   int // changes of the first transaction already written before a restart
-	gtidSet    mysql.GTIDSet
-	seq        uint64
-	lastTs     int64
-	lastCommit time.Time
-	progressed bool
+	file     string           // current binlog file
+	boundary schemas.Position // end of the last complete binlog transaction
+	inTxn    bool
+	txnStart schemas.Position // where the current binlog transaction starts
+	txnGTID  string
+	// txnMariaGTID is the current transaction's MariaDB GTID when txnMariaOK: the
+	// set is updated from it directly rather than by re-parsing txnGTID.
+	txnMariaGTID mysql.MariadbGTID
+	txnMariaOK   bool
+	txnRows      int // changes of the current binlog transaction, written or skipped
+	skipRows     int // changes of the first transaction already written before a restart
+	gtidSet      mysql.GTIDSet
+	seq          uint64
+	lastTs       int64
+	lastCommit   time.Time
+	progressed   bool
 	// committedMidTxn: the last committed position points inside a binlog
 	// transaction (RowsDone > 0).
 	committedMidTxn bool
 
 	keyBuf  []byte
+	fpBuf   []byte // scratch for table map fingerprints
 	canalID int64
 
 	// Per-record scratch and allocation batching (see emit): converted row images
@@ -492,6 +497,23 @@ func (s *session) beginTxn() {
 	s.txnStart = s.boundary
 	s.txnRows = 0
 	s.txnGTID = ""
+	s.txnMariaOK = false
+}
+
+// mariaGTIDString formats a MariaDB GTID as MariadbGTID.String does
+// ("domain-server-seq", "" for the zero GTID), without fmt: it runs once per
+// transaction, and most transactions are one row.
+func mariaGTIDString(g *mysql.MariadbGTID) string {
+	if g.DomainID == 0 && g.ServerID == 0 && g.SequenceNumber == 0 {
+		return ""
+	}
+	var buf [64]byte
+	b := strconv.AppendUint(buf[:0], uint64(g.DomainID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, uint64(g.ServerID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, g.SequenceNumber, 10)
+	return string(b)
 }
 
 // endTxn marks the end of a binlog transaction at the given end position and
@@ -500,7 +522,13 @@ func (s *session) beginTxn() {
 // batched).
 func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
 	if s.inTxn && s.txnGTID != "" {
-		if err := s.gtidSet.Update(s.txnGTID); err != nil {
+		var err error
+		if ms, ok := s.gtidSet.(*mysql.MariadbGTIDSet); ok && s.txnMariaOK {
+			err = ms.AddSet(&s.txnMariaGTID) // what Update does after parsing the text
+		} else {
+			err = s.gtidSet.Update(s.txnGTID)
+		}
+		if err != nil {
 			s.log.Warn("cannot track GTID", "gtid", s.txnGTID, "err", err)
 		}
 	}
@@ -537,7 +565,8 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		}
 	case *replication.MariadbGTIDEvent:
 		s.beginTxn()
-		s.txnGTID = e.GTID.String()
+		s.txnGTID = mariaGTIDString(&e.GTID)
+		s.txnMariaGTID, s.txnMariaOK = e.GTID, true
 	case *replication.GTIDEvent:
 		s.beginTxn()
 		if !bytes.Equal(e.SID, make([]byte, len(e.SID))) {
@@ -585,12 +614,14 @@ func truncate(s string, n int) string {
 }
 
 func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) error {
-	if ti, ok := s.tables[tm.TableID]; ok && bytes.Equal(ti.fingerprint, tableFingerprint(tm)) {
+	// Every transaction repeats its table maps: compare in a reused buffer.
+	s.fpBuf = appendTableFingerprint(s.fpBuf[:0], tm)
+	if ti, ok := s.tables[tm.TableID]; ok && bytes.Equal(ti.fingerprint, s.fpBuf) {
 		return nil
 	}
 	db, table := string(tm.Schema), string(tm.Table)
 	if !s.filter.match(db, table) {
-		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: tableFingerprint(tm)}
+		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: bytes.Clone(s.fpBuf)}
 		return nil
 	}
 	ti, err := newTableInfo(tm)

@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -51,25 +50,28 @@ type tableInfo struct {
 // tableFingerprint identifies a table map's shape: a table map with the same id but
 // another shape (after an ALTER) must not reuse the cached tableInfo.
 func tableFingerprint(tm *replication.TableMapEvent) []byte {
-	var b bytes.Buffer
-	b.Write(tm.Schema)
-	b.WriteByte(0)
-	b.Write(tm.Table)
-	b.WriteByte(0)
-	b.Write(tm.ColumnType)
+	return appendTableFingerprint(nil, tm)
+}
+
+// appendTableFingerprint appends tableFingerprint(tm) to b.
+func appendTableFingerprint(b []byte, tm *replication.TableMapEvent) []byte {
+	b = append(b, tm.Schema...)
+	b = append(b, 0)
+	b = append(b, tm.Table...)
+	b = append(b, 0)
+	b = append(b, tm.ColumnType...)
 	for _, m := range tm.ColumnMeta {
-		b.WriteByte(byte(m))
-		b.WriteByte(byte(m >> 8))
+		b = append(b, byte(m), byte(m>>8))
 	}
 	for _, n := range tm.ColumnName {
-		b.Write(n)
-		b.WriteByte(0)
+		b = append(b, n...)
+		b = append(b, 0)
 	}
-	b.Write(tm.SignednessBitmap)
+	b = append(b, tm.SignednessBitmap...)
 	for _, p := range tm.PrimaryKey {
-		b.WriteByte(byte(p))
+		b = append(b, byte(p))
 	}
-	return b.Bytes()
+	return b
 }
 
 // realType resolves the type hidden in the metadata of MYSQL_TYPE_STRING columns
