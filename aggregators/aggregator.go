@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -225,6 +227,11 @@ type rowState struct {
 	// gkey is nil when the row contributes nothing (deleted or filtered out).
 	gkey []byte
 	sums []decimal
+
+	// tid is where the target holds the row's state (Postgres: its ctid, as the
+	// batch read it), so that writing it back needs no index lookup; invalid
+	// when the target has no state for the key yet.
+	tid pgtype.TID
 }
 
 // newer reports whether r is a newer version of the row than st.
@@ -407,7 +414,7 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 		}
 		ns := &rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone}
 		if st != nil {
-			ns.version = st.version
+			ns.version, ns.tid = st.version, st.tid
 		}
 		if r.Seq > 0 {
 			ns.version = r.Seq

@@ -25,6 +25,14 @@ const maxScale = 1000
 // parseDecimal parses decimal text: an optional sign, digits with an optional
 // point, and an optional exponent ("12.50", "-0.001", "1e3").
 func parseDecimal(s string) (decimal, error) {
+	if d, ok := parseSmallDecimal(s); ok {
+		return d, nil
+	}
+	return parseDecimalSlow(s)
+}
+
+// parseDecimalSlow is parseDecimal for any input it accepts.
+func parseDecimalSlow(s string) (decimal, error) {
 	var d decimal
 	orig := s
 	if s == "" {
@@ -72,6 +80,45 @@ func parseDecimal(s string) (decimal, error) {
 		d.unscaled.Neg(&d.unscaled)
 	}
 	return d, nil
+}
+
+// parseSmallDecimal parses the common case without going through big.Int's
+// text scanner: an optional '-', at most 18 digits with at most one point, no
+// exponent. ok is false for anything else (parseDecimal then handles it).
+func parseSmallDecimal(s string) (d decimal, ok bool) {
+	neg := false
+	if len(s) > 0 && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	if len(s) == 0 || len(s) > 19 {
+		return d, false
+	}
+	var v uint64
+	digits, scale, point := 0, 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			v = v*10 + uint64(c-'0')
+			digits++
+			if point {
+				scale++
+			}
+		case c == '.' && !point:
+			point = true
+		default:
+			return d, false
+		}
+	}
+	if digits == 0 || digits > 18 {
+		return d, false
+	}
+	d.unscaled.SetUint64(v)
+	if neg {
+		d.unscaled.Neg(&d.unscaled)
+	}
+	d.scale = int32(scale)
+	return d, true
 }
 
 // decimalOf converts a change value to a Decimal: int64, uint64, schemas.Decimal,
@@ -151,15 +198,16 @@ func (d *decimal) Sub(x *decimal) { d.addSign(x, true) }
 
 func (d *decimal) addSign(x *decimal, neg bool) {
 	s := max(d.scale, x.scale)
-	a := new(big.Int).Set(d.rescaled(s))
-	b := x.rescaled(s)
-	if neg {
-		a.Sub(a, b)
-	} else {
-		a.Add(a, b)
+	if d.scale < s {
+		d.unscaled.Mul(&d.unscaled, pow10(int(s-d.scale)))
+		d.scale = s
 	}
-	d.unscaled.Set(a)
-	d.scale = s
+	b := x.rescaled(s) // x itself when the scales agree, which is the rule
+	if neg {
+		d.unscaled.Sub(&d.unscaled, b)
+	} else {
+		d.unscaled.Add(&d.unscaled, b)
+	}
 }
 
 // IsZero reports whether d is 0 (at any scale).

@@ -125,15 +125,21 @@ func (h *harness) del(ids ...int64) {
 // want computes a summary of the reference rows, rendered as the targets
 // render it.
 func (h *harness) want(s *Summary) map[string]string {
+	return wantSummary(h.t, s, h.rows)
+}
+
+// wantSummary computes a summary of rows in Go, rendered as the targets render
+// it.
+func wantSummary(t testing.TB, s *Summary, rows map[string]Row) map[string]string {
 	type acc struct {
 		n    int64
 		sums []decimal
 	}
 	groups := map[string]*acc{}
-	for _, r := range h.rows {
+	for _, r := range rows {
 		c, err := s.contribute(r)
 		if err != nil {
-			h.t.Fatal(err)
+			t.Fatal(err)
 		}
 		if c == nil {
 			continue
@@ -189,6 +195,9 @@ func TestHandlerContract(t *testing.T) {
 			t.Run("ZombieMembers", func(t *testing.T) { testZombieMembers(t, te) })
 			t.Run("HotGroupAcrossPartitions", func(t *testing.T) { testHotGroup(t, te) })
 			t.Run("PermanentError", func(t *testing.T) { testPermanentError(t, te) })
+			if te.driver == DriverPostgres {
+				t.Run("StateWrittenMeanwhile", func(t *testing.T) { testStateWrittenMeanwhile(t, te) })
+			}
 		})
 	}
 }
@@ -421,4 +430,50 @@ func testPermanentError(t *testing.T, te *targetEnv) {
 	h.mustHandle(0, upsertRec(0, 1, good))
 	h.set(good)
 	h.check("good record alone")
+}
+
+// testStateWrittenMeanwhile (Postgres): a batch reads state rows without
+// locking them, relying on the partition's offset lock. Should another
+// transaction write one of its keys anyway, between the read and the write
+// (two aggregators on one table, a hand-made fix), the batch fails with a
+// retryable error and applies nothing, rather than counting a change twice;
+// the retry applies it once.
+func testStateWrittenMeanwhile(t *testing.T, te *targetEnv) {
+	h := newHarness(t, te, "meanwhile_"+te.name)
+	rows := quoteTable(h.sums[0].Table+"_kanal_rows", '"')
+	r1 := earning(1, int64(1), "order", "1.00", "settled", "2024-08-01 00:00:00.000000")
+	h.mustHandle(0, upsertRec(0, 1, r1))
+	h.set(r1)
+
+	exec := func(q string, args ...any) {
+		if _, err := te.db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// A rewrite of the same values still moves the row (a new tuple version).
+	h.a.testHookInTxn = func() { exec("UPDATE "+rows+" SET version = version WHERE row_key = $1", key(1)) }
+	r1b := earning(1, int64(1), "order", "2.50", "settled", "2024-08-01 00:00:00.000000")
+	err := h.handle(0, upsertRec(1, 2, r1b))
+	if err == nil || consumer.IsPermanent(err) || !strings.Contains(err.Error(), h.sums[0].Table+"_kanal_rows") {
+		t.Fatalf("err = %v, want a retryable error naming the state table", err)
+	}
+	t.Logf("moved row: %v", err)
+	h.check("update of a row written meanwhile: nothing applied")
+
+	// A key the batch found without state gets one meanwhile.
+	h.a.testHookInTxn = func() {
+		exec("INSERT INTO "+rows+" (row_key, version, src_offset, tombstoned) VALUES ($1, 0, -1, false)", key(2))
+	}
+	r2 := earning(2, int64(1), "order", "4.00", "settled", "2024-08-01 00:00:00.000000")
+	err = h.handle(0, upsertRec(1, 2, r1b), upsertRec(2, 3, r2))
+	if err == nil || consumer.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	t.Logf("new row: %v", err)
+	h.check("new row written meanwhile: nothing applied")
+
+	h.a.testHookInTxn = nil
+	h.mustHandle(0, upsertRec(1, 2, r1b), upsertRec(2, 3, r2))
+	h.set(r1b, r2)
+	h.check("retried")
 }

@@ -163,3 +163,14 @@ func diff(want, got map[string]string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// openSQL opens a database/sql handle closed when the test ends.
+func openSQL(t testing.TB, driver, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

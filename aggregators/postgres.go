@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kanal-cdc/kanal/schemas"
@@ -149,7 +150,10 @@ func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS "+q(name)+" ON "+table+" ("+strings.Join(idx, ", ")+")")
 	}
 	rcols := []string{
-		"row_key text PRIMARY KEY",
+		// COLLATE "C": keys are only ever compared for equality, and a
+		// database's default linguistic collation makes every index
+		// comparison a strcoll.
+		`row_key text COLLATE "C" PRIMARY KEY`,
 		"version bigint NOT NULL",
 		"src_offset bigint NOT NULL",
 		"tombstoned boolean NOT NULL",
@@ -158,7 +162,9 @@ func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 	for i, m := range s.Sums {
 		rcols = append(rcols, q(m.Column)+" "+sumTypes[i])
 	}
-	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '"')+" (\n\t"+strings.Join(rcols, ",\n\t")+"\n)")
+	// fillfactor: most batches rewrite state rows, and room on their page
+	// keeps those updates HOT (no new index entry, pruned in place).
+	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '"')+" (\n\t"+strings.Join(rcols, ",\n\t")+"\n) WITH (fillfactor = 80)")
 	return stmts
 }
 
@@ -229,6 +235,11 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	tx := &pgTxn{p: p, conn: conn, group: group, topic: topic, part: partition}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// Every statement of a batch reaches its rows by key or by ctid, a few
+	// hundred of them. A plan cached while a table was small (or had no
+	// statistics yet) may scan the whole table instead, and keep doing so once
+	// it has grown: one sequential scan per batch per summary.
+	b.Queue("SET LOCAL enable_seqscan = off")
 	b.Queue(`INSERT INTO `+p.offsets+` (consumer_group, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, -1)
 		ON CONFLICT DO NOTHING`, group, topic, partition)
 	b.Queue(`SELECT next_offset, reset_pending FROM `+p.offsets+`
@@ -240,11 +251,10 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
+		for range 3 { // BEGIN, SET, INSERT
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		if err := br.QueryRow().Scan(&off.next, &off.resetPending); err != nil {
 			return err
@@ -269,30 +279,33 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	return tx, off, states, nil
 }
 
+// pgLoadSQL reads the state rows of a batch's keys. No FOR UPDATE: every
+// writer of a key holds the offset row lock of the key's partition (a key
+// always maps to one partition), taken by an earlier statement of the same
+// transaction, so this READ COMMITTED read already sees the latest state, and
+// locking each row would cost a heap write (and WAL) per row. The write-back
+// checks that every row is still where it was read (see pgQueueWrites), so
+// even keys written outside that discipline fail the batch instead of being
+// counted twice.
 func pgLoadSQL(s *summaryRT) string {
-	cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+	cols := []string{"ctid", "row_key", "version", "src_offset", "tombstoned", "kanal_group"}
 	for _, m := range s.Sums {
 		cols = append(cols, `"`+m.Column+`"::text`)
 	}
 	return "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(s.rowsTable, '"') +
-		" WHERE row_key = ANY($1::text[]) FOR UPDATE"
+		" WHERE row_key = ANY($1::text[])"
 }
 
-// stateScanner is pgx.Rows or *sql.Rows.
-type stateScanner interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-func scanStates(rows stateScanner, nsums int) (map[string]*rowState, error) {
+func scanStates(rows pgx.Rows, nsums int) (map[string]*rowState, error) {
+	defer rows.Close()
 	out := map[string]*rowState{}
+	sums := make([]*string, nsums)
 	for rows.Next() {
 		st := &rowState{}
 		var version int64
-		sums := make([]*string, nsums)
-		dest := []any{&st.key, &version, &st.offset, &st.tombstoned, &st.gkey}
+		dest := []any{&st.tid, &st.key, &version, &st.offset, &st.tombstoned, &st.gkey}
 		for i := range sums {
+			sums[i] = nil
 			dest = append(dest, &sums[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
@@ -313,9 +326,6 @@ func scanStates(rows stateScanner, nsums int) (map[string]*rowState, error) {
 			}
 		}
 		out[st.key] = st
-	}
-	if c, ok := rows.(interface{ Close() }); ok {
-		c.Close()
 	}
 	return out, rows.Err()
 }
@@ -351,50 +361,62 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	return nil
 }
 
+// pgQueueWrites queues a summary's writes: the state rows the batch changed
+// (rows that already had state are updated in place by ctid, without an index
+// lookup; new ones are plain inserts) and the group deltas.
 func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 	s := sw.s
 	q := func(n string) string { return `"` + n + `"` }
 	if len(sw.rows) > 0 {
-		n := len(sw.rows)
-		keys := make([]string, n)
-		versions := make([]int64, n)
-		offsets := make([]int64, n)
-		tombs := make([]bool, n)
-		gkeys := make([][]byte, n)
-		sums := make([][]*string, len(s.Sums))
-		for j := range sums {
-			sums[j] = make([]*string, n)
-		}
-		for i, r := range sw.rows {
+		var old, fresh []*rowState
+		for _, r := range sw.rows {
 			if r.version > math.MaxInt64 {
-				return fmt.Errorf("row %s: version %d does not fit a bigint", r.key, r.version)
+				return fmt.Errorf("state table %s: row %s: version %d does not fit a bigint", s.rowsTable, r.key, r.version)
 			}
-			keys[i], versions[i], offsets[i], tombs[i], gkeys[i] = r.key, int64(r.version), r.offset, r.tombstoned, r.gkey
-			if r.gkey != nil {
-				for j := range s.Sums {
-					v := r.sums[j].String()
-					sums[j][i] = &v
-				}
+			if r.tid.Valid {
+				old = append(old, r)
+			} else {
+				fresh = append(fresh, r)
 			}
 		}
-		cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
-		sel := []string{"u.k", "u.v", "u.o", "u.t", "u.g"}
-		params := []any{keys, versions, offsets, tombs, gkeys}
-		arrays := []string{"$1::text[]", "$2::bigint[]", "$3::bigint[]", "$4::boolean[]", "$5::bytea[]"}
-		alias := []string{"k", "v", "o", "t", "g"}
-		set := []string{"version = EXCLUDED.version", "src_offset = EXCLUDED.src_offset", "tombstoned = EXCLUDED.tombstoned", "kanal_group = EXCLUDED.kanal_group"}
-		for j, m := range s.Sums {
-			cols = append(cols, q(m.Column))
-			a := fmt.Sprintf("s%d", j)
-			alias = append(alias, a)
-			sel = append(sel, "u."+a+"::"+s.sumTypes[j])
-			params = append(params, sums[j])
-			arrays = append(arrays, fmt.Sprintf("$%d::text[]", len(params)))
-			set = append(set, q(m.Column)+" = EXCLUDED."+q(m.Column))
+		table := quoteTable(s.rowsTable, '"')
+		if len(old) > 0 {
+			params, arrays := pgStateArrays(s, old, true)
+			alias := []string{"tid", "k", "v", "o", "t", "g"}
+			set := []string{"version = u.v", "src_offset = u.o", "tombstoned = u.t", "kanal_group = u.g"}
+			for j, m := range s.Sums {
+				alias = append(alias, fmt.Sprintf("s%d", j))
+				set = append(set, fmt.Sprintf("%s = u.s%d::%s", q(m.Column), j, s.sumTypes[j]))
+			}
+			// A row that is no longer where the batch read it was written by
+			// another transaction meanwhile, and its state here is stale. The
+			// check must fail the statement itself: the rest of the pipeline,
+			// COMMIT included, runs before the client could look at a row
+			// count. A failed cast is SQL's way to raise an error with a
+			// message (the table name is a checked identifier).
+			params = append(params, int64(len(old)))
+			b.Queue("WITH up AS (UPDATE "+table+" AS r SET "+strings.Join(set, ", ")+
+				" FROM "+pgUnnest(arrays, alias)+" WHERE r.ctid = u.tid AND r.row_key = u.k RETURNING 1)"+
+				fmt.Sprintf(" SELECT CASE WHEN count(*) = $%d THEN 0 ELSE", len(params))+
+				fmt.Sprintf(" ('kanal: state table %s: ' || ($%d - count(*)) || ' rows changed since the batch read them; retry')::int END FROM up", s.rowsTable, len(params)),
+				params...)
 		}
-		b.Queue("INSERT INTO "+quoteTable(s.rowsTable, '"')+" ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
-			" FROM unnest("+strings.Join(arrays, ", ")+") AS u("+strings.Join(alias, ", ")+
-			") ON CONFLICT (row_key) DO UPDATE SET "+strings.Join(set, ", "), params...)
+		if len(fresh) > 0 {
+			params, arrays := pgStateArrays(s, fresh, false)
+			cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+			sel := []string{"u.k", "u.v", "u.o", "u.t", "u.g"}
+			alias := []string{"k", "v", "o", "t", "g"}
+			for j, m := range s.Sums {
+				cols = append(cols, q(m.Column))
+				alias = append(alias, fmt.Sprintf("s%d", j))
+				sel = append(sel, fmt.Sprintf("u.s%d::%s", j, s.sumTypes[j]))
+			}
+			// No ON CONFLICT: the batch found no state for these keys, and a
+			// key that appeared meanwhile fails the batch (unique violation)
+			// rather than being overwritten.
+			b.Queue("INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
+				" FROM "+pgUnnest(arrays, alias), params...)
+		}
 	}
 	if len(sw.deltas) > 0 {
 		n := len(sw.deltas)
@@ -422,14 +444,14 @@ func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 		cols := []string{"kanal_group"}
 		sel := []string{"u.g"}
 		alias := []string{"g"}
-		params := []any{gkeys}
+		params := []any{pgtype.FlatArray[[]byte](gkeys)}
 		arrays := []string{"$1::bytea[]"}
 		for j, g := range s.GroupBy {
 			cols = append(cols, q(g.Column))
 			a := fmt.Sprintf("c%d", j)
 			alias = append(alias, a)
 			sel = append(sel, "u."+a+"::"+s.groupTypes[j])
-			params = append(params, groups[j])
+			params = append(params, pgtype.FlatArray[*string](groups[j]))
 			arrays = append(arrays, fmt.Sprintf("$%d::text[]", len(params)))
 		}
 		cc := q(s.countColumn())
@@ -453,10 +475,72 @@ func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 			" FROM unnest("+strings.Join(arrays, ", ")+") WITH ORDINALITY AS u("+strings.Join(alias, ", ")+", ord) ORDER BY u.ord"+
 			" ON CONFLICT (kanal_group) DO UPDATE SET "+strings.Join(set, ", "), params...)
 		if len(sw.maybeEmpty) > 0 {
-			b.Queue("DELETE FROM "+table+" WHERE kanal_group = ANY($1::bytea[]) AND "+cc+" = 0", sw.maybeEmpty)
+			b.Queue("DELETE FROM "+table+" WHERE kanal_group = ANY($1::bytea[]) AND "+cc+" = 0", pgtype.FlatArray[[]byte](sw.maybeEmpty))
 		}
 	}
 	return nil
+}
+
+// pgUnnest is a subquery u that turns parallel arrays into rows. unnest in
+// the select list streams them (ProjectSet); unnest(a, b, …) in FROM would
+// first copy them into a tuplestore.
+func pgUnnest(arrays, alias []string) string {
+	cols := make([]string, len(arrays))
+	for i := range arrays {
+		cols[i] = "unnest(" + arrays[i] + ") AS " + alias[i]
+	}
+	return "(SELECT " + strings.Join(cols, ", ") + ") AS u"
+}
+
+// pgStateArrays returns state rows as unnest parameters (with their ctids
+// first when withTID) and the matching typed placeholders.
+func pgStateArrays(s *summaryRT, rows []*rowState, withTID bool) ([]any, []string) {
+	n := len(rows)
+	keys := make([]string, n)
+	versions := make([]int64, n)
+	offsets := make([]int64, n)
+	tombs := make([]bool, n)
+	gkeys := make([][]byte, n)
+	sums := make([][]*string, len(s.Sums))
+	for j := range sums {
+		sums[j] = make([]*string, n)
+	}
+	var tids []pgtype.TID
+	if withTID {
+		tids = make([]pgtype.TID, n)
+	}
+	for i, r := range rows {
+		keys[i], versions[i], offsets[i], tombs[i], gkeys[i] = r.key, int64(r.version), r.offset, r.tombstoned, r.gkey
+		if withTID {
+			tids[i] = r.tid
+		}
+		if r.gkey != nil {
+			for j := range s.Sums {
+				v := r.sums[j].String()
+				sums[j][i] = &v
+			}
+		}
+	}
+	var params []any
+	var arrays []string
+	add := func(v any, typ string) {
+		params = append(params, v)
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", len(params), typ))
+	}
+	// FlatArray: pgx encodes other slice types than []string and []int64
+	// through reflection.
+	if withTID {
+		add(pgtype.FlatArray[pgtype.TID](tids), "tid")
+	}
+	add(keys, "text")
+	add(versions, "bigint")
+	add(offsets, "bigint")
+	add(pgtype.FlatArray[bool](tombs), "boolean")
+	add(pgtype.FlatArray[[]byte](gkeys), "bytea")
+	for j := range sums {
+		add(pgtype.FlatArray[*string](sums[j]), "text")
+	}
+	return params, arrays
 }
 
 func (p *postgres) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {

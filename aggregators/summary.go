@@ -408,8 +408,9 @@ func checkGroupValue(v any) error {
 // tagged with its kind (NULL, bytes, text, number), so that NULLs and composite
 // groups need no special handling in any database.
 func groupKey(vals []any) []byte {
-	h := sha256.New()
-	var buf [binary.MaxVarintLen64]byte
+	// One buffer and sha256.Sum256: a hash.Hash and its Sum allocate.
+	var stack [128]byte
+	buf := stack[:0]
 	for _, v := range vals {
 		var tag byte
 		var s string
@@ -423,10 +424,10 @@ func groupKey(vals []any) []byte {
 		default:
 			tag, s = 'n', text(v)
 		}
-		h.Write([]byte{tag})
-		n := binary.PutUvarint(buf[:], uint64(len(s)))
-		h.Write(buf[:n])
-		h.Write([]byte(s))
+		buf = append(buf, tag)
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
 	}
-	return h.Sum(nil)[:16]
+	sum := sha256.Sum256(buf)
+	return append([]byte(nil), sum[:16]...)
 }

@@ -1,0 +1,72 @@
+package aggregators
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestParseSmallDecimal: the fast path agrees with the general parser (value
+// and scale) wherever it accepts an input, and leaves the rest to it.
+func TestParseSmallDecimal(t *testing.T) {
+	inputs := []string{"0", "-0", "0.00", "-0.00", "12.50", "-12.50", ".5", "5.", "999999999999999999",
+		"-999999999999999999", "1000000000000000000", "0.000000000000000001", "1.2.3", "", "-", ".", "+5", "1e3", "12a"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		intDigits, fracDigits := rng.IntN(12), rng.IntN(9)
+		s := fmt.Sprintf("%0*d", intDigits, rng.Int64N(1_000_000_000_000))
+		if intDigits == 0 {
+			s = ""
+		}
+		if fracDigits > 0 || s == "" {
+			s += "." + fmt.Sprintf("%0*d", max(fracDigits, 1), rng.Int64N(100_000_000))[:max(fracDigits, 1)]
+		}
+		if rng.IntN(2) == 0 {
+			s = "-" + s
+		}
+		inputs = append(inputs, s)
+	}
+	for _, in := range inputs {
+		fast, ok := parseSmallDecimal(in)
+		if !ok {
+			continue
+		}
+		// The general path, without the fast one in front of it.
+		want, err := parseDecimalSlow(in)
+		if err != nil {
+			t.Errorf("%q: fast path accepted what the parser rejects (%v)", in, err)
+			continue
+		}
+		if !fast.Equal(&want) {
+			t.Errorf("%q: fast path %s (scale %d), parser %s (scale %d)", in, fast, fast.scale, want, want.scale)
+		}
+	}
+	for _, in := range []string{"+5", "1e3", "1.2.3", "", "-", ".", "1234567890123456789"} {
+		if _, ok := parseSmallDecimal(in); ok {
+			t.Errorf("%q: fast path accepted it", in)
+		}
+	}
+}
+
+// TestDecimalAddSub: sums keep the larger scale and add exactly, also when
+// a decimal is added to itself.
+func TestDecimalAddSub(t *testing.T) {
+	d, _ := parseDecimal("1.5")
+	x, _ := parseDecimal("-0.25")
+	d.Add(&x)
+	if got := d.String(); got != "1.25" {
+		t.Fatalf("1.5 + -0.25 = %s", got)
+	}
+	d.Add(&d)
+	if got := d.String(); got != "2.50" {
+		t.Fatalf("1.25 + 1.25 = %s", got)
+	}
+	y, _ := parseDecimal("3")
+	y.Sub(&x)
+	if got := y.String(); got != "3.25" {
+		t.Fatalf("3 - -0.25 = %s", got)
+	}
+	if got := x.String(); got != "-0.25" {
+		t.Fatalf("the subtrahend changed: %s", got)
+	}
+}
