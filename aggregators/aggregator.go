@@ -387,7 +387,8 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 		}
 		return d
 	}
-	changed := map[string]*rowState{}
+	changed := make(map[string]*rowState, len(recs))
+	memo := gkeyMemo{}
 	for i := range recs {
 		r := &recs[i]
 		if r.Offset < next {
@@ -400,7 +401,7 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 		var c *contribution
 		if !r.Tombstone && r.Change != nil && r.Change.After != nil {
 			var err error
-			c, err = s.contribute(Row(r.Change.After))
+			c, err = s.contributeMemo(Row(r.Change.After), memo)
 			if err != nil {
 				return sw, consumer.Permanent(fmt.Errorf("summary %s: %s/%d@%d key %s: %w", s.Table, r.Topic, r.Partition, r.Offset, r.Key, err))
 			}

@@ -232,6 +232,34 @@ func (d *decimal) Rat() *big.Rat {
 
 // String renders d with exactly Scale digits after the point ("-0.50").
 func (d decimal) String() string {
+	if d.unscaled.IsInt64() && d.scale < 19 {
+		// Without big.Int's conversion: one allocation, for the result.
+		var buf [48]byte
+		v := d.unscaled.Int64()
+		b := buf[:0]
+		if v < 0 {
+			b = append(b, '-')
+		}
+		digits := strconv.AppendUint(buf[24:24], absInt64(v), 10)
+		sc := int(d.scale)
+		if sc > 0 {
+			if len(digits) <= sc {
+				b = append(b, '0')
+				b = append(b, '.')
+				for range sc - len(digits) {
+					b = append(b, '0')
+				}
+				b = append(b, digits...)
+			} else {
+				b = append(b, digits[:len(digits)-sc]...)
+				b = append(b, '.')
+				b = append(b, digits[len(digits)-sc:]...)
+			}
+		} else {
+			b = append(b, digits...)
+		}
+		return string(b)
+	}
 	s := d.unscaled.String()
 	neg := strings.HasPrefix(s, "-")
 	if neg {
@@ -248,4 +276,12 @@ func (d decimal) String() string {
 		s = "-" + s
 	}
 	return s
+}
+
+// absInt64 is |v| as a uint64 (also for math.MinInt64).
+func absInt64(v int64) uint64 {
+	if v < 0 {
+		return uint64(-(v + 1)) + 1
+	}
+	return uint64(v)
 }

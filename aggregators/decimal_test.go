@@ -70,3 +70,22 @@ func TestDecimalAddSub(t *testing.T) {
 		t.Fatalf("the subtrahend changed: %s", got)
 	}
 }
+
+// TestDecimalString: the int64 fast path renders like big.Int's text, for
+// every scale and sign, at the edges too.
+func TestDecimalString(t *testing.T) {
+	cases := map[string]string{"0": "0", "-0.00": "0.00", "0.05": "0.05", "-0.05": "-0.05", "12.50": "12.50",
+		"-12.50": "-12.50", "1": "1", "-1": "-1", "0.000000000000000001": "0.000000000000000001",
+		"9223372036854775807": "9223372036854775807", "-9223372036854775808": "-9223372036854775808",
+		"-922337203685477580.8": "-922337203685477580.8", "9223372036854775808": "9223372036854775808",
+		"0.0000000000000000000001": "0.0000000000000000000001", "123456789012345678901234567890.12": "123456789012345678901234567890.12"}
+	for in, want := range cases {
+		d, err := parseDecimal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.String(); got != want {
+			t.Errorf("%s renders as %s, want %s", in, got, want)
+		}
+	}
+}

@@ -299,18 +299,24 @@ func pgLoadSQL(s *summaryRT) string {
 func scanStates(rows pgx.Rows, nsums int) (map[string]*rowState, error) {
 	defer rows.Close()
 	out := map[string]*rowState{}
-	sums := make([]*string, nsums)
+	// Scanned into the same variables every row: Scan's destinations escape.
+	var (
+		cur     rowState
+		version int64
+		sums    = make([]*string, nsums)
+	)
+	dest := []any{&cur.tid, &cur.key, &version, &cur.offset, &cur.tombstoned, &cur.gkey}
+	for i := range sums {
+		dest = append(dest, &sums[i])
+	}
 	for rows.Next() {
-		st := &rowState{}
-		var version int64
-		dest := []any{&st.tid, &st.key, &version, &st.offset, &st.tombstoned, &st.gkey}
-		for i := range sums {
-			sums[i] = nil
-			dest = append(dest, &sums[i])
-		}
+		cur.gkey = nil
+		clear(sums)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
+		st := new(rowState)
+		*st = cur
 		st.version = uint64(version)
 		if st.gkey != nil {
 			st.sums = make([]decimal, nsums)

@@ -340,11 +340,28 @@ type contribution struct {
 	gkey   []byte
 	groups []any // group values, in GroupBy order
 	sums   []decimal
+
+	// Backing arrays for the common small summaries: one allocation per row
+	// instead of three.
+	groupsBuf [2]any
+	sumsBuf   [2]decimal
 }
+
+// maxMemo bounds a gkeyMemo: with many distinct groups per batch (per-user
+// summaries) remembering them costs more than it saves.
+const maxMemo = 64
+
+// gkeyMemo maps the hashed encoding of group values (see groupKey) to their
+// group key, within one batch: most rows of a batch fall into groups other
+// rows of it already hashed.
+type gkeyMemo map[string][]byte
 
 // contribute computes the contribution of a row, or nil when the filter leaves it
 // out.
-func (s *Summary) contribute(row Row) (*contribution, error) {
+func (s *Summary) contribute(row Row) (*contribution, error) { return s.contributeMemo(row, nil) }
+
+// contributeMemo is contribute reusing the group keys of memo (nil: none).
+func (s *Summary) contributeMemo(row Row, memo gkeyMemo) (*contribution, error) {
 	if s.Filter != nil {
 		ok, err := s.Filter(row)
 		if err != nil {
@@ -354,7 +371,15 @@ func (s *Summary) contribute(row Row) (*contribution, error) {
 			return nil, nil
 		}
 	}
-	c := &contribution{groups: make([]any, len(s.GroupBy)), sums: make([]decimal, len(s.Sums))}
+	c := &contribution{}
+	if c.groups = c.groupsBuf[:0]; len(s.GroupBy) > len(c.groupsBuf) {
+		c.groups = make([]any, 0, len(s.GroupBy))
+	}
+	c.groups = c.groups[:len(s.GroupBy)]
+	if c.sums = c.sumsBuf[:0]; len(s.Sums) > len(c.sumsBuf) {
+		c.sums = make([]decimal, 0, len(s.Sums))
+	}
+	c.sums = c.sums[:len(s.Sums)]
 	for i, g := range s.GroupBy {
 		var v any
 		var err error
@@ -374,7 +399,7 @@ func (s *Summary) contribute(row Row) (*contribution, error) {
 		}
 		c.groups[i] = v
 	}
-	c.gkey = groupKey(c.groups)
+	c.gkey = groupKeyMemo(c.groups, memo)
 	for i, m := range s.Sums {
 		var v any
 		var err error
@@ -407,7 +432,11 @@ func checkGroupValue(v any) error {
 // groupKey is the identity of a group: a 16-byte hash of its values, each
 // tagged with its kind (NULL, bytes, text, number), so that NULLs and composite
 // groups need no special handling in any database.
-func groupKey(vals []any) []byte {
+func groupKey(vals []any) []byte { return groupKeyMemo(vals, nil) }
+
+// groupKeyMemo is groupKey looking the values up in memo first (nil: none).
+// Callers must not modify the key it returns: it may be shared.
+func groupKeyMemo(vals []any, memo gkeyMemo) []byte {
 	// One buffer and sha256.Sum256: a hash.Hash and its Sum allocate.
 	var stack [128]byte
 	buf := stack[:0]
@@ -428,6 +457,13 @@ func groupKey(vals []any) []byte {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
+	if k, ok := memo[string(buf)]; ok {
+		return k
+	}
 	sum := sha256.Sum256(buf)
-	return append([]byte(nil), sum[:16]...)
+	k := append([]byte(nil), sum[:16]...)
+	if memo != nil && len(memo) < maxMemo {
+		memo[string(buf)] = k
+	}
+	return k
 }
