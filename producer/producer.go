@@ -348,6 +348,9 @@ func (s *session) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Rows of captured tables are decoded by kanal's own decoder, straight into
+	// the values it encodes (see rowDecoder).
+	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter).decode
 	syncer := replication.NewBinlogSyncer(scfg)
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
@@ -658,10 +661,27 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	// The kanal.pos header is the same for every row of the event.
 	s.valBuf = append(append(s.valBuf[:0], src.File...), ':')
 	s.posHdr = s.arena.copy(strconv.AppendUint(s.valBuf, uint64(src.Pos), 10))
+	images := len(re.Rows)
+	dr, fast := decodedRowsOf(re)
+	if fast {
+		// Decoded by rowDecoder; its values are encoded before it is reused.
+		defer dr.release()
+		if dr.ncols != len(ti.decoders) {
+			return &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev),
+				Err: fmt.Errorf("row has %d values, table map has %d columns", dr.ncols, len(ti.decoders))}
+		}
+		images = dr.images
+	}
+	image := func(i int, buf *[]schemas.Value, scratch *[]byte) ([]schemas.Value, error) {
+		if fast {
+			return dr.image(i), nil
+		}
+		return s.convert(ti, re.Rows[i], ev, i, buf, scratch)
+	}
 	switch ev.Header.EventType {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
-		for i, row := range re.Rows {
-			after, err := s.convert(ti, row, ev, i, &s.rowA, &s.scratchA)
+		for i := range images {
+			after, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
@@ -670,8 +690,8 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 			}
 		}
 	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
-		for i, row := range re.Rows {
-			before, err := s.convert(ti, row, ev, i, &s.rowA, &s.scratchA)
+		for i := range images {
+			before, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
@@ -681,12 +701,12 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		}
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
 		replication.PARTIAL_UPDATE_ROWS_EVENT:
-		for i := 0; i+1 < len(re.Rows); i += 2 {
-			before, err := s.convert(ti, re.Rows[i], ev, i, &s.rowA, &s.scratchA)
+		for i := 0; i+1 < images; i += 2 {
+			before, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
 				return err
 			}
-			after, err := s.convert(ti, re.Rows[i+1], ev, i+1, &s.rowB, &s.scratchB)
+			after, err := image(i+1, &s.rowB, &s.scratchB)
 			if err != nil {
 				return err
 			}
