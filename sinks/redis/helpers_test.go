@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,14 +76,39 @@ func change(op schemas.Op, seq uint64, before, after map[string]any) *schemas.Ch
 		Columns: orderCols, Before: before, After: after}
 }
 
-// rec makes the record the Runner would deliver for c.
+// rec makes the record the Runner would deliver for c. Its offset is its sequence:
+// the tests' changes of a partition are in sequence order, as the producer writes
+// them, and a replayed change comes again at its offset.
 func rec(c *schemas.Change) consumer.Record {
-	return consumer.Record{Topic: "kanal.t.orders", Key: c.Key(), Table: c.Table(), Op: c.Op, Seq: c.Seq, Change: c}
+	return consumer.Record{Topic: "kanal.t.orders", Offset: int64(c.Seq), Key: c.Key(), Table: c.Table(), Op: c.Op, Seq: c.Seq, Change: c}
 }
 
-// tomb makes a tombstone record for key (Seq unknown, as the producer writes it).
-func tomb(key string) consumer.Record {
-	return consumer.Record{Topic: "kanal.t.orders", Key: key, Table: "t.orders", Op: schemas.OpDelete, Tombstone: true}
+// tomb makes a tombstone record for key at offset off (Seq unknown, as the producer
+// writes it).
+func tomb(key string, off int64) consumer.Record {
+	return consumer.Record{Topic: "kanal.t.orders", Offset: off, Key: key, Table: "t.orders", Op: schemas.OpDelete, Tombstone: true}
+}
+
+// unfenced hands recs to h as a batch without Kafka coordinates (no topic), as
+// ApplyChanges does: every row goes through the script's version check.
+func unfenced(t testing.TB, h *redissink.Handler, recs ...consumer.Record) {
+	t.Helper()
+	if err := h.Handle(ctxT(t), consumer.Batch{Records: recs}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+}
+
+// dataKeys lists the keys of a database but the partition watermarks.
+func dataKeys(t testing.TB, cl *redis.Client) []string {
+	t.Helper()
+	var out []string
+	for _, k := range cl.Keys(ctxT(t), "*").Val() {
+		if !strings.HasPrefix(k, redissink.WatermarkPrefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func handle(t testing.TB, h *redissink.Handler, recs ...consumer.Record) {

@@ -6,8 +6,8 @@ import (
 )
 
 // applyScript applies a chunk of row changes, each only if it is newer than what
-// Redis holds. The rows are applied in order, each exactly as if it were the only one
-// in the call; a chunk holds rows of one instance (and database) only.
+// Redis holds; a chunk holds rows of one instance (and database) only, each row key
+// at most once (Handle keeps only a row's last change of a batch).
 //
 //	KEYS[2i-1]  row i's key          KEYS[2i]  row i's tombstone key
 //	ARGV[1]     tombstone TTL in ms ("0": no expiry)
@@ -24,10 +24,18 @@ import (
 // It returns an array with one element per row: 0 when the change is not newer
 // (nothing written), 1 after an upsert, 2 after a delete, or an error reply starting
 // with "KANAL " when the row cannot be applied (nothing written for that row; the
-// other rows are still applied). The current version is the row's "__v", or the
-// tombstone's when that is newer. The old memberships come from the stored row itself,
+// other rows are still applied).
+//
+// The call first reads every row, then writes: the rows are distinct keys, so this
+// is the same as applying them one after the other, and it lets the tombstones of all
+// missing rows be read with one MGET. Per row, the current version is the stored
+// row's "__v" (one HMGET, or GET for the JSON layout; TYPE only when the key holds
+// the other layout or a foreign type), or, when the row does not exist, its
+// tombstone's. A row and its tombstone never exist together (a delete removes the
+// row, an upsert of a deleted row removes the tombstone), so an existing row needs no
+// tombstone read. The old memberships come from the stored row itself ("__sets"),
 // so a delete that only has the key (a tombstone on a compacted topic) still leaves
-// every set.
+// every set; set commands are issued only for memberships that change.
 //
 // Versions are compared as decimal strings (length, then bytes), so they are exact to
 // 2^64-1 whatever Lua's number type is. Set keys are not declared in KEYS: the script
@@ -39,7 +47,7 @@ local function newer(a, b)
 end
 local function decode(s)
   local out = {}
-  if not s then return out end
+  if not s or s == '' then return out end
   local i = 1
   while i <= #s do
     local c = string.find(s, ':', i, true)
@@ -50,56 +58,87 @@ local function decode(s)
   end
   return out
 end
-
+local function fromjson(v)
+  local cur, sets = '0', nil
+  local m = string.match(v, '^{"__v":(%d+)')
+  if m then cur = m end
+  if string.find(v, '"__sets":', 1, true) then
+    local ok, obj = pcall(cjson.decode, v)
+    if ok and type(obj) == 'table' and type(obj['__sets']) == 'string' then sets = obj['__sets'] end
+  end
+  return cur, sets
+end
 local ttl = tonumber(ARGV[1])
-
--- apply one row; its values are ARGV[first..last]
-local function apply(key, tomb, op, ver, layout, sets, first, last)
-  local cur, oldsets = '0', nil
+local function stored(key, layout)
+  if layout == 'h' then
+    local got = redis.pcall('HMGET', key, '__v', '__sets')
+    if not got.err then
+      if got[1] then return true, got[1], got[2] end
+      return nil, '0', got[2]
+    end
+  else
+    local v = redis.pcall('GET', key)
+    if not v then return false, '0', nil end
+    if type(v) == 'string' then
+      local cur, sets = fromjson(v)
+      return true, cur, sets
+    end
+  end
   local typ = redis.call('TYPE', key)['ok']
   if typ == 'hash' then
     local got = redis.call('HMGET', key, '__v', '__sets')
-    if got[1] then cur = got[1] end
-    oldsets = got[2]
+    return true, got[1] or '0', got[2]
   elseif typ == 'string' then
-    local v = redis.call('GET', key)
-    local m = string.match(v, '^{"__v":(%d+)')
-    if m then cur = m end
-    if string.find(v, '"__sets":', 1, true) then
-      local ok, obj = pcall(cjson.decode, v)
-      if ok and type(obj) == 'table' and type(obj['__sets']) == 'string' then oldsets = obj['__sets'] end
-    end
-  elseif typ ~= 'none' then
-    return redis.error_reply('KANAL WRONGTYPE the row key holds a ' .. typ)
+    local cur, sets = fromjson(redis.call('GET', key))
+    return true, cur, sets
+  elseif typ == 'none' then
+    return false, '0', nil
   end
+  return redis.error_reply('KANAL WRONGTYPE the row key holds a ' .. typ)
+end
+local function apply(key, tomb, op, ver, layout, sets, first, last)
+  local exists, cur, oldsets = stored(key, layout)
+  if type(exists) == 'table' then return exists end
   local t = false
   if op ~= 'x' then
-    t = redis.call('GET', tomb)
-    if t and newer(t, cur) then cur = t end
+    if not exists then
+      t = redis.call('GET', tomb)
+      if t and newer(t, cur) then cur = t end
+    end
     if not newer(ver, cur) then return 0 end
   end
-
-  local old = decode(oldsets)
-  if type(old) ~= 'table' then return old end
-  local new = {}
-  if op == 'u' then
-    new = decode(sets)
-    if type(new) ~= 'table' then return new end
-  end
-  if #old > 0 then
+  if oldsets or sets ~= '' then
+    local old = decode(oldsets)
+    if type(old) ~= 'table' then return old end
+    local new = {}
+    if op == 'u' then
+      new = decode(sets)
+      if type(new) ~= 'table' then return new end
+    end
+    local had = {}
+    for i = 1, #old, 2 do had[old[i] .. '\0' .. old[i + 1]] = true end
     local keep = {}
-    for i = 1, #new, 2 do keep[new[i] .. '\0' .. new[i + 1]] = true end
+    for i = 1, #new, 2 do
+      local m = new[i] .. '\0' .. new[i + 1]
+      keep[m] = true
+      if not had[m] then redis.call('SADD', new[i], new[i + 1]) end
+    end
     for i = 1, #old, 2 do
       if not keep[old[i] .. '\0' .. old[i + 1]] then redis.call('SREM', old[i], old[i + 1]) end
     end
   end
-  for i = 1, #new, 2 do redis.call('SADD', new[i], new[i + 1]) end
-
   if op == 'u' then
-    if typ ~= 'none' then redis.call('DEL', key) end
     if layout == 'h' then
+      if exists then redis.call('DEL', key) end
+      local added = 0
       for i = first, last, 200 do
-        redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
+        added = added + redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
+      end
+      if exists == nil and added * 2 < last - first + 1 then
+        redis.call('DEL', key)
+        for i = first, last, 200 do
+          redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
+        end
       end
     else
       redis.call('SET', key, ARGV[first])
@@ -107,7 +146,7 @@ local function apply(key, tomb, op, ver, layout, sets, first, last)
     if t then redis.call('DEL', tomb) end
     return 1
   end
-  if typ ~= 'none' then redis.call('DEL', key) end
+  if exists ~= false then redis.call('DEL', key) end
   if op == 'd' then
     if ttl > 0 then
       redis.call('SET', tomb, ver, 'PX', ttl)
@@ -117,7 +156,6 @@ local function apply(key, tomb, op, ver, layout, sets, first, last)
   end
   return 2
 end
-
 local out = {}
 local a = 2
 for r = 1, #KEYS / 2 do
@@ -133,3 +171,84 @@ var applySHA = func() string {
 	s := sha1.Sum([]byte(applyScript))
 	return hex.EncodeToString(s[:])
 }()
+
+// setsScript moves rows of a fenced transaction between their secondary sets, before
+// the transaction replaces the rows with plain commands. It reads each row's old
+// memberships from the stored row ("__sets"), not from the change's before image: on
+// a compacted topic the changes between the row Redis holds and the one being
+// applied may be gone.
+//
+//	KEYS[i]       row i's key
+//	ARGV[2i-1]    row i's layout: "h" hash or "j" JSON
+//	ARGV[2i]      row i's memberships after the change, as netstrings ("" for a delete)
+//
+// It removes each row from the sets it leaves and adds it to all of its new ones
+// (SADD of a member already there changes nothing). It returns an array with one
+// element per row: 1, or an error reply starting with "KANAL " when the stored
+// "__sets" is corrupt (nothing done for that row) or a set key holds another type
+// (the row's other set commands are done). A row key holding another type is
+// treated as a row without sets: the transaction replaces it.
+const setsScript = `
+local function decode(s)
+  local out = {}
+  if not s or s == '' then return out end
+  local i = 1
+  while i <= #s do
+    local c = string.find(s, ':', i, true)
+    if not c then return nil end
+    local n = tonumber(string.sub(s, i, c - 1))
+    if not n then return nil end
+    out[#out + 1] = string.sub(s, c + 1, c + n)
+    i = c + n + 1
+  end
+  return out
+end
+local function fromjson(v)
+  if type(v) ~= 'string' or not string.find(v, '"__sets":', 1, true) then return nil end
+  local ok, obj = pcall(cjson.decode, v)
+  if ok and type(obj) == 'table' and type(obj['__sets']) == 'string' then return obj['__sets'] end
+  return nil
+end
+
+local out = {}
+for r = 1, #KEYS do
+  local key, layout, sets = KEYS[r], ARGV[2 * r - 1], ARGV[2 * r]
+  local old
+  if layout == 'h' then
+    old = redis.pcall('HGET', key, '__sets')
+    if type(old) == 'table' then old = fromjson(redis.pcall('GET', key)) end
+  else
+    old = redis.pcall('GET', key)
+    if type(old) == 'table' then
+      old = redis.pcall('HGET', key, '__sets')
+      if type(old) == 'table' then old = nil end
+    else
+      old = fromjson(old)
+    end
+  end
+  if old == sets then
+    out[r] = 1
+  else
+    local o, n = decode(old), decode(sets)
+    if not o or not n then
+      out[r] = redis.error_reply('KANAL corrupt __sets')
+    else
+      local keep, failed = {}, nil
+      for i = 1, #n, 2 do
+        keep[n[i] .. '\0' .. n[i + 1]] = true
+        local res = redis.pcall('SADD', n[i], n[i + 1])
+        if type(res) == 'table' and res.err then failed = res.err .. ' (set ' .. n[i] .. ')' end
+      end
+      for i = 1, #o, 2 do
+        if not keep[o[i] .. '\0' .. o[i + 1]] then
+          local res = redis.pcall('SREM', o[i], o[i + 1])
+          if type(res) == 'table' and res.err then failed = res.err .. ' (set ' .. o[i] .. ')' end
+        end
+      end
+      out[r] = 1
+      if failed then out[r] = redis.error_reply('KANAL ' .. failed) end
+    end
+  end
+end
+return out
+`
