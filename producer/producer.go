@@ -156,6 +156,7 @@ type session struct {
 	anyA, anyB []any
 	valBuf     []byte
 	posHdr     []byte // kanal.pos of the rows event being handled
+	srcJSON    []byte // schemas.AppendSourcePrefixJSON of the rows event being handled
 	formatHdr  []byte
 	arena      arena
 	recChunk   []kgo.Record
@@ -661,6 +662,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	// The kanal.pos header is the same for every row of the event.
 	s.valBuf = append(append(s.valBuf[:0], src.File...), ':')
 	s.posHdr = s.arena.copy(strconv.AppendUint(s.valBuf, uint64(src.Pos), 10))
+	s.srcJSON = schemas.AppendSourcePrefixJSON(s.srcJSON[:0], &src)
 	images := len(re.Rows)
 	dr, fast := decodedRowsOf(re)
 	if fast {
@@ -823,7 +825,7 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 		clear(s.anyA) // the boxed copies are garbage once encoded
 		clear(s.anyB)
 	} else {
-		dst = env.AppendJSONValues(dst, before, after)
+		dst = env.AppendJSONValues(dst, s.srcJSON, before, after)
 	}
 	value := s.arena.commit(dst)
 	ti.lastValueLen = len(value)

@@ -106,17 +106,49 @@ func cloneString(s string) string {
 	return string([]byte(s))
 }
 
+// AppendSourcePrefixJSON appends the JSON of s without the end of its object, the
+// row index: `{"name":…,"row":`. The changes of one rows event share it, so the
+// producer encodes it once per event (see AppendJSONValues).
+func AppendSourcePrefixJSON(dst []byte, s *Source) []byte {
+	dst = append(dst, `{"name":`...)
+	dst = appendJSONString(dst, s.Name)
+	dst = append(dst, `,"server_id":`...)
+	dst = strconv.AppendUint(dst, uint64(s.ServerID), 10)
+	dst = append(dst, `,"file":`...)
+	dst = appendJSONString(dst, s.File)
+	dst = append(dst, `,"pos":`...)
+	dst = strconv.AppendUint(dst, uint64(s.Pos), 10)
+	if s.GTID != "" {
+		dst = append(dst, `,"gtid":`...)
+		dst = appendJSONString(dst, s.GTID)
+	}
+	dst = append(dst, `,"ts_ms":`...)
+	dst = strconv.AppendInt(dst, s.TsMs, 10)
+	dst = append(dst, `,"db":`...)
+	dst = appendJSONString(dst, s.DB)
+	dst = append(dst, `,"table":`...)
+	dst = appendJSONString(dst, s.Table)
+	return append(dst, `,"row":`...)
+}
+
 // AppendJSONValues appends the kanal JSON envelope of e (as AppendJSON does) with
 // before and after as its row images instead of e.Before and e.After; a nil image is
-// JSON null. The output is byte for byte what AppendJSON writes for the same values
-// boxed with Value.Any.
-func (e *Envelope) AppendJSONValues(dst []byte, before, after []Value) []byte {
+// JSON null. srcPrefix, when not nil, is AppendSourcePrefixJSON of e.Source, which
+// then is not encoded again. The output is byte for byte what AppendJSON writes for
+// the same values boxed with Value.Any.
+func (e *Envelope) AppendJSONValues(dst, srcPrefix []byte, before, after []Value) []byte {
 	dst = append(dst, `{"op":"`...)
 	dst = append(dst, e.Op...)
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendUint(dst, e.Seq, 10)
 	dst = append(dst, `,"source":`...)
-	dst = appendSourceJSON(dst, e.Source)
+	if srcPrefix != nil {
+		dst = append(dst, srcPrefix...)
+		dst = strconv.AppendInt(dst, int64(e.Source.Row), 10)
+		dst = append(dst, '}')
+	} else {
+		dst = appendSourceJSON(dst, e.Source)
+	}
 	dst = append(dst, `,"columns":`...)
 	if e.ColumnsJSON != nil {
 		dst = append(dst, e.ColumnsJSON...)

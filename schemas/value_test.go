@@ -49,10 +49,18 @@ func TestValueEncodingMatchesBoxed(t *testing.T) {
 			for _, before := range rows {
 				for _, after := range rows {
 					e := Envelope{Op: OpUpdate, Seq: 9, Source: src, Columns: cols, ColumnKeys: keys, KeyFallback: fallback}
-					got := e.AppendJSONValues(nil, before, after)
+					got := e.AppendJSONValues(nil, nil, before, after)
 					e.Before, e.After = boxedRow(before), boxedRow(after)
-					if want := e.AppendJSON(nil); !bytes.Equal(got, want) {
+					want := e.AppendJSON(nil)
+					if !bytes.Equal(got, want) {
 						t.Fatalf("envelope:\n got %s\nwant %s", got, want)
+					}
+					for _, gtid := range []string{"", "0-1-2"} {
+						src.GTID = gtid
+						want = e.AppendJSON(nil)
+						if got := e.AppendJSONValues(nil, AppendSourcePrefixJSON(nil, src), before, after); !bytes.Equal(got, want) {
+							t.Fatalf("envelope with a source prefix:\n got %s\nwant %s", got, want)
+						}
 					}
 				}
 			}
