@@ -459,7 +459,8 @@ func TestEndToEndRandomWorkload(t *testing.T) {
 // TestEndToEndConsumerKilled: the consumer is killed mid-stream (no commit, group
 // not left) while the workload keeps writing; a new consumer in the same group
 // resumes from the last committed offsets, replays what the dead one applied but
-// had not committed (the version guard skips it) and Redis equals the source.
+// had not committed (below the partition watermarks: skipped) and Redis equals the
+// source.
 func TestEndToEndConsumerKilled(t *testing.T) {
 	srv := startRedis(t)
 	p := newPipeline(t, 7, "delete", e2eSink(map[string]redissink.InstanceConfig{"main": {Addr: srv.Addr}}, []string{"main"}, "main"))
@@ -487,9 +488,9 @@ func TestEndToEndConsumerKilled(t *testing.T) {
 // TestEndToEndReplayWhileWriting: a second group replays every topic from earliest
 // (topics keep the full history here, so the replay really carries old versions of
 // the rows) into the same Redis while the first group keeps applying new changes and
-// the producer keeps writing. Held mid-replay, Redis still equals the source (every
-// old change lost against the newer version Redis held); at the end the two groups
-// have converged on the source.
+// the producer keeps writing. Held mid-replay, Redis still equals the source (the
+// replay shares the handler's partition watermarks, so every old change it carries
+// is skipped as applied); at the end the two groups have converged on the source.
 func TestEndToEndReplayWhileWriting(t *testing.T) {
 	srv := startRedis(t)
 	p := newPipeline(t, 99, "delete", e2eSink(map[string]redissink.InstanceConfig{"main": {Addr: srv.Addr}}, []string{"main"}, "main"))
@@ -497,9 +498,9 @@ func TestEndToEndReplayWhileWriting(t *testing.T) {
 	p.steps(100)
 	p.waitApplied(live.group)
 	p.check()
-	// The replay applies a few batches from earliest and is held mid-stream; the
+	// The replay handles a few batches from earliest and is held mid-stream; the
 	// producer and the live group go on. Redis must still equal the source: every
-	// old change the replay wrote lost against the newer version Redis held.
+	// old change the replay carried was below the watermarks, so skipped.
 	replay := p.startRunnerHeld("kanal-redis-replay", 10)
 	select {
 	case <-replay.held:
@@ -516,7 +517,7 @@ func TestEndToEndReplayWhileWriting(t *testing.T) {
 	p.check()
 	t.Logf("replay held after %+v", mid)
 	if s := replay.h.Stats(); s.Stale == 0 {
-		t.Errorf("the replay skipped no stale change (%+v): the version guard was not exercised", s)
+		t.Errorf("the replay skipped no stale change (%+v): the watermarks were not exercised", s)
 	}
 	t.Logf("live %+v; replay %+v", live.h.Stats(), replay.h.Stats())
 }

@@ -44,8 +44,10 @@ type partKey struct {
 type Stats struct {
 	// Upserts and Deletes count rows written and removed.
 	Upserts, Deletes uint64
-	// Stale counts changes not applied because Redis held the row (or its
-	// tombstone) at the same or a newer version: replays and redeliveries.
+	// Stale counts changes not applied because Redis already held them: records
+	// below their partition's watermark (redeliveries, replays, a zombie
+	// consumer's batches) or, in batches without Kafka coordinates, rows (or
+	// tombstones) at the same or a newer version.
 	Stale uint64
 	// Skipped counts records of tables no rule matches, tombstones that follow their
 	// delete, and changes superseded by a later change of the same row in the batch.
@@ -118,16 +120,23 @@ const (
 	minRoundTrip = 64
 )
 
-// Handle applies a batch: one pipeline per instance (several round trips when the
-// batch has more than PipelineMax changes), instances in parallel. A row changed
-// several times in the batch is written once, with its last change: every change
-// carries the full row, so the last one alone gives the same result.
+// Handle applies a batch, instances in parallel. A row changed several times in
+// the batch is written once, with its last change: every change carries the full
+// row, so the last one alone gives the same result.
+//
+// A batch from the Runner (a topic and partition, offsets in order) is fenced: per
+// instance one MULTI/EXEC, under WATCH of the partition's watermark, writes the
+// records at or above the watermark with plain commands and moves the watermark
+// past them (see applyFenced). Other batches (ApplyChanges, no topic, offsets out of
+// order) go through applyScript's per-row version check, in pipelines of up to
+// PipelineMax changes.
 //
 // A record the sink can never store (an unknown value type, a column named like a
 // reserved field, a change without a sequence) fails the batch with a
-// consumer.Permanent error naming table and key; Redis being unreachable or
-// rejecting writes is a plain error, retried by the Runner. Re-applying after a
-// partial failure is safe: the script's version check skips what was applied.
+// consumer.Permanent error naming table and key, as does a row Redis rejects (a key
+// of another type); Redis being unreachable or refusing writes is a plain error,
+// retried by the Runner. Applying a batch again is safe: what was applied is below
+// the watermark, or fails the version check.
 func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
@@ -252,7 +261,7 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 		return o, fmt.Errorf("%w: record has neither a change nor a tombstone", errValue)
 	}
 	if rec.Seq == 0 {
-		return o, fmt.Errorf("%w: change has no sequence (kanal.seq), so it cannot be version-guarded", errValue)
+		return o, fmt.Errorf("%w: change has no sequence (kanal.seq), so the row cannot carry its version", errValue)
 	}
 	ver := strconv.FormatUint(rec.Seq, 10)
 	switch c.Op {
