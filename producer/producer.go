@@ -681,7 +681,10 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		return s.convert(ti, re.Rows[i], ev, i, buf, scratch)
 	}
 	switch ev.Header.EventType {
-	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
+	// MariaDB's log_bin_compress writes the *_COMPRESSED_EVENT_V1 types; go-mysql
+	// decompresses them into the same rows (they were silently skipped before).
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2,
+		replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
 		for i := range images {
 			after, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
@@ -691,7 +694,8 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 				return err
 			}
 		}
-	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2,
+		replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
 		for i := range images {
 			before, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
@@ -702,7 +706,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 			}
 		}
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
-		replication.PARTIAL_UPDATE_ROWS_EVENT:
+		replication.PARTIAL_UPDATE_ROWS_EVENT, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
 		for i := 0; i+1 < images; i += 2 {
 			before, err := image(i, &s.rowA, &s.scratchA)
 			if err != nil {
