@@ -144,19 +144,26 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
-// hashValue returns a column value as a hash field value: bytes stay raw.
-func hashValue(v any) (any, error) {
+// hashValue returns a column value as a hash field value: bytes stay raw. Values
+// rendered as text are appended to *scratch and returned as a slice of it, so that a
+// row's values share one allocation (a slice stays valid when a later append moves
+// *scratch).
+func hashValue(v any, scratch *[]byte) (any, error) {
 	switch x := v.(type) {
 	case string:
 		return x, nil
 	case []byte:
 		return x, nil
+	case schemas.Decimal:
+		return string(x), nil
 	}
-	b, err := appendScalar(nil, v)
+	start := len(*scratch)
+	b, err := appendScalar(*scratch, v)
 	if err != nil {
 		return nil, err
 	}
-	return b, nil
+	*scratch = b
+	return b[start:len(b):len(b)], nil
 }
 
 // appendJSONValue appends a column value as a JSON value: NULL as null, integers and

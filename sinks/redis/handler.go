@@ -294,6 +294,7 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 	}
 	o.args = append(o.args, FieldVersion, ver)
 	var nulls []string
+	scratch := make([]byte, 0, 16*len(c.Columns))
 	sn := names.of(t, c.Columns)
 	for i, col := range c.Columns {
 		if !sn.ok[i] {
@@ -308,7 +309,7 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 			nulls = append(nulls, name)
 			continue
 		}
-		hv, err := hashValue(v)
+		hv, err := hashValue(v, &scratch)
 		if err != nil {
 			return o, fmt.Errorf("column %s: %w", col.Name, err)
 		}
