@@ -28,6 +28,9 @@ type runResult struct {
 	// allocs and allocBytes are heap allocations in this process during the run
 	// (runtime.MemStats): deterministic where CPU time is not.
 	allocs, allocBytes uint64
+	// startup is the time until the first change was handed to Kafka (connect,
+	// fencing, position load, topic creation): producer runs only.
+	startup time.Duration
 }
 
 func (r runResult) rate() float64 { return float64(r.rows) / r.dur.Seconds() }
@@ -259,7 +262,11 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(15 * time.Minute)
+	var startup time.Duration
 	for p.Stats().Committed.Load() < want {
+		if startup == 0 && p.Stats().Changes.Load() > 0 {
+			startup = time.Since(began)
+		}
 		select {
 		case err := <-done:
 			return runResult{}, fmt.Errorf("producer stopped after %d of %d changes: %v", p.Stats().Committed.Load(), want, err)
@@ -268,7 +275,7 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 		case <-tick.C:
 		}
 	}
-	res := runResult{rows: p.Stats().Committed.Load(), dur: time.Since(began), cpu: meter.stop()}
+	res := runResult{rows: p.Stats().Committed.Load(), dur: time.Since(began), cpu: meter.stop(), startup: startup}
 	runtime.ReadMemStats(&ms1)
 	res.allocs, res.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	cancel()
