@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +66,16 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
+	// CPU over the run (the clock starts at the first batch; the Runner's
+	// start-up is a small part of it): this process (Runner and handler),
+	// Postgres with its backends, and the Kafka holding the topic.
+	var kafkaPid int
+	for _, k := range env.kafka {
+		if k.Addr == env.Brokers[0] && k.cmd.Process != nil {
+			kafkaPid = k.cmd.Process.Pid
+		}
+	}
+	self0, pg0, kafka0 := procCPU(0), processTreeCPU(pg.Pid()), procCPU(kafkaPid)
 	go func() { done <- r.Run(runCtx) }()
 	wl := env.Workload
 	records := int64(wl.RowChanges + wl.Deletes) // a tombstone follows each delete
@@ -78,11 +91,28 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 		}
 	}
 	end := time.Now()
+	self, pgCPU, kafkaCPU := procCPU(0)-self0, processTreeCPU(pg.Pid())-pg0, procCPU(kafkaPid)-kafka0
+	if kafkaPid == 0 {
+		kafkaCPU = 0
+	}
 	cancel()
 	<-done
 	h.mu.Lock()
-	first := h.first
+	first, batches, busy := h.first, h.batches, h.busy
+	var spans []string
+	for p := int32(0); p < int32(len(h.spans)); p++ {
+		sp := h.spans[p]
+		spans = append(spans, fmt.Sprintf("%d: %.1f–%.1f s", p, sp[0].Sub(first).Seconds(), sp[1].Sub(first).Seconds()))
+	}
 	h.mu.Unlock()
+	env.logf("4c: partitions handled %s", strings.Join(spans, ", "))
+	perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(records) }
+	env.logf("4c: CPU per record: this process (Runner + handler) %.1f µs, Postgres %.1f µs, dev-kafka %.1f µs",
+		perRow(self), perRow(pgCPU), perRow(kafkaCPU))
+	// Where the time went: batch sizes show how much the Runner hands over at
+	// once, Handle's share of the wall time whether the handler is the limit.
+	env.logf("4c: %d records in %d batches (%.0f per batch), Handle busy %.1f s of %.1f s wall, summed over partitions",
+		records, batches, float64(records)/float64(max(batches, 1)), busy.Seconds(), end.Sub(first).Seconds())
 	// Outside the timed window: the summary must be the source table's.
 	if err := checkSummary(ctx, env, pg.DSN, cfg.Summaries[0].Table); err != nil {
 		return 0, 0, err
@@ -153,15 +183,20 @@ func checkSummary(ctx context.Context, env *Env, dsn, table string) error {
 // consumer.OffsetStore.
 type timedAggregator struct {
 	*aggregators.Aggregator
-	mu    sync.Mutex
-	first time.Time
-	n     int64
+	mu      sync.Mutex
+	first   time.Time
+	n       int64
+	batches int64
+	busy    time.Duration // summed over partitions handled concurrently
+	// spans are each partition's first batch start and last batch end.
+	spans map[int32][2]time.Time
 }
 
 func (t *timedAggregator) Handle(ctx context.Context, b consumer.Batch) error {
+	began := time.Now()
 	t.mu.Lock()
 	if t.first.IsZero() {
-		t.first = time.Now()
+		t.first = began
 	}
 	t.mu.Unlock()
 	if err := t.Aggregator.Handle(ctx, b); err != nil {
@@ -169,6 +204,18 @@ func (t *timedAggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	}
 	t.mu.Lock()
 	t.n += int64(len(b.Records))
+	t.batches++
+	end := time.Now()
+	t.busy += end.Sub(began)
+	if t.spans == nil {
+		t.spans = map[int32][2]time.Time{}
+	}
+	sp, ok := t.spans[b.Partition]
+	if !ok {
+		sp[0] = began
+	}
+	sp[1] = end
+	t.spans[b.Partition] = sp
 	t.mu.Unlock()
 	return nil
 }
@@ -177,4 +224,38 @@ func (t *timedAggregator) handled() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.n
+}
+
+// processTreeCPU is the CPU time used so far by pid, its running children and
+// the children it has waited for (Postgres: the postmaster and its backends).
+func processTreeCPU(pid int) time.Duration {
+	var total int64
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(pid)
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		if i := strings.LastIndexByte(st, ')'); i >= 0 {
+			st = st[i+2:]
+		}
+		f := strings.Fields(st)
+		if len(f) < 15 || (e.Name() != self && f[1] != self) {
+			continue
+		}
+		last := 12 // utime, stime
+		if e.Name() == self {
+			last = 14 // and cutime, cstime
+		}
+		for i := 11; i <= last; i++ {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			total += v
+		}
+	}
+	return time.Duration(total) * time.Second / 100 // USER_HZ
 }
