@@ -52,9 +52,10 @@ func (h *Handler) watermarkKey(inst string, pk partKey) string {
 // are skipped; the rest are applied in order. So each instance's applied records
 // are a prefix of the partition and a row never goes back to an older change.
 //
-// ops holds every change of the batch in order, superseded ones included: their
-// set moves are needed (the set commands of a row replay its changes one by one,
-// the row itself is written once, with its last change).
+// ops holds every change of the batch in order, superseded ones included: a row is
+// written once, with its last change (which carries the whole row, and whose set
+// moves start from the memberships Redis holds), but every record moves the
+// watermark.
 func (h *Handler) applyFenced(ctx context.Context, pk partKey, ops []op) error {
 	// A lone tombstone goes through applyScript (in the same transaction): the row
 	// it deletes may be in sets, and only the stored row knows which.
@@ -95,8 +96,8 @@ func (h *Handler) applyFenced(ctx context.Context, pk partKey, ops []op) error {
 	return errors.Join(errs...)
 }
 
-// failure is a record whose writes Redis rejected (a set key of another type, a row
-// key of another type on create). The transaction ran, so the watermark is past the
+// failure is a record whose writes Redis rejected (a set key of another type, a
+// corrupt "__sets"). The transaction ran, so the watermark is past the
 // record: when the Runner hands it again (to isolate it for dead-lettering or
 // halting) it would be skipped as applied, so failedBefore reports the error again.
 type failure struct {
