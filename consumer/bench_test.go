@@ -80,11 +80,18 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	}
 }
 
-// countingHandler does nothing but count the records it is handed.
-type countingHandler struct{ n atomic.Int64 }
+// countingHandler counts the records it is handed; with perRecord set it takes
+// that long per record (sleeping, like a handler waiting on its sink).
+type countingHandler struct {
+	n         atomic.Int64
+	perRecord time.Duration
+}
 
 func (h *countingHandler) Name() string { return "count" }
 func (h *countingHandler) Handle(_ context.Context, b consumer.Batch) error {
+	if h.perRecord > 0 {
+		time.Sleep(time.Duration(len(b.Records)) * h.perRecord)
+	}
 	h.n.Add(int64(len(b.Records)))
 	return nil
 }
@@ -93,6 +100,12 @@ func (h *countingHandler) Handle(_ context.Context, b consumer.Batch) error {
 // commits) with a handler that does nothing: b.N records on 6 partitions of an
 // in-process kfake, read by one Runner from a new group.
 func BenchmarkRunner(b *testing.B) {
+	for _, per := range []time.Duration{0, 10 * time.Microsecond} {
+		b.Run(fmt.Sprintf("handler=%v/record", per), func(b *testing.B) { benchRunner(b, per) })
+	}
+}
+
+func benchRunner(b *testing.B, perRecord time.Duration) {
 	if testing.Short() {
 		b.Skip("needs kfake")
 	}
@@ -113,7 +126,7 @@ func BenchmarkRunner(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	h := &countingHandler{}
+	h := &countingHandler{perRecord: perRecord}
 	reg := consumer.NewRegistry()
 	if err := reg.Register(h, consumer.Tables("bench.orders"), consumer.Group(fmt.Sprintf("bench-%d", b.N))); err != nil {
 		b.Fatal(err)

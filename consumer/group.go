@@ -118,6 +118,7 @@ func (g *group) run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(g.startOffset()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(cfg.FetchMaxWait),
 		// Control records (transaction markers) come through so that the
 		// committed offset can move past them: a caught-up group then shows lag 0.
 		kgo.KeepControlRecords(),
