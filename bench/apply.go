@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +37,11 @@ var ApplyStages = []ApplyStage{
 		ID:      "4r",
 		Measure: "reference: consumer.Runner with a handler that does nothing (fetch, decode, batching), the ceiling of the rows below",
 		Run:     runnerCeiling,
+	},
+	{
+		ID:      "4s",
+		Measure: "reference: redis-server's ceiling, the same HSETs from redis-benchmark (C client, 50 connections, pipelines of 1,000)",
+		Run:     redisServerCeiling,
 	},
 	{
 		ID:      "4a",
@@ -152,4 +159,45 @@ func redisHSETReference(ctx context.Context, env *Env) (uint64, time.Duration, e
 		done += len(cmds)
 	}
 	return uint64(total), dur, nil
+}
+
+// redisServerCeiling is redis-server's own ceiling for the same writes: Redis's C
+// benchmark client (redis-benchmark, shipped with redis-server on Debian) sending
+// pipelines of 1,000 HSETs of one workload row's nine fields to random keys over 50
+// connections, so that the server never waits for a client. It shows how much of
+// 4a is the Go client's cost and round trips rather than the server's.
+func redisServerCeiling(ctx context.Context, env *Env) (uint64, time.Duration, error) {
+	srv, err := env.Redis()
+	if err != nil {
+		return 0, 0, err
+	}
+	bin, err := exec.LookPath("redis-benchmark")
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis-benchmark not found (Debian package redis-tools, installed with redis-server): %w", err)
+	}
+	total := env.Workload.RowChanges
+	args := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-n", strconv.Itoa(total), "-P", "1000",
+		"-c", "50", "-r", strconv.Itoa(total), "--csv", "HSET", "bench.ceiling:__rand_int__"}
+	for _, f := range newWorkload(env.Workload.Seed + 2).hsetFields(1) {
+		args = append(args, fmt.Sprint(f))
+	}
+	began := time.Now()
+	out, err := exec.CommandContext(ctx, bin, args...).Output()
+	wall := time.Since(began)
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis-benchmark: %w", err)
+	}
+	// --csv: a header line, then "HSET …","<requests per second>",…
+	for _, line := range strings.Split(string(out), "\n") {
+		fields := strings.Split(line, `","`)
+		if len(fields) < 2 || !strings.HasPrefix(line, `"HSET`) {
+			continue
+		}
+		rps, err := strconv.ParseFloat(strings.Trim(fields[1], `"`), 64)
+		if err != nil || rps <= 0 {
+			return 0, 0, fmt.Errorf("redis-benchmark: cannot read the rate in %q", line)
+		}
+		return uint64(total), time.Duration(float64(total) / rps * float64(time.Second)), nil
+	}
+	return 0, 0, fmt.Errorf("redis-benchmark: no HSET result in its output (%v, %d bytes)", wall.Round(time.Millisecond), len(out))
 }
