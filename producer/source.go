@@ -77,6 +77,21 @@ func checkServer(ctx context.Context, db *sql.DB, cfg *SourceConfig) (*serverInf
 			return nil, fmt.Errorf("%w: %s has %s=%s; %s", ErrServerConfig, cfg.Addr, w.name, got.String, w.why)
 		}
 	}
+	if info.flavor == "mysql" {
+		// MySQL 8.0.20+ can compress whole transactions into one payload event,
+		// which the producer refuses at runtime (see session.handle): refuse the
+		// server up front instead.
+		var comp sql.NullString
+		err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_transaction_compression").Scan(&comp)
+		var me *gomysql.MySQLError
+		switch {
+		case errors.As(err, &me) && me.Number == 1193: // older server: no such variable
+		case err != nil:
+			return nil, fmt.Errorf("source %s: read @@binlog_transaction_compression: %w", cfg.Addr, err)
+		case strings.EqualFold(comp.String, "ON") || comp.String == "1":
+			return nil, fmt.Errorf("%w: %s has binlog_transaction_compression=ON; set it OFF (kanal does not unpack compressed transaction payloads yet)", ErrServerConfig, cfg.Addr)
+		}
+	}
 	return info, nil
 }
 
