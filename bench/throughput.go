@@ -31,6 +31,10 @@ type runResult struct {
 	// startup is the time until the first change was handed to Kafka (connect,
 	// fencing, position load, topic creation): producer runs only.
 	startup time.Duration
+	// commits counts the producer's Kafka transactions: producer runs only.
+	commits uint64
+	// commitWait is the producer's time blocked in Kafka commits.
+	commitWait time.Duration
 }
 
 func (r runResult) rate() float64 { return float64(r.rows) / r.dur.Seconds() }
@@ -47,7 +51,7 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 	var limit, kanal, naive, limitMB, ratio, speedup []float64
 	var limitErr, kanalErr, naiveErr error
 	var cpus [3][]runResult
-	var kanalCPU, cpuRatio, allocs, allocBytes, startupMs []float64
+	var kanalCPU, cpuRatio, allocs, allocBytes, startupMs, commits, commitShare []float64
 	for round := range env.Opts.Runs {
 		env.logf("round %d/%d: decode limit", round+1, env.Opts.Runs)
 		l, lerr := decodeLimit(ctx, env, uint32(2000+round))
@@ -75,6 +79,8 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 			cpus[1] = append(cpus[1], k)
 			kanalCPU = append(kanalCPU, k.cpu.Self/float64(k.rows)*1e6)
 			startupMs = append(startupMs, float64(k.startup.Microseconds())/1000)
+			commits = append(commits, float64(k.commits))
+			commitShare = append(commitShare, k.commitWait.Seconds()/k.dur.Seconds())
 			allocs = append(allocs, float64(k.allocs)/float64(k.rows))
 			allocBytes = append(allocBytes, float64(k.allocBytes)/float64(k.rows))
 			if lerr == nil {
@@ -106,6 +112,10 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 		// Part of the producer's time but not of the limit's: how much of the
 		// ratio it explains on a short run.
 		kanalRow.Note += fmt.Sprintf("; first change handed to Kafka after %.0f ms (connect, fence, position, topics; median)", st.Median)
+	}
+	if c := spreadOf(commits); c != nil {
+		kanalRow.Note += fmt.Sprintf("; %.0f Kafka transactions of %.0f changes on average, waiting for their commits %.0f %% of the wall time (medians)",
+			c.Median, float64(wl.RowChanges)/c.Median, 100*spreadOf(commitShare).Median)
 	}
 	cpuRow := &Row{ID: "2b", Measure: "CPU per row of the kanal producer process, and the decoder's relative to it (less sensitive to a busy machine)",
 		Unit: "µs/row", Value: spreadOf(kanalCPU), Ratio: spreadOf(cpuRatio), RatioOf: "decoder µs/row ÷ kanal µs/row"}
@@ -281,7 +291,8 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 		case <-tick.C:
 		}
 	}
-	res := runResult{rows: p.Stats().Committed.Load(), dur: time.Since(began), cpu: meter.stop(), startup: startup}
+	res := runResult{rows: p.Stats().Committed.Load(), dur: time.Since(began), cpu: meter.stop(), startup: startup,
+		commits: p.Stats().Commits.Load(), commitWait: time.Duration(p.Stats().CommitNanos.Load())}
 	runtime.ReadMemStats(&ms1)
 	res.allocs, res.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	cancel()

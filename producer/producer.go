@@ -36,6 +36,13 @@ type Stats struct {
 	Committed  atomic.Uint64
 	Heartbeats atomic.Uint64
 	Restarts   atomic.Uint64 // reconnects after a transient error
+	// SlowRowsEvents counts rows events of captured tables decoded by go-mysql's
+	// generic decoder instead of kanal's own (column types or row images the
+	// latter leaves to it, such as BIT, SET, TIME or JSON columns, pre-1970 dates).
+	SlowRowsEvents atomic.Uint64
+	// CommitNanos is the time spent waiting for Kafka commits (flushing the
+	// transaction's records and ending it), during which no binlog event is handled.
+	CommitNanos atomic.Int64
 }
 
 // Producer captures one source. Create it with New and call Run.
@@ -351,7 +358,7 @@ func (s *session) stream(ctx context.Context) error {
 	}
 	// Rows of captured tables are decoded by kanal's own decoder, straight into
 	// the values it encodes (see rowDecoder).
-	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter).decode
+	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, &s.p.stats.SlowRowsEvents).decode
 	syncer := replication.NewBinlogSyncer(scfg)
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
@@ -474,7 +481,10 @@ func (s *session) commit(ctx context.Context) error {
 	// was handed to Kafka becomes visible, and the position moves with it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Kafka.TransactionTimeout)
 	defer cancel()
-	if err := s.w.commit(ctx, pos); err != nil {
+	began := time.Now()
+	err := s.w.commit(ctx, pos)
+	s.p.stats.CommitNanos.Add(int64(time.Since(began)))
+	if err != nil {
 		return err
 	}
 	s.committedMidTxn = pos.RowsDone > 0
@@ -545,6 +555,9 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
 	s.inTxn = false
 	s.skipRows = 0
 	s.boundary = schemas.Position{File: s.file, Pos: endPos}
+	if len(s.tables) > maxCachedTables {
+		clear(s.tables) // between transactions: the next one repeats its table maps
+	}
 	s.p.stats.Transactions.Add(1)
 	if !s.w.inTxn {
 		if s.committedMidTxn && idle {
@@ -614,7 +627,9 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		// MySQL 8's binlog_transaction_compression wraps a whole transaction in
 		// one event. Unpacking it is not built (and untested: no MySQL here);
 		// stopping is better than skipping its rows silently.
-		return fmt.Errorf("%w: %s: compressed transaction payload at %s: kanal does not read binlog_transaction_compression=ON yet; set it OFF on the source",
+		return fmt.Errorf("%w: %s: compressed transaction payload at %s: kanal cannot read transactions written with binlog_transaction_compression=ON; "+
+			"set it OFF on the source, then either start after the compressed transactions (kanal positions reset, source.start: current) "+
+			"and rebuild the targets from a fresh copy of the tables",
 			ErrServerConfig, s.cfg.Source.Name, s.posString(ev))
 	}
 	return nil
@@ -678,8 +693,12 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	images := len(re.Rows)
 	dr, fast := decodedRowsOf(re)
 	if fast {
-		// Decoded by rowDecoder; its values are encoded before it is reused.
-		defer dr.release()
+		// Decoded by rowDecoder; its values are encoded before it is reused, and
+		// the event must not point at it afterwards.
+		defer func() {
+			re.Rows = nil
+			dr.release()
+		}()
 		if dr.ncols != len(ti.decoders) {
 			return &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev),
 				Err: fmt.Errorf("row has %d values, table map has %d columns", dr.ncols, len(ti.decoders))}

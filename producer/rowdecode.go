@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -30,9 +31,13 @@ import (
 // decoded at all.
 type rowDecoder struct {
 	filter filter
-	plans  map[uint64]*rowPlan
-	fpBuf  []byte
-	pool   sync.Pool // *decodedRows
+	// fallbacks counts rows events of captured tables left to go-mysql's decoder
+	// (Stats.SlowRowsEvents): a rise after an upgrade or a schema change says the
+	// fast path no longer applies.
+	fallbacks *atomic.Uint64
+	plans     map[uint64]*rowPlan
+	fpBuf     []byte
+	pool      sync.Pool // *decodedRows
 	// Indexes of RowsEvent's unexported compressed and eventType fields; nil when
 	// go-mysql's struct no longer has them, which turns this decoder off.
 	compressedIdx, eventTypeIdx []int
@@ -64,8 +69,11 @@ type decodedRows struct {
 	one    [1]any
 }
 
-func newRowDecoder(f filter) *rowDecoder {
-	d := &rowDecoder{filter: f, plans: map[uint64]*rowPlan{}}
+func newRowDecoder(f filter, fallbacks *atomic.Uint64) *rowDecoder {
+	if fallbacks == nil {
+		fallbacks = new(atomic.Uint64)
+	}
+	d := &rowDecoder{filter: f, fallbacks: fallbacks, plans: map[uint64]*rowPlan{}}
 	t := reflect.TypeFor[replication.RowsEvent]()
 	c, okC := t.FieldByName("compressed")
 	e, okE := t.FieldByName("eventType")
@@ -87,10 +95,12 @@ func (d *rowDecoder) decode(re *replication.RowsEvent, data []byte) error {
 	}
 	if !plan.fast || d.compressedIdx == nil || uint64(len(plan.cols)) != re.ColumnCount ||
 		!allSet(re.ColumnBitmap1, len(plan.cols)) || (re.ColumnBitmap2 != nil && !allSet(re.ColumnBitmap2, len(plan.cols))) {
+		d.fallbacks.Add(1)
 		return re.DecodeData(pos, data)
 	}
 	v := reflect.ValueOf(re).Elem()
 	if v.FieldByIndex(d.compressedIdx).Bool() || replication.EventType(v.FieldByIndex(d.eventTypeIdx).Uint()) == replication.PARTIAL_UPDATE_ROWS_EVENT {
+		d.fallbacks.Add(1)
 		return re.DecodeData(pos, data)
 	}
 	dr, _ := d.pool.Get().(*decodedRows)
@@ -99,6 +109,7 @@ func (d *rowDecoder) decode(re *replication.RowsEvent, data []byte) error {
 	}
 	if !dr.decode(plan, data[pos:], re.ColumnBitmap2 != nil) {
 		dr.release()
+		d.fallbacks.Add(1)
 		return re.DecodeData(pos, data)
 	}
 	dr.one[0] = dr
@@ -119,6 +130,11 @@ func (d *rowDecoder) plan(tm *replication.TableMapEvent) *rowPlan {
 		return p
 	}
 	p = &rowPlan{tm: tm, fingerprint: append([]byte(nil), d.fpBuf...)}
+	if len(d.plans) >= maxCachedTables {
+		// Table ids change with every ALTER, FLUSH TABLES and table-cache
+		// eviction; plans are rebuilt from the rows event's own table map.
+		clear(d.plans)
+	}
 	d.plans[tm.TableID] = p
 	if !d.filter.match(string(tm.Schema), string(tm.Table)) {
 		p.skip = true

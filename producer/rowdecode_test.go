@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,7 +150,8 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 		}
 	}
 	want := read(7101, nil)
-	got := read(7102, newRowDecoder(filter{include: []string{"rd.*"}}))
+	var slow atomic.Uint64
+	got := read(7102, newRowDecoder(filter{include: []string{"rd.*"}}, &slow))
 	if len(got) != len(want) {
 		t.Fatalf("%d images with rowDecoder, %d with go-mysql", len(got), len(want))
 	}
@@ -173,9 +175,12 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 	if fast["rd.t"] != 2016 || fast["rd.other"] != 0 {
 		t.Errorf("fast-path images: %v, want rd.t 2016 and rd.other 0", fast)
 	}
+	if slow.Load() == 0 {
+		t.Errorf("rows events left to go-mysql were not counted (Stats.SlowRowsEvents)")
+	}
 
 	// Excluded tables are not decoded at all.
-	skipped := read(7103, newRowDecoder(filter{include: []string{"rd.other"}}))
+	skipped := read(7103, newRowDecoder(filter{include: []string{"rd.other"}}, nil))
 	for _, im := range skipped {
 		if im.table == "rd.t" {
 			t.Fatalf("rows of an excluded table were decoded: %#v", im.vals)

@@ -47,13 +47,21 @@ type tableInfo struct {
 	skip         bool // filtered out
 }
 
+// maxCachedTables bounds the table maps the producer keeps: ids are not reused, but
+// a long-running source hands out new ones with every ALTER, FLUSH TABLES and
+// table-cache eviction.
+const maxCachedTables = 4096
+
 // tableFingerprint identifies a table map's shape: a table map with the same id but
 // another shape (after an ALTER) must not reuse the cached tableInfo.
 func tableFingerprint(tm *replication.TableMapEvent) []byte {
 	return appendTableFingerprint(nil, tm)
 }
 
-// appendTableFingerprint appends tableFingerprint(tm) to b.
+// appendTableFingerprint appends tableFingerprint(tm) to b. It covers everything
+// the decoders and the envelope take from the table map — types, metadata,
+// nullability, signedness, names, key, ENUM/SET labels and charsets — so a cached
+// table is reused only when decoding it again would give the same result.
 func appendTableFingerprint(b []byte, tm *replication.TableMapEvent) []byte {
 	b = append(b, tm.Schema...)
 	b = append(b, 0)
@@ -63,15 +71,37 @@ func appendTableFingerprint(b []byte, tm *replication.TableMapEvent) []byte {
 	for _, m := range tm.ColumnMeta {
 		b = append(b, byte(m), byte(m>>8))
 	}
+	b = append(b, tm.NullBitmap...)
+	b = append(b, tm.SignednessBitmap...)
 	for _, n := range tm.ColumnName {
 		b = append(b, n...)
 		b = append(b, 0)
 	}
-	b = append(b, tm.SignednessBitmap...)
-	for _, p := range tm.PrimaryKey {
-		b = append(b, byte(p))
+	b = appendUint16s(append(b, 1), tm.PrimaryKey)
+	b = appendUint16s(append(b, 2), tm.ColumnCharset)
+	b = appendUint16s(append(b, 3), tm.EnumSetColumnCharset)
+	b = appendUint16s(append(b, 4), tm.DefaultCharset)
+	b = appendUint16s(append(b, 5), tm.EnumSetDefaultCharset)
+	for i, labels := range [2][][][]byte{tm.EnumStrValue, tm.SetStrValue} {
+		b = append(b, byte(6+i))
+		for _, col := range labels {
+			for _, l := range col {
+				b = append(b, l...)
+				b = append(b, 0)
+			}
+			b = append(b, 1)
+		}
 	}
 	return b
+}
+
+// appendUint16s appends each value's low 16 bits (column indexes and collation ids
+// fit) and the count, so that lists of different lengths never look alike.
+func appendUint16s(b []byte, vs []uint64) []byte {
+	for _, v := range vs {
+		b = append(b, byte(v), byte(v>>8))
+	}
+	return append(b, byte(len(vs)), byte(len(vs)>>8))
 }
 
 // realType resolves the type hidden in the metadata of MYSQL_TYPE_STRING columns
