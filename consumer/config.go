@@ -113,8 +113,9 @@ func (c *Config) Validate() error {
 		return bad("batch_max_records", "must be >= 1")
 	case c.QueueMaxRecords < c.BatchMaxRecords:
 		return bad("queue_max_records", "must be >= batch_max_records (%d)", c.BatchMaxRecords)
-	case c.FetchMaxWait < time.Millisecond || c.FetchMaxWait > time.Minute:
-		return bad("fetch_max_wait", "%v is not between 1ms and 1m", c.FetchMaxWait)
+	case c.FetchMaxWait < 10*time.Millisecond || c.FetchMaxWait > time.Minute:
+		// franz-go refuses less than 10ms, and only at Run: say so here.
+		return bad("fetch_max_wait", "%v is not between 10ms and 1m", c.FetchMaxWait)
 	case c.CommitInterval <= 0:
 		return bad("commit_interval", "must be positive")
 	case c.RevokeTimeout <= 0:

@@ -92,7 +92,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"start":             func(c *consumer.Config) { c.Start = "yesterday" },
 		"concurrency":       func(c *consumer.Config) { c.Concurrency = 0 },
 		"queue_max_records": func(c *consumer.Config) { c.QueueMaxRecords = 1 },
-		"fetch_max_wait":    func(c *consumer.Config) { c.FetchMaxWait = 0 },
+		"fetch_max_wait":    func(c *consumer.Config) { c.FetchMaxWait = 5 * time.Millisecond }, // franz-go's minimum is 10ms
 		"on_failure":        func(c *consumer.Config) { c.OnFailure = "drop" },
 		"retry.max_interval": func(c *consumer.Config) {
 			c.Retry.MaxInterval = time.Nanosecond

@@ -70,12 +70,12 @@ func newWorker(g *group, topic string, partition int32) *worker {
 	return w
 }
 
-// newDecoder returns the worker's decoder: values alias the fetched record bytes,
-// which franz-go never reuses and the Runner never modifies.
+// newDecoder returns the worker's decoder. It does not alias: a record's value is
+// a slice of the whole fetched (or decompressed) batch, so a handler that keeps a
+// decoded string (a cache of rows, say) would keep the batch alive with it. With
+// one copy per record it keeps only that record (about 0.3 µs per record).
 func newDecoder() *schemas.Decoder {
-	d := schemas.NewDecoder()
-	d.Alias = true
-	return d
+	return schemas.NewDecoder()
 }
 
 // enqueue adds polled records; it pauses fetching the partition when the queue is

@@ -39,7 +39,8 @@ type colsInfo struct {
 // a table, an ALTER, is a new entry).
 const maxCachedColumnLists = 1024
 
-// NewDecoder returns a Decoder with an empty cache.
+// NewDecoder returns a Decoder with an empty cache. The zero Decoder is ready to
+// use as well.
 func NewDecoder() *Decoder { return &Decoder{cols: map[string]*colsInfo{}} }
 
 var decoders = sync.Pool{New: func() any { return NewDecoder() }}
@@ -216,8 +217,26 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 	}
 	c := &Change{}
 	var info *colsInfo
-	var before, after string // raw row objects, decoded once the columns are known
+	// Each key at most once, and the columns before the rows, as kanal writes
+	// them; anything else goes to encoding/json, whose answer (the last of
+	// repeated keys, or an error) is the reference.
 	var seen uint8
+	once := func(bit uint8) bool {
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	}
+	const (
+		seenOp = 1 << iota
+		seenColumns
+		seenSeq
+		seenSource
+		seenBefore
+		seenAfter
+		seenKeyFallback
+	)
 	for more := true; more; {
 		k, ok := p.key()
 		if !ok {
@@ -226,14 +245,13 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 		switch k {
 		case "op":
 			s, ok := p.str()
-			if !ok {
+			if !ok || !once(seenOp) {
 				return nil, false
 			}
 			c.Op = Op(s)
-			seen |= 1
 		case "seq":
 			n, ok := p.num()
-			if !ok {
+			if !ok || !once(seenSeq) {
 				return nil, false
 			}
 			v, err := strconv.ParseUint(n, 10, 64)
@@ -242,46 +260,40 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 			}
 			c.Seq = v
 		case "source":
-			if !p.source(&c.Source) {
+			if !once(seenSource) || !p.source(&c.Source) {
 				return nil, false
 			}
 		case "columns":
+			if !once(seenColumns) {
+				return nil, false
+			}
 			if info, ok = d.columns(p); !ok {
 				return nil, false
 			}
-			seen |= 2
 		case "before", "after":
+			bit := uint8(seenBefore)
+			if k == "after" {
+				bit = seenAfter
+			}
+			if !once(bit) || info == nil {
+				return nil, false
+			}
 			if p.lit("null") {
-				if k == "before" {
-					c.Before, before = nil, ""
-				} else {
-					c.After, after = nil, ""
-				}
 				break
 			}
-			if info != nil {
-				// Columns came first, as kanal writes them: decode in place.
-				row, ok := p.row(info)
-				if !ok {
-					return nil, false
-				}
-				if k == "before" {
-					c.Before, before = row, ""
-				} else {
-					c.After, after = row, ""
-				}
-				break
-			}
-			start := p.i
-			if !p.skipObject() {
+			row, ok := p.row(info)
+			if !ok {
 				return nil, false
 			}
 			if k == "before" {
-				c.Before, before = nil, p.s[start:p.i]
+				c.Before = row
 			} else {
-				c.After, after = nil, p.s[start:p.i]
+				c.After = row
 			}
 		case "key_fallback":
+			if !once(seenKeyFallback) {
+				return nil, false
+			}
 			switch {
 			case p.lit("true"):
 				c.KeyFallback = true
@@ -296,21 +308,10 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 			return nil, false
 		}
 	}
-	if p.ws(); p.i != len(p.s) || seen != 3 || !c.Op.Valid() {
+	if p.ws(); p.i != len(p.s) || seen&(seenOp|seenColumns) != seenOp|seenColumns || !c.Op.Valid() {
 		return nil, false
 	}
 	c.Columns = info.cols
-	var ok bool
-	if before != "" {
-		if c.Before, ok = (&jsonScan{s: before}).row(info); !ok {
-			return nil, false
-		}
-	}
-	if after != "" {
-		if c.After, ok = (&jsonScan{s: after}).row(info); !ok {
-			return nil, false
-		}
-	}
 	if c.Before == nil && c.After == nil {
 		return nil, false
 	}
@@ -392,7 +393,9 @@ func (d *Decoder) columns(p *jsonScan) (*colsInfo, bool) {
 	if !p.lit("[") {
 		return nil, false
 	}
-	// Find the end first: a cached list costs a scan and a map lookup.
+	// Find the end first: a cached list costs a scan and a map lookup. A name
+	// containing ']' makes this end early and the lookup miss: such a table's
+	// columns are parsed every time, still correctly.
 	end := strings.IndexByte(p.s[p.i:], ']')
 	if end < 0 {
 		return nil, false
@@ -444,6 +447,11 @@ func (d *Decoder) columns(p *jsonScan) (*colsInfo, bool) {
 		if !named {
 			return nil, false
 		}
+		for _, prev := range info.cols {
+			if prev.Name == col.Name {
+				return nil, false // encoding/json's answer to a repeated name is the reference
+			}
+		}
 		// Cached lists outlive the record: own their strings.
 		col.Name, col.Type = strings.Clone(col.Name), strings.Clone(col.Type)
 		info.cols = append(info.cols, col)
@@ -457,60 +465,14 @@ func (d *Decoder) columns(p *jsonScan) (*colsInfo, bool) {
 }
 
 func (d *Decoder) remember(text string, info *colsInfo) *colsInfo {
+	if d.cols == nil { // a zero Decoder works too
+		d.cols = map[string]*colsInfo{}
+	}
 	if len(d.cols) >= maxCachedColumnLists {
 		clear(d.cols)
 	}
 	d.cols[strings.Clone(text)] = info
 	return info
-}
-
-// skipObject moves past an object whose values are strings, numbers and
-// literals (a row image); nested values are not expected.
-func (p *jsonScan) skipObject() bool {
-	if !p.lit("{") {
-		return false
-	}
-	if p.lit("}") {
-		return true
-	}
-	for {
-		if _, ok := p.key(); !ok {
-			return false
-		}
-		p.ws()
-		if p.i >= len(p.s) {
-			return false
-		}
-		if p.s[p.i] == '"' {
-			if !p.skipString() {
-				return false
-			}
-		} else {
-			for p.i < len(p.s) && p.s[p.i] != ',' && p.s[p.i] != '}' && p.s[p.i] != '{' && p.s[p.i] != '[' && p.s[p.i] != '"' {
-				p.i++
-			}
-		}
-		more, ok := p.next('}')
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
-	}
-}
-
-func (p *jsonScan) skipString() bool {
-	for j := p.i + 1; j < len(p.s); j++ {
-		switch p.s[j] {
-		case '\\':
-			j++
-		case '"':
-			p.i = j + 1
-			return true
-		}
-	}
-	return false
 }
 
 // row decodes a row image whose keys are the columns in table order, as kanal
