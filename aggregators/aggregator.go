@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -228,10 +226,12 @@ type rowState struct {
 	gkey []byte
 	sums []decimal
 
-	// tid is where the target holds the row's state (Postgres: its ctid, as the
-	// batch read it), so that writing it back needs no index lookup; invalid
-	// when the target has no state for the key yet.
-	tid pgtype.TID
+	// ref is the target's own handle on the stored state as the batch read
+	// it, 0 when the target had no state for the key. plan carries it from the
+	// state read to the state written; only the target that set it reads it
+	// (Postgres: where the row version is, so that writing it back needs no
+	// index lookup and can tell whether the row changed meanwhile).
+	ref int
 }
 
 // newer reports whether r is a newer version of the row than st.
@@ -337,7 +337,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	sort.Strings(keys)
 	tx, off, states, err := a.t.begin(ctx, b.Group, b.Topic, b.Partition, ready, keys)
 	if err != nil {
-		return fmt.Errorf("%s/%d: %w", b.Topic, b.Partition, err)
+		return fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
 	}
 	if a.testHookInTxn != nil {
 		a.testHookInTxn()
@@ -415,7 +415,7 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 		}
 		ns := &rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone}
 		if st != nil {
-			ns.version, ns.tid = st.version, st.tid
+			ns.version, ns.ref = st.version, st.ref
 		}
 		if r.Seq > 0 {
 			ns.version = r.Seq

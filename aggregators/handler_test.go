@@ -3,11 +3,14 @@ package aggregators
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/testenv"
@@ -101,6 +104,21 @@ func (h *harness) handle(part int32, recs ...consumer.Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	return h.a.Handle(ctx, consumer.Batch{Group: h.group, Topic: topic, Partition: part, Records: recs})
+}
+
+// handleRetried hands recs to the aggregator through the consumer's retry
+// middleware, as the Runner does (with short waits), and returns the errors of
+// the attempts that were retried.
+func (h *harness) handleRetried(part int32, recs ...consumer.Record) (retried []error, err error) {
+	for i := range recs {
+		recs[i].Partition = part
+	}
+	cfg := consumer.RetryConfig{MaxAttempts: 5, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond}
+	hd := consumer.Retry(cfg, func(_ consumer.Batch, _ int, err error, _ time.Duration) { retried = append(retried, err) })(h.a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = hd.Handle(ctx, consumer.Batch{Group: h.group, Topic: topic, Partition: part, Records: recs})
+	return retried, err
 }
 
 func (h *harness) mustHandle(part int32, recs ...consumer.Record) {
@@ -197,6 +215,12 @@ func TestHandlerContract(t *testing.T) {
 			t.Run("PermanentError", func(t *testing.T) { testPermanentError(t, te) })
 			if te.driver == DriverPostgres {
 				t.Run("StateWrittenMeanwhile", func(t *testing.T) { testStateWrittenMeanwhile(t, te) })
+				t.Run("WriterOpenAtWriteBack", func(t *testing.T) {
+					t.Run("Commits", func(t *testing.T) { testWriterOpenAtWriteBack(t, te, true) })
+					t.Run("RollsBack", func(t *testing.T) { testWriterOpenAtWriteBack(t, te, false) })
+				})
+				t.Run("StateReplacedAtSameCtid", func(t *testing.T) { testStateReplacedAtSameCtid(t, te) })
+				t.Run("VersionOverflow", func(t *testing.T) { testVersionOverflow(t, te) })
 			}
 		})
 	}
@@ -430,6 +454,17 @@ func testPermanentError(t *testing.T, te *targetEnv) {
 	h.mustHandle(0, upsertRec(0, 1, good))
 	h.set(good)
 	h.check("good record alone")
+	if te.driver == DriverMySQL {
+		// A key the state tables cannot hold fails permanently, too.
+		long := upsertRec(1, 2, bad)
+		long.Key = "shop.earnings:" + strings.Repeat("x", maxKeyBytes)
+		err := h.handle(0, long)
+		if err == nil || !consumer.IsPermanent(err) || !strings.Contains(err.Error(), h.sums[0].Table+"_kanal_rows") {
+			t.Fatalf("err = %v, want a permanent error naming the state table", err)
+		}
+		t.Logf("long key: %.200s", err)
+		h.check("long key: nothing applied")
+	}
 }
 
 // testStateWrittenMeanwhile (Postgres): a batch reads state rows without
@@ -476,4 +511,221 @@ func testStateWrittenMeanwhile(t *testing.T, te *targetEnv) {
 	h.mustHandle(0, upsertRec(1, 2, r1b), upsertRec(2, 3, r2))
 	h.set(r1b, r2)
 	h.check("retried")
+}
+
+// pgConn opens a connection of its own to a Postgres target, closed when the
+// test ends: the other writer's transaction in the tests below.
+func pgConn(t *testing.T, te *targetEnv) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, te.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// testWriterOpenAtWriteBack (Postgres): another transaction, on a connection
+// of its own, applies the batch's change to the same state row and summary
+// row (as a second writer of the table would) and is still open when the
+// batch writes the row back, so the write-back waits for it. When it commits,
+// the row the batch read is gone: the batch must fail with a retryable error
+// naming the state table, and the retry finds the change already applied
+// (ctid alone would let the UPDATE follow the update chain on Postgres
+// releases whose TID recheck is a stub, and count it twice). When it rolls
+// back, the batch applies the change. Either way the summaries end equal to
+// the source rows' GROUP BY.
+func testWriterOpenAtWriteBack(t *testing.T, te *targetEnv, commit bool) {
+	name := "openwriter_rb_"
+	if commit {
+		name = "openwriter_c_"
+	}
+	h := newHarness(t, te, name+te.name)
+	rows := quoteTable(h.sums[0].Table+"_kanal_rows", '"')
+	summary := quoteTable(h.sums[0].Table, '"')
+	r1 := earning(1, int64(1), "order", "1.00", "settled", "2024-08-01 00:00:00.000000")
+	r2 := earning(2, int64(1), "order", "3.00", "settled", "2024-08-01 00:00:00.000000")
+	h.mustHandle(0, upsertRec(0, 1, r1), upsertRec(1, 2, r2))
+	h.set(r1, r2)
+
+	other := pgConn(t, te)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1b := earning(1, int64(1), "order", "2.50", "settled", "2024-08-01 00:00:00.000000")
+	done := make(chan error, 1)
+	var once sync.Once
+	h.a.testHookInTxn = func() {
+		once.Do(func() {
+			// The other writer applies r1b to the by-user summary: its state
+			// row gets version 3, the group +1.50. The batch has already read
+			// the row; it holds no lock on it, so this does not block.
+			tx, err := other.Begin(ctx)
+			if err == nil {
+				_, err = tx.Exec(ctx, "UPDATE "+rows+" SET version = 3, src_offset = 2, total = 2.50 WHERE row_key = $1", key(1))
+			}
+			if err == nil {
+				_, err = tx.Exec(ctx, "UPDATE "+summary+" SET total = total + 1.50 WHERE user_id = 1")
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			go func() {
+				// End the transaction only once the batch's write-back
+				// waits for it.
+				deadline := time.Now().Add(20 * time.Second)
+				waiting := 0
+				for waiting == 0 && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+					if err := te.db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+						WHERE wait_event_type = 'Lock' AND query LIKE 'WITH up AS (UPDATE %'`).Scan(&waiting); err != nil {
+						done <- err
+						return
+					}
+				}
+				if waiting == 0 {
+					done <- fmt.Errorf("the batch never waited for the other writer")
+					_ = tx.Rollback(ctx)
+					return
+				}
+				if commit {
+					done <- tx.Commit(ctx)
+				} else {
+					done <- tx.Rollback(ctx)
+				}
+			}()
+		})
+	}
+	retried, err := h.handleRetried(0, upsertRec(2, 3, r1b))
+	if err != nil {
+		t.Fatalf("batch failed after its retries: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("other writer: %v", err)
+	}
+	h.set(r1b)
+	h.check("after the other writer's transaction ended")
+	if commit {
+		if len(retried) == 0 {
+			t.Fatal("the batch wrote back a row another transaction had changed meanwhile without failing")
+		}
+		if e := retried[0]; consumer.IsPermanent(e) || !strings.Contains(e.Error(), h.sums[0].Table+"_kanal_rows") ||
+			!strings.Contains(e.Error(), "changed since the batch read them") {
+			t.Fatalf("retried error = %v, want a retryable error naming the state table", e)
+		}
+		t.Logf("retried: %v", retried[0])
+	} else if len(retried) != 0 {
+		t.Fatalf("the batch failed although the other writer rolled back: %v", retried)
+	}
+}
+
+// testStateReplacedAtSameCtid (Postgres): between the batch's read and its
+// write-back, another writer replaces a state row: it deletes it (in a
+// transaction that was already open when the batch began, so the batch still
+// read the old row), VACUUM frees the row's slot, and the replacement, which
+// applies the batch's change itself, is inserted into that same slot. The
+// batch's write-back finds a row with the same ctid and key; only its xmin
+// tells it apart. The batch must fail with a retryable error, and the retry
+// must find the change applied: nothing counts twice.
+//
+// The aggregator talks pgx's simple protocol here (as behind PgBouncer in
+// transaction mode). With the extended protocol the read's unnamed portal
+// happens to keep its snapshot until the write-back is sent, and that
+// snapshot keeps VACUUM from freeing the slot; nothing to rely on.
+func testStateReplacedAtSameCtid(t *testing.T, te *targetEnv) {
+	simple := *te
+	simple.dsn += "&default_query_exec_mode=simple_protocol"
+	h := newHarness(t, &simple, "replaced_"+te.name)
+	rowsName := h.sums[0].Table + "_kanal_rows"
+	rows := quoteTable(rowsName, '"')
+	summary := quoteTable(h.sums[0].Table, '"')
+	r1 := earning(1, int64(1), "order", "1.00", "settled", "2024-08-01 00:00:00.000000")
+	r2 := earning(2, int64(1), "order", "3.00", "settled", "2024-08-01 00:00:00.000000")
+	h.mustHandle(0, upsertRec(0, 1, r1), upsertRec(1, 2, r2))
+	h.set(r1, r2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var ctid0, ctid1 string
+	var gkey []byte
+	if err := te.db.QueryRowContext(ctx, "SELECT ctid::text, kanal_group FROM "+rows+" WHERE row_key = $1", key(1)).Scan(&ctid0, &gkey); err != nil {
+		t.Fatal(err)
+	}
+	// The delete's transaction must be older than the batch's, so that VACUUM
+	// may remove the old row while the batch is still open.
+	other := pgConn(t, te)
+	del, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := del.Exec(ctx, "DELETE FROM "+rows+" WHERE row_key = $1", key(1)); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var hookErr error
+	h.a.testHookInTxn = func() {
+		once.Do(func() {
+			hookErr = func() error {
+				if err := del.Commit(ctx); err != nil {
+					return err
+				}
+				if _, err := te.db.ExecContext(ctx, "VACUUM (INDEX_CLEANUP ON) "+rows); err != nil {
+					return err
+				}
+				// The replacement applies r1b (1.00 → 2.50) itself.
+				tx, err := other.Begin(ctx)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback(ctx)
+				if _, err := tx.Exec(ctx, "INSERT INTO "+rows+" (row_key, version, src_offset, tombstoned, kanal_group, total) VALUES ($1, 3, 2, false, $2, 2.50)", key(1), gkey); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, "UPDATE "+summary+" SET total = total + 1.50 WHERE user_id = 1"); err != nil {
+					return err
+				}
+				if err := tx.QueryRow(ctx, "SELECT ctid::text FROM "+rows+" WHERE row_key = $1", key(1)).Scan(&ctid1); err != nil {
+					return err
+				}
+				return tx.Commit(ctx)
+			}()
+		})
+	}
+	r1b := earning(1, int64(1), "order", "2.50", "settled", "2024-08-01 00:00:00.000000")
+	retried, err := h.handleRetried(0, upsertRec(2, 3, r1b))
+	if hookErr != nil {
+		t.Fatalf("other writer: %v", hookErr)
+	}
+	if ctid1 != ctid0 {
+		t.Fatalf("the replacement row went to %s, not to the old row's %s: the test did not set up what it tests", ctid1, ctid0)
+	}
+	if err != nil {
+		t.Fatalf("batch failed after its retries: %v", err)
+	}
+	h.set(r1b)
+	h.check("after the state row was replaced at the same ctid")
+	if len(retried) == 0 {
+		t.Fatal("the batch wrote back a row replaced meanwhile (same ctid, other xmin) without failing")
+	}
+	if e := retried[0]; consumer.IsPermanent(e) || !strings.Contains(e.Error(), rowsName) {
+		t.Fatalf("retried error = %v, want a retryable error naming %s", e, rowsName)
+	}
+	t.Logf("retried: %v", retried[0])
+}
+
+// testVersionOverflow (Postgres): a change whose seq does not fit the state
+// table's bigint version fails its batch with a permanent error (retrying
+// cannot help) naming the state table and the key, and applies nothing.
+func testVersionOverflow(t *testing.T, te *targetEnv) {
+	h := newHarness(t, te, "overflow_"+te.name)
+	r1 := earning(1, int64(1), "order", "1.00", "settled", "2024-09-01 00:00:00.000000")
+	r2 := earning(2, int64(1), "order", "2.00", "settled", "2024-09-01 00:00:00.000000")
+	err := h.handle(0, upsertRec(0, 1, r1), upsertRec(1, math.MaxInt64+1, r2))
+	if err == nil || !consumer.IsPermanent(err) || !strings.Contains(err.Error(), h.sums[0].Table+"_kanal_rows") || !strings.Contains(err.Error(), key(2)) {
+		t.Fatalf("err = %v, want a permanent error naming the state table and %s", err, key(2))
+	}
+	t.Logf("overflow: %v", err)
+	h.check("nothing applied")
 }

@@ -12,15 +12,17 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // mysqlTarget is a MySQL or MariaDB target (go-sql-driver). A batch is one
 // READ COMMITTED transaction with multi-row statements: one per table written.
 type mysqlTarget struct {
-	db      *sql.DB
-	log     *slog.Logger
-	offsets string // quoted
+	db          *sql.DB
+	log         *slog.Logger
+	offsets     string // quoted
+	offsetsName string // as configured, for errors
 
 	mu      sync.Mutex
 	setUpOK bool
@@ -44,7 +46,7 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 	db.SetMaxOpenConns(cfg.Target.MaxConns)
 	db.SetMaxIdleConns(cfg.Target.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &mysqlTarget{db: db, log: log, offsets: quoteTable(cfg.OffsetsTable, '`')}, nil
+	return &mysqlTarget{db: db, log: log, offsets: quoteTable(cfg.OffsetsTable, '`'), offsetsName: cfg.OffsetsTable}, nil
 }
 
 func (m *mysqlTarget) close()           { m.db.Close() }
@@ -132,14 +134,14 @@ func (m *mysqlTarget) setup(ctx context.Context) error {
 	PRIMARY KEY (consumer_group, topic, kafka_partition)
 ) ENGINE=InnoDB`)
 	if err != nil {
-		return fmt.Errorf("aggregators: create offsets table: %w", err)
+		return fmt.Errorf("aggregators: mysql: create offsets table %s: %w", m.offsetsName, err)
 	}
 	m.setUpOK = true
 	return nil
 }
 
 // mySummaryDDL returns the CREATE statements of a summary and its state table.
-func mySummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
+func mySummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []ddl {
 	q := func(n string) string { return "`" + n + "`" }
 	cols := []string{"kanal_group BINARY(16) NOT NULL PRIMARY KEY"}
 	var idx []string
@@ -166,8 +168,8 @@ func mySummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 	if len(idx) > 0 && idxBytes <= 3072 {
 		cols = append(cols, "KEY kanal_groups ("+strings.Join(idx, ", ")+")")
 	}
-	stmts := []string{"CREATE TABLE IF NOT EXISTS " + quoteTable(s.Table, '`') + " (\n\t" + strings.Join(cols, ",\n\t") +
-		"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"}
+	stmts := []ddl{{"summary table " + s.Table, "CREATE TABLE IF NOT EXISTS " + quoteTable(s.Table, '`') + " (\n\t" + strings.Join(cols, ",\n\t") +
+		"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"}}
 	rcols := []string{
 		"row_key VARBINARY(3072) NOT NULL PRIMARY KEY",
 		"version BIGINT UNSIGNED NOT NULL",
@@ -178,8 +180,8 @@ func mySummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 	for i, m := range s.Sums {
 		rcols = append(rcols, q(m.Column)+" "+sumTypes[i]+" NULL")
 	}
-	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '`')+" (\n\t"+strings.Join(rcols, ",\n\t")+
-		"\n) ENGINE=InnoDB")
+	stmts = append(stmts, ddl{"state table " + s.rowsTable, "CREATE TABLE IF NOT EXISTS " + quoteTable(s.rowsTable, '`') + " (\n\t" + strings.Join(rcols, ",\n\t") +
+		"\n) ENGINE=InnoDB"})
 	return stmts
 }
 
@@ -187,9 +189,9 @@ func (m *mysqlTarget) createSummary(ctx context.Context, s *summaryRT, groupType
 	if err := m.setup(ctx); err != nil {
 		return nil, nil, err
 	}
-	for _, stmt := range mySummaryDDL(s, groupTypes, sumTypes) {
-		if _, err := m.db.ExecContext(ctx, stmt); err != nil {
-			return nil, nil, fmt.Errorf("create summary table: %w", err)
+	for _, d := range mySummaryDDL(s, groupTypes, sumTypes) {
+		if _, err := m.db.ExecContext(ctx, d.sql); err != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", d.what, err)
 		}
 	}
 	schema, table := "", s.Table
@@ -199,19 +201,19 @@ func (m *mysqlTarget) createSummary(ctx context.Context, s *summaryRT, groupType
 	rows, err := m.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?`, schema, table)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
 	defer rows.Close()
 	byName := map[string]string{}
 	for rows.Next() {
 		var name, typ string
 		if err := rows.Scan(&name, &typ); err != nil {
-			return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+			return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 		}
 		byName[strings.ToLower(name)] = typ
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
 	gt := make([]string, len(groupTypes))
 	st := make([]string, len(sumTypes))
@@ -246,8 +248,19 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 		return nil, off, nil, err
 	}
 	for _, k := range keys {
-		if len(k) > maxKeyBytes {
-			return nil, off, nil, fmt.Errorf("row key %.60s… is longer than %d bytes", k, maxKeyBytes)
+		if len(k) > maxKeyBytes && len(sums) > 0 {
+			// The state tables cannot hold it, however often the batch is
+			// retried.
+			tables := make([]string, len(sums))
+			for i, s := range sums {
+				tables[i] = s.rowsTable
+			}
+			what := "state table "
+			if len(tables) > 1 {
+				what = "state tables "
+			}
+			return nil, off, nil, consumer.Permanent(fmt.Errorf("%s%s: key %.60s… is %d bytes, longer than the %d bytes their row_key holds",
+				what, strings.Join(tables, ", "), k, len(k), maxKeyBytes))
 		}
 	}
 	// READ COMMITTED: locking reads of absent keys take no gap locks, so
@@ -263,11 +276,11 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset)
 		VALUES (?, ?, ?, -1) ON DUPLICATE KEY UPDATE next_offset = next_offset`, group, topic, partition); err != nil {
-		return fail("lock offset", err)
+		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
 	}
 	if err := tx.QueryRowContext(ctx, `SELECT next_offset, reset_pending FROM `+m.offsets+`
 		WHERE consumer_group = ? AND topic = ? AND kafka_partition = ? FOR UPDATE`, group, topic, partition).Scan(&off.next, &off.resetPending); err != nil {
-		return fail("lock offset", err)
+		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
 	}
 	states := make([]map[string]*rowState, len(sums))
 	for i, s := range sums {
@@ -285,12 +298,12 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 			rows, err := tx.QueryContext(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM "+quoteTable(s.rowsTable, '`')+
 				" WHERE row_key IN ("+placeholders(len(chunk))+") FOR UPDATE", args...)
 			if err != nil {
-				return fail("load state", err)
+				return fail("state table "+s.rowsTable+": load state", err)
 			}
-			got, err := scanMyStates(rows, len(s.Sums))
+			got, err := scanMyStates(rows, s)
 			rows.Close()
 			if err != nil {
-				return fail("load state", err)
+				return fail("state table "+s.rowsTable+": load state", err)
 			}
 			for k, v := range got {
 				states[i][k] = v
@@ -300,7 +313,8 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 	return t, off, states, nil
 }
 
-func scanMyStates(rows *sql.Rows, nsums int) (map[string]*rowState, error) {
+func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
+	nsums := len(s.Sums)
 	out := map[string]*rowState{}
 	for rows.Next() {
 		st := &rowState{}
@@ -316,13 +330,13 @@ func scanMyStates(rows *sql.Rows, nsums int) (map[string]*rowState, error) {
 		st.key = string(key)
 		if st.gkey != nil {
 			st.sums = make([]decimal, nsums)
-			for i, s := range sums {
-				if !s.Valid {
+			for i, v := range sums {
+				if !v.Valid {
 					continue
 				}
-				d, err := parseDecimal(s.String)
+				d, err := parseDecimal(v.String)
 				if err != nil {
-					return nil, fmt.Errorf("state of %s: %w", st.key, err)
+					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
 				}
 				st.sums[i] = d
 			}
@@ -354,10 +368,13 @@ func (t *myTxn) commit(ctx context.Context, w *writes) error {
 		if w.next >= 0 {
 			if _, err := t.tx.ExecContext(ctx, `UPDATE `+t.m.offsets+` SET next_offset = ?, updated_at = CURRENT_TIMESTAMP(6)
 				WHERE consumer_group = ? AND topic = ? AND kafka_partition = ?`, w.next, t.group, t.topic, t.part); err != nil {
-				return fmt.Errorf("store offset: %w", err)
+				return fmt.Errorf("offsets table %s: store next offset %d: %w", t.m.offsetsName, w.next, err)
 			}
 		}
-		return t.tx.Commit()
+		if err := t.tx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
 	}()
 	if err != nil {
 		t.rollback()
@@ -399,7 +416,7 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			}
 			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.rowsTable, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
 				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("write state of %s: %w", s.Table, err)
+				return fmt.Errorf("state table %s: write the state of %d keys: %w", s.rowsTable, len(chunk), err)
 			}
 		}
 	}
@@ -438,7 +455,7 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			}
 			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.Table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
 				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("write groups of %s: %w", s.Table, err)
+				return fmt.Errorf("summary table %s: add the deltas of %d groups: %w", s.Table, len(chunk), err)
 			}
 		}
 		for start := 0; start < len(sw.maybeEmpty); start += maxParams {
@@ -449,7 +466,7 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			}
 			if _, err := t.tx.ExecContext(ctx, "DELETE FROM "+quoteTable(s.Table, '`')+" WHERE kanal_group IN ("+
 				placeholders(len(chunk))+") AND "+cc+" = 0", args...); err != nil {
-				return fmt.Errorf("delete empty groups of %s: %w", s.Table, err)
+				return fmt.Errorf("summary table %s: delete emptied groups: %w", s.Table, err)
 			}
 		}
 	}
@@ -460,7 +477,7 @@ func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions 
 	out := map[string]map[int32]int64{}
 	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
-		return nil, fmt.Errorf("mysql: load offsets: %w", err)
+		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 	}
 	defer tx.Rollback()
 	for topic, parts := range partitions {
@@ -474,14 +491,14 @@ func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions 
 		rows, err := tx.QueryContext(ctx, `SELECT kafka_partition, next_offset FROM `+m.offsets+`
 			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`) FOR UPDATE`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 		}
 		for rows.Next() {
 			var part int32
 			var next int64
 			if err := rows.Scan(&part, &next); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("mysql: load offsets: %w", err)
+				return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 			}
 			if next >= 0 {
 				if out[topic] == nil {
@@ -492,15 +509,15 @@ func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions 
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE `+m.offsets+` SET reset_pending = FALSE
 			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`)`, args...); err != nil {
-			return nil, fmt.Errorf("mysql: load offsets: %w", err)
+			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("mysql: load offsets: %w", err)
+		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
 	}
 	return out, nil
 }
@@ -508,7 +525,7 @@ func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions 
 func (m *mysqlTarget) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
 	tx, err := m.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("mysql: reset offsets: %w", err)
+		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
 	}
 	defer tx.Rollback()
 	for topic, parts := range offsets {
@@ -516,12 +533,12 @@ func (m *mysqlTarget) resetOffsets(ctx context.Context, group string, offsets ma
 			if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
 				VALUES (?, ?, ?, ?, TRUE) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), reset_pending = TRUE,
 				updated_at = CURRENT_TIMESTAMP(6)`, group, topic, part, next); err != nil {
-				return fmt.Errorf("mysql: reset offsets: %w", err)
+				return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
 			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mysql: reset offsets: %w", err)
+		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
 	}
 	return nil
 }

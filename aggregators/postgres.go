@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -22,9 +23,10 @@ import (
 // offset lock and the state reads pipelined; then every write and COMMIT
 // pipelined.
 type postgres struct {
-	pool    *pgxpool.Pool
-	log     *slog.Logger
-	offsets string // quoted
+	pool        *pgxpool.Pool
+	log         *slog.Logger
+	offsets     string // quoted
+	offsetsName string // as configured, for errors
 
 	mu      sync.Mutex
 	setUpOK bool
@@ -41,7 +43,7 @@ func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aggregators: postgres pool: %w", err)
 	}
-	return &postgres{pool: pool, log: log, offsets: quoteTable(cfg.OffsetsTable, '"')}, nil
+	return &postgres{pool: pool, log: log, offsets: quoteTable(cfg.OffsetsTable, '"'), offsetsName: cfg.OffsetsTable}, nil
 }
 
 func (p *postgres) close()           { p.pool.Close() }
@@ -124,14 +126,14 @@ func (p *postgres) setup(ctx context.Context) error {
 	PRIMARY KEY (consumer_group, topic, kafka_partition)
 )`)
 	if err = ignoreExists(err); err != nil {
-		return fmt.Errorf("aggregators: create offsets table: %w", err)
+		return fmt.Errorf("aggregators: postgres: create offsets table %s: %w", p.offsetsName, err)
 	}
 	p.setUpOK = true
 	return nil
 }
 
-// summaryDDL returns the CREATE statements of a summary and its state table.
-func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
+// pgSummaryDDL returns the CREATE statements of a summary and its state table.
+func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []ddl {
 	q := func(n string) string { return `"` + n + `"` }
 	var cols, idx []string
 	cols = append(cols, `kanal_group bytea PRIMARY KEY`)
@@ -144,10 +146,11 @@ func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 		cols = append(cols, q(m.Column)+" "+sumTypes[i]+" NOT NULL")
 	}
 	table := quoteTable(s.Table, '"')
-	stmts := []string{"CREATE TABLE IF NOT EXISTS " + table + " (\n\t" + strings.Join(cols, ",\n\t") + "\n)"}
+	stmts := []ddl{{"summary table " + s.Table, "CREATE TABLE IF NOT EXISTS " + table + " (\n\t" + strings.Join(cols, ",\n\t") + "\n)"}}
 	if len(idx) > 0 {
 		name := s.Table[strings.LastIndex(s.Table, ".")+1:] + "_groups"
-		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS "+q(name)+" ON "+table+" ("+strings.Join(idx, ", ")+")")
+		stmts = append(stmts, ddl{"index " + name + " of summary table " + s.Table,
+			"CREATE INDEX IF NOT EXISTS " + q(name) + " ON " + table + " (" + strings.Join(idx, ", ") + ")"})
 	}
 	rcols := []string{
 		// COLLATE "C": keys are only ever compared for equality, and a
@@ -164,7 +167,8 @@ func pgSummaryDDL(s *summaryRT, groupTypes, sumTypes []string) []string {
 	}
 	// fillfactor: most batches rewrite state rows, and room on their page
 	// keeps those updates HOT (no new index entry, pruned in place).
-	stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+quoteTable(s.rowsTable, '"')+" (\n\t"+strings.Join(rcols, ",\n\t")+"\n) WITH (fillfactor = 80)")
+	stmts = append(stmts, ddl{"state table " + s.rowsTable,
+		"CREATE TABLE IF NOT EXISTS " + quoteTable(s.rowsTable, '"') + " (\n\t" + strings.Join(rcols, ",\n\t") + "\n) WITH (fillfactor = 80)"})
 	return stmts
 }
 
@@ -172,9 +176,9 @@ func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, 
 	if err := p.setup(ctx); err != nil {
 		return nil, nil, err
 	}
-	for _, stmt := range pgSummaryDDL(s, groupTypes, sumTypes) {
-		if _, err := p.pool.Exec(ctx, stmt); ignoreExists(err) != nil {
-			return nil, nil, fmt.Errorf("create summary table: %w", err)
+	for _, d := range pgSummaryDDL(s, groupTypes, sumTypes) {
+		if _, err := p.pool.Exec(ctx, d.sql); ignoreExists(err) != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", d.what, err)
 		}
 	}
 	// The table may have existed with other types: use the real ones for casts.
@@ -182,7 +186,7 @@ func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, 
 		FROM pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
 		quoteTable(s.Table, '"'))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
 	types, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
 		var c [2]string
@@ -190,7 +194,7 @@ func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, 
 		return c, err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read summary table columns: %w", err)
+		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
 	byName := map[string]string{}
 	for _, c := range types {
@@ -221,6 +225,18 @@ type pgTxn struct {
 	group string
 	topic string
 	part  int32
+	// locs are where the batch read its state rows, of every summary;
+	// a loaded rowState's ref is 1 + its index here.
+	locs []pgLoc
+}
+
+// pgLoc is where a batch read a state row: the ctid of the row version, and
+// its xmin, the transaction that wrote that version. That transaction had
+// committed when the batch read the row, so a version found later at the
+// same ctid with the same xmin is the same version.
+type pgLoc struct {
+	tid  pgtype.TID
+	xmin uint32
 }
 
 func (p *postgres) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
@@ -230,9 +246,9 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	}
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return nil, off, nil, fmt.Errorf("postgres: %w", err)
+		return nil, off, nil, fmt.Errorf("postgres: acquire a connection: %w", err)
 	}
-	tx := &pgTxn{p: p, conn: conn, group: group, topic: topic, part: partition}
+	tx := &pgTxn{p: p, conn: conn, group: group, topic: topic, part: partition, locs: make([]pgLoc, 0, len(keys)*len(sums))}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	// Every statement of a batch reaches its rows by key or by ctid, a few
@@ -251,30 +267,28 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		for range 3 { // BEGIN, SET, INSERT
+		for _, what := range []string{"begin", "set enable_seqscan", "offsets table " + p.offsetsName + ": create the partition's row"} {
 			if _, err := br.Exec(); err != nil {
-				return err
+				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
 		if err := br.QueryRow().Scan(&off.next, &off.resetPending); err != nil {
-			return err
+			return fmt.Errorf("offsets table %s: lock the partition's row: %w", p.offsetsName, err)
 		}
 		for i, s := range sums {
 			rows, err := br.Query()
-			if err != nil {
-				return err
+			if err == nil {
+				states[i], err = scanStates(rows, s, &tx.locs)
 			}
-			m, err := scanStates(rows, len(s.Sums))
 			if err != nil {
-				return err
+				return fmt.Errorf("state table %s: load state: %w", s.rowsTable, err)
 			}
-			states[i] = m
 		}
 		return br.Close()
 	}()
 	if err != nil {
 		tx.rollback()
-		return nil, off, nil, fmt.Errorf("postgres: lock offset and load state: %w", err)
+		return nil, off, nil, fmt.Errorf("postgres: %w", err)
 	}
 	return tx, off, states, nil
 }
@@ -284,11 +298,11 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 // always maps to one partition), taken by an earlier statement of the same
 // transaction, so this READ COMMITTED read already sees the latest state, and
 // locking each row would cost a heap write (and WAL) per row. The write-back
-// checks that every row is still where it was read (see pgQueueWrites), so
-// even keys written outside that discipline fail the batch instead of being
-// counted twice.
+// checks that every row version is still the one read here (see
+// pgTxn.queueWrites), so even keys written outside that discipline fail the
+// batch instead of being counted twice.
 func pgLoadSQL(s *summaryRT) string {
-	cols := []string{"ctid", "row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+	cols := []string{"ctid", "xmin", "row_key", "version", "src_offset", "tombstoned", "kanal_group"}
 	for _, m := range s.Sums {
 		cols = append(cols, `"`+m.Column+`"::text`)
 	}
@@ -296,16 +310,20 @@ func pgLoadSQL(s *summaryRT) string {
 		" WHERE row_key = ANY($1::text[])"
 }
 
-func scanStates(rows pgx.Rows, nsums int) (map[string]*rowState, error) {
+// scanStates reads the rows of pgLoadSQL(s), appending where each was found
+// to locs.
+func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowState, error) {
 	defer rows.Close()
+	nsums := len(s.Sums)
 	out := map[string]*rowState{}
 	// Scanned into the same variables every row: Scan's destinations escape.
 	var (
 		cur     rowState
+		loc     pgLoc
 		version int64
 		sums    = make([]*string, nsums)
 	)
-	dest := []any{&cur.tid, &cur.key, &version, &cur.offset, &cur.tombstoned, &cur.gkey}
+	dest := []any{&loc.tid, &loc.xmin, &cur.key, &version, &cur.offset, &cur.tombstoned, &cur.gkey}
 	for i := range sums {
 		dest = append(dest, &sums[i])
 	}
@@ -318,15 +336,17 @@ func scanStates(rows pgx.Rows, nsums int) (map[string]*rowState, error) {
 		st := new(rowState)
 		*st = cur
 		st.version = uint64(version)
+		*locs = append(*locs, loc)
+		st.ref = len(*locs)
 		if st.gkey != nil {
 			st.sums = make([]decimal, nsums)
-			for i, s := range sums {
-				if s == nil {
+			for i, v := range sums {
+				if v == nil {
 					continue
 				}
-				d, err := parseDecimal(*s)
+				d, err := parseDecimal(*v)
 				if err != nil {
-					return nil, fmt.Errorf("state of %s: %w", st.key, err)
+					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
 				}
 				st.sums[i] = d
 			}
@@ -348,8 +368,10 @@ func (t *pgTxn) rollback() {
 
 func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	b := &pgx.Batch{}
-	for _, sw := range w.sums {
-		if err := pgQueueWrites(b, &sw); err != nil {
+	var what []string // what each queued statement does, for errors
+	for i := range w.sums {
+		var err error
+		if what, err = t.queueWrites(b, what, &w.sums[i]); err != nil {
 			t.rollback()
 			return err
 		}
@@ -357,9 +379,21 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	if w.next >= 0 {
 		b.Queue(`UPDATE `+t.p.offsets+` SET next_offset = $4, updated_at = now()
 			WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3`, t.group, t.topic, t.part, w.next)
+		what = append(what, fmt.Sprintf("offsets table %s: store next offset %d", t.p.offsetsName, w.next))
 	}
 	b.Queue("COMMIT")
-	if err := t.conn.SendBatch(ctx, b).Close(); err != nil {
+	what = append(what, "commit")
+	// The results are read one by one only to tell which statement failed:
+	// the whole pipeline is still sent at once.
+	br := t.conn.SendBatch(ctx, b)
+	for _, wh := range what {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			t.rollback()
+			return fmt.Errorf("postgres: %s: %w", wh, err)
+		}
+	}
+	if err := br.Close(); err != nil {
 		t.rollback()
 		return fmt.Errorf("postgres: write batch: %w", err)
 	}
@@ -367,19 +401,22 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	return nil
 }
 
-// pgQueueWrites queues a summary's writes: the state rows the batch changed
+// queueWrites queues a summary's writes: the state rows the batch changed
 // (rows that already had state are updated in place by ctid, without an index
-// lookup; new ones are plain inserts) and the group deltas.
-func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
+// lookup; new ones are plain inserts) and the group deltas. It appends what
+// each queued statement does to what.
+func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, sw *summaryWrites) ([]string, error) {
 	s := sw.s
 	q := func(n string) string { return `"` + n + `"` }
 	if len(sw.rows) > 0 {
 		var old, fresh []*rowState
 		for _, r := range sw.rows {
 			if r.version > math.MaxInt64 {
-				return fmt.Errorf("state table %s: row %s: version %d does not fit a bigint", s.rowsTable, r.key, r.version)
+				// The version is the change's seq: no retry makes it fit.
+				return what, consumer.Permanent(fmt.Errorf("state table %s: key %s (offset %d): version %d does not fit a bigint",
+					s.rowsTable, r.key, r.offset, r.version))
 			}
-			if r.tid.Valid {
+			if r.ref > 0 {
 				old = append(old, r)
 			} else {
 				fresh = append(fresh, r)
@@ -387,28 +424,41 @@ func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 		}
 		table := quoteTable(s.rowsTable, '"')
 		if len(old) > 0 {
-			params, arrays := pgStateArrays(s, old, true)
-			alias := []string{"tid", "k", "v", "o", "t", "g"}
+			params, arrays := pgStateArrays(s, old, t.locs)
+			alias := []string{"tid", "x", "k", "v", "o", "t", "g"}
 			set := []string{"version = u.v", "src_offset = u.o", "tombstoned = u.t", "kanal_group = u.g"}
 			for j, m := range s.Sums {
 				alias = append(alias, fmt.Sprintf("s%d", j))
 				set = append(set, fmt.Sprintf("%s = u.s%d::%s", q(m.Column), j, s.sumTypes[j]))
 			}
-			// A row that is no longer where the batch read it was written by
-			// another transaction meanwhile, and its state here is stale. The
-			// check must fail the statement itself: the rest of the pipeline,
-			// COMMIT included, runs before the client could look at a row
-			// count. A failed cast is SQL's way to raise an error with a
-			// message (the table name is a checked identifier).
+			// Each row is addressed as the version the batch read: its ctid
+			// finds it without an index lookup, and its xmin makes the match
+			// exact. The ctid alone is not: a row deleted and inserted again
+			// meanwhile can get the same ctid once VACUUM has freed it; and
+			// when another writer's transaction is still open, the UPDATE
+			// waits for it and then moves on to the row's newer version,
+			// which Postgres releases whose TID scan recheck was a stub
+			// accept without comparing the ctid again. The xmin is a plain
+			// filter, evaluated again on every version the UPDATE moves to.
+			//
+			// A row that does not match was written by another transaction
+			// meanwhile, and its state here is stale. The check must fail
+			// the statement itself: the rest of the pipeline, COMMIT
+			// included, runs before the client could look at a row count. A
+			// failed cast is SQL's way to raise an error with a message (the
+			// table name is a checked identifier). The error is not
+			// permanent: the Runner retries the batch, which reads the
+			// state again.
 			params = append(params, int64(len(old)))
 			b.Queue("WITH up AS (UPDATE "+table+" AS r SET "+strings.Join(set, ", ")+
-				" FROM "+pgUnnest(arrays, alias)+" WHERE r.ctid = u.tid AND r.row_key = u.k RETURNING 1)"+
+				" FROM "+pgUnnest(arrays, alias)+" WHERE r.ctid = u.tid AND r.xmin = u.x AND r.row_key = u.k RETURNING 1)"+
 				fmt.Sprintf(" SELECT CASE WHEN count(*) = $%d THEN 0 ELSE", len(params))+
 				fmt.Sprintf(" ('kanal: state table %s: ' || ($%d - count(*)) || ' rows changed since the batch read them; retry')::int END FROM up", s.rowsTable, len(params)),
 				params...)
+			what = append(what, fmt.Sprintf("state table %s: write back the state of %d keys", s.rowsTable, len(old)))
 		}
 		if len(fresh) > 0 {
-			params, arrays := pgStateArrays(s, fresh, false)
+			params, arrays := pgStateArrays(s, fresh, nil)
 			cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
 			sel := []string{"u.k", "u.v", "u.o", "u.t", "u.g"}
 			alias := []string{"k", "v", "o", "t", "g"}
@@ -422,6 +472,7 @@ func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 			// rather than being overwritten.
 			b.Queue("INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
 				" FROM "+pgUnnest(arrays, alias), params...)
+			what = append(what, fmt.Sprintf("state table %s: insert the state of %d keys that had none", s.rowsTable, len(fresh)))
 		}
 	}
 	if len(sw.deltas) > 0 {
@@ -480,11 +531,13 @@ func pgQueueWrites(b *pgx.Batch, sw *summaryWrites) error {
 		b.Queue("INSERT INTO "+table+" AS t ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
 			" FROM unnest("+strings.Join(arrays, ", ")+") WITH ORDINALITY AS u("+strings.Join(alias, ", ")+", ord) ORDER BY u.ord"+
 			" ON CONFLICT (kanal_group) DO UPDATE SET "+strings.Join(set, ", "), params...)
+		what = append(what, fmt.Sprintf("summary table %s: add the deltas of %d groups", s.Table, n))
 		if len(sw.maybeEmpty) > 0 {
 			b.Queue("DELETE FROM "+table+" WHERE kanal_group = ANY($1::bytea[]) AND "+cc+" = 0", pgtype.FlatArray[[]byte](sw.maybeEmpty))
+			what = append(what, fmt.Sprintf("summary table %s: delete emptied groups", s.Table))
 		}
 	}
-	return nil
+	return what, nil
 }
 
 // pgUnnest is a subquery u that turns parallel arrays into rows. unnest in
@@ -498,9 +551,10 @@ func pgUnnest(arrays, alias []string) string {
 	return "(SELECT " + strings.Join(cols, ", ") + ") AS u"
 }
 
-// pgStateArrays returns state rows as unnest parameters (with their ctids
-// first when withTID) and the matching typed placeholders.
-func pgStateArrays(s *summaryRT, rows []*rowState, withTID bool) ([]any, []string) {
+// pgStateArrays returns state rows as unnest parameters and the matching typed
+// placeholders. With locs (the rows' pgLocs by ref) the rows' ctids and xmins
+// come first.
+func pgStateArrays(s *summaryRT, rows []*rowState, locs []pgLoc) ([]any, []string) {
 	n := len(rows)
 	keys := make([]string, n)
 	versions := make([]int64, n)
@@ -512,13 +566,16 @@ func pgStateArrays(s *summaryRT, rows []*rowState, withTID bool) ([]any, []strin
 		sums[j] = make([]*string, n)
 	}
 	var tids []pgtype.TID
-	if withTID {
+	var xmins []uint32
+	if locs != nil {
 		tids = make([]pgtype.TID, n)
+		xmins = make([]uint32, n)
 	}
 	for i, r := range rows {
 		keys[i], versions[i], offsets[i], tombs[i], gkeys[i] = r.key, int64(r.version), r.offset, r.tombstoned, r.gkey
-		if withTID {
-			tids[i] = r.tid
+		if locs != nil {
+			l := &locs[r.ref-1]
+			tids[i], xmins[i] = l.tid, l.xmin
 		}
 		if r.gkey != nil {
 			for j := range s.Sums {
@@ -535,8 +592,9 @@ func pgStateArrays(s *summaryRT, rows []*rowState, withTID bool) ([]any, []strin
 	}
 	// FlatArray: pgx encodes other slice types than []string and []int64
 	// through reflection.
-	if withTID {
+	if locs != nil {
 		add(pgtype.FlatArray[pgtype.TID](tids), "tid")
+		add(pgtype.FlatArray[uint32](xmins), "xid")
 	}
 	add(keys, "text")
 	add(versions, "bigint")
@@ -581,7 +639,7 @@ func (p *postgres) loadOffsets(ctx context.Context, group string, partitions map
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: load offsets: %w", err)
+		return nil, fmt.Errorf("postgres: offsets table %s: load the offsets of %s: %w", p.offsetsName, group, err)
 	}
 	return out, nil
 }
@@ -601,7 +659,7 @@ func (p *postgres) resetOffsets(ctx context.Context, group string, offsets map[s
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: reset offsets: %w", err)
+		return fmt.Errorf("postgres: offsets table %s: reset the offsets of %s: %w", p.offsetsName, group, err)
 	}
 	return nil
 }

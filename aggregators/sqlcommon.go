@@ -27,6 +27,10 @@ func checkDSN(driver, dsn string) error {
 	return nil
 }
 
+// ddl is one statement that creates a table or index, and what it creates
+// (for errors).
+type ddl struct{ what, sql string }
+
 var precRE = regexp.MustCompile(`\((\d+)(?:\s*,\s*(\d+))?\)`)
 
 // precision returns the (p, s) of "decimal(p,s)" or "datetime(n)" ("", "" when absent).
