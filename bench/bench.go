@@ -41,6 +41,9 @@ type Options struct {
 	KanalBin string `json:"-"`
 	// CPUProfile, when set, receives a CPU profile of one extra, unmeasured producer pass.
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// MemProfile, when set, receives the allocation profile of that pass (and
+	// MemProfile+".base" the one from just before it).
+	MemProfile string `json:"mem_profile,omitempty"`
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer `json:"-"`
 	// TB, when set (the smoke test), starts the servers; otherwise a stand-in is used.
@@ -179,9 +182,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Rows = append(rep.Rows, applyStages(ctx, env)...)
 	rep.Rows = append(rep.Rows, latencyStage(ctx, env)...)
 	rep.Rows = append(rep.Rows, rssStage(ctx, env))
-	if opts.CPUProfile != "" {
-		env.logf("extra producer pass with CPU profile → %s", opts.CPUProfile)
-		if err := profileProducer(ctx, env, opts.CPUProfile); err != nil {
+	if opts.CPUProfile != "" || opts.MemProfile != "" {
+		env.logf("extra producer pass with profiles → %s %s", opts.CPUProfile, opts.MemProfile)
+		if err := profileProducer(ctx, env, opts.CPUProfile, opts.MemProfile); err != nil {
 			env.logf("profile: %v", err)
 		} else {
 			rep.Profile = opts.CPUProfile

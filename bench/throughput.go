@@ -162,7 +162,10 @@ func goalStatus(ok bool) string {
 }
 
 // syncerConfig is the configuration kanal's producer uses (producer/producer.go
-// syncerConfig), so the limit decodes exactly what the producer decodes.
+// syncerConfig), so the limit decodes exactly what the producer decodes. Like the
+// producer it sets no ReadTimeout (a read deadline per packet); the producer's
+// silence watchdog on the connection (producer/silence.go) is left out here, so
+// the limit pays nothing for it.
 func syncerConfig(env *Env, serverID uint32) replication.BinlogSyncerConfig {
 	m := env.MariaDB
 	return replication.BinlogSyncerConfig{
@@ -174,57 +177,82 @@ func syncerConfig(env *Env, serverID uint32) replication.BinlogSyncerConfig {
 		Password:         m.Password,
 		ParseTime:        true,
 		HeartbeatPeriod:  10 * time.Second,
-		ReadTimeout:      90 * time.Second,
 		DisableRetrySync: true,
-		EventCacheCount:  256,
 		Logger:           discardLog,
 	}
 }
 
+// limitCounter is the limit's SynchronousEventHandler: it runs in go-mysql's
+// reading goroutine, so no event changes goroutines — the least any program
+// can do with go-mysql's decoded events.
+type limitCounter struct {
+	res        runResult
+	file       string
+	endFile    string
+	endPos     uint32
+	done       chan struct{}
+	doneClosed bool
+}
+
+func (c *limitCounter) HandleEvent(ev *replication.BinlogEvent) error {
+	if c.doneClosed {
+		return nil
+	}
+	c.res.bytes += uint64(ev.Header.EventSize)
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		c.file = string(e.NextLogName)
+	case *replication.RowsEvent:
+		switch ev.Header.EventType {
+		case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT:
+			c.res.rows += uint64(len(e.Rows) / 2)
+		default:
+			c.res.rows += uint64(len(e.Rows))
+		}
+	}
+	if c.file == c.endFile && ev.Header.LogPos >= c.endPos {
+		c.doneClosed = true
+		close(c.done)
+	}
+	return nil
+}
+
 // decodeLimit streams the binlog from its first file to the workload's end with
 // go-mysql and does nothing with the rows: the speed no binlog consumer built on
-// go-mysql can exceed on this machine.
+// go-mysql's decoding can exceed on this machine.
 func decodeLimit(ctx context.Context, env *Env, serverID uint32) (runResult, error) {
 	wl := env.Workload
 	meter := env.meterCPU(nil)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	began := time.Now()
-	syncer := replication.NewBinlogSyncer(syncerConfig(env, serverID))
+	c := &limitCounter{file: wl.FirstBinlog, endFile: wl.BinlogFile, endPos: wl.BinlogPos, done: make(chan struct{})}
+	cfg := syncerConfig(env, serverID)
+	cfg.SynchronousEventHandler = c
+	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
 	st, err := syncer.StartSync(mysql.Position{Name: wl.FirstBinlog, Pos: 4})
 	if err != nil {
 		return runResult{}, err
 	}
-	var res runResult
-	file := wl.FirstBinlog
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	for {
-		ev, err := st.GetEvent(ctx)
-		if err != nil {
-			return res, err
+	go func() { // the streamer carries only a stream error
+		if _, err := st.GetEvent(ctx); err != nil {
+			cancel()
 		}
-		res.bytes += uint64(ev.Header.EventSize)
-		switch e := ev.Event.(type) {
-		case *replication.RotateEvent:
-			file = string(e.NextLogName)
-		case *replication.RowsEvent:
-			switch ev.Header.EventType {
-			case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT:
-				res.rows += uint64(len(e.Rows) / 2)
-			default:
-				res.rows += uint64(len(e.Rows))
-			}
-		}
-		if file == wl.BinlogFile && ev.Header.LogPos >= wl.BinlogPos {
-			res.dur = time.Since(began)
-			res.cpu = meter.stop()
-			runtime.ReadMemStats(&ms1)
-			res.allocs, res.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
-			return res, nil
-		}
+	}()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return runResult{}, fmt.Errorf("decoding stopped before the workload's end: %w", ctx.Err())
 	}
+	res := c.res // written before done was closed
+	res.dur = time.Since(began)
+	res.cpu = meter.stop()
+	runtime.ReadMemStats(&ms1)
+	res.allocs, res.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
+	return res, nil
 }
 
 // producerConfig is the default configuration with the bench's servers.
@@ -306,26 +334,56 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 	return res, nil
 }
 
-// profileProducer repeats the producer stage once under the CPU profiler.
-func profileProducer(ctx context.Context, env *Env, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+// profileProducer repeats the producer stage once under the CPU profiler (cpuPath)
+// and/or with every allocation sampled (memPath: the heap profile after the pass,
+// and memPath+".base" just before it, for `go tool pprof -base`).
+func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) error {
+	var cpuFile *os.File
+	if cpuPath != "" {
+		f, err := os.Create(cpuPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cpuFile = f
 	}
-	defer f.Close()
 	started := false
 	defer func() {
 		if started {
 			pprof.StopCPUProfile()
 		}
 	}()
+	if memPath != "" {
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 4096
+	}
 	res, err := runProducer(ctx, env, "benchprof", 3999, false, func() {
-		started = pprof.StartCPUProfile(f) == nil
+		if memPath != "" {
+			if e := writeHeapProfile(memPath + ".base"); e != nil {
+				env.logf("memprofile: %v", e)
+			}
+		}
+		if cpuFile != nil {
+			started = pprof.StartCPUProfile(cpuFile) == nil
+		}
 	})
 	if err == nil {
 		env.logf("profiled pass: %.0f rows/s", res.rate())
+		if memPath != "" {
+			err = writeHeapProfile(memPath)
+		}
 	}
 	return err
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC() // the profile shows allocations up to the last GC
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // naiveHandler is what a user writes around go-mysql's canal: turn each rows event

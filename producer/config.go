@@ -57,6 +57,14 @@ type KafkaConfig struct {
 	FlushRecords  int           `yaml:"flush_records"`
 	FlushBytes    int           `yaml:"flush_bytes"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// FlushIdle: at a binlog transaction boundary the Kafka transaction is also
+	// committed when no further binlog event arrives within this time (0: as soon
+	// as none is queued). The wait keeps a busy source from committing every few
+	// binlog transactions; an idle source's last change becomes visible this much
+	// later.
+	FlushIdle time.Duration `yaml:"flush_idle"`
+	// Compression of record batches: snappy, lz4, zstd, gzip or none.
+	Compression string `yaml:"compression"`
 	// TransactionTimeout is the broker-side timeout of a Kafka transaction.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxBufferedBytes bounds the records held in memory before they are acknowledged.
@@ -111,6 +119,8 @@ func DefaultConfig() Config {
 			FlushRecords:       20000,
 			FlushBytes:         16 << 20,
 			FlushInterval:      50 * time.Millisecond,
+			FlushIdle:          200 * time.Microsecond,
+			Compression:        "snappy",
 			TransactionTimeout: time.Minute,
 			MaxBufferedBytes:   64 << 20,
 		},
@@ -185,6 +195,10 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.flush_bytes", "must be >= 1024")
 	case k.FlushInterval <= 0:
 		return bad("kafka.flush_interval", "must be positive")
+	case k.FlushIdle < 0 || k.FlushIdle >= k.FlushInterval:
+		return bad("kafka.flush_idle", "%v is not between 0 and flush_interval (%v)", k.FlushIdle, k.FlushInterval)
+	case compressionCodec(k.Compression) == nil:
+		return bad("kafka.compression", "%q is not snappy, lz4, zstd, gzip or none", k.Compression)
 	case k.TransactionTimeout < time.Second:
 		return bad("kafka.transaction_timeout", "must be >= 1s")
 	case k.MaxBufferedBytes < 1<<20:

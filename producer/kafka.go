@@ -40,6 +40,24 @@ func ClientOptions(k *KafkaConfig) []kgo.Opt {
 	return opts
 }
 
+// compressionCodec maps kafka.compression to franz-go's codecs; nil for an unknown
+// name.
+func compressionCodec(name string) []kgo.CompressionCodec {
+	switch name {
+	case "snappy":
+		return []kgo.CompressionCodec{kgo.SnappyCompression()}
+	case "lz4":
+		return []kgo.CompressionCodec{kgo.Lz4Compression()}
+	case "zstd":
+		return []kgo.CompressionCodec{kgo.ZstdCompression()}
+	case "gzip":
+		return []kgo.CompressionCodec{kgo.GzipCompression()}
+	case "none":
+		return []kgo.CompressionCodec{kgo.NoCompression()}
+	}
+	return nil
+}
+
 // Header names carried by every change record.
 const (
 	HeaderOp     = "kanal.op"
@@ -80,6 +98,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, erro
 		kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(10),
+		kgo.ProducerBatchCompression(compressionCodec(cfg.Compression)...),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -118,6 +118,86 @@ type pumped struct {
 	err error
 }
 
+// eventQueue carries binlog events from go-mysql's reading goroutine to the
+// session. go-mysql hands each parsed event to HandleEvent (its
+// SynchronousEventHandler), so an event changes goroutines once, not twice
+// (through go-mysql's own channel and then a pump goroutine's), and the session
+// can look at what is queued (idle).
+type eventQueue struct {
+	ch   chan pumped
+	done <-chan struct{}
+	// next is an event idle received while waiting; the session takes it first.
+	next  *pumped
+	timer *time.Timer
+	// linger is kafka.flush_idle.
+	linger time.Duration
+}
+
+// sourceHeartbeat is how often an idle server sends a heartbeat event, and
+// sourceSilenceLimit how long the producer waits for any bytes before it gives
+// the connection up and reconnects from the committed position.
+const (
+	sourceHeartbeat    = 10 * time.Second
+	sourceSilenceLimit = 3 * sourceHeartbeat
+)
+
+// eventQueueSize bounds the events parsed ahead of the session: enough to keep
+// go-mysql reading through a short stall (a Kafka commit takes a few ms, and the
+// socket buffers hold more), few enough that parsed events and their decoded rows
+// stay small next to max_buffered_bytes (a rows event is at most
+// binlog_row_event_max_size, 8 KiB by default, apart from single huge rows).
+const eventQueueSize = 512
+
+// errStreamStopped ends go-mysql's stream when the session stopped reading.
+var errStreamStopped = errors.New("binlog stream stopped")
+
+// HandleEvent is go-mysql's SynchronousEventHandler.
+func (q *eventQueue) HandleEvent(ev *replication.BinlogEvent) error {
+	select {
+	case q.ch <- pumped{ev: ev}:
+		return nil
+	case <-q.done:
+		return errStreamStopped
+	}
+}
+
+// take returns the event idle received, if any.
+func (q *eventQueue) take() (pumped, bool) {
+	if q.next == nil {
+		return pumped{}, false
+	}
+	pe := *q.next
+	q.next = nil
+	return pe, true
+}
+
+// idle reports whether the source has nothing more for now: no event queued and
+// none arriving within linger. Under load the session handles events faster than
+// go-mysql parses them, so the queue is often empty for a moment in the middle of
+// a burst; committing then would end a Kafka transaction every few binlog
+// transactions, and each commit stops the session until Kafka has acknowledged
+// it (bench row 2: 150 commits for 100k rows without the wait, 25 with 200 µs).
+func (q *eventQueue) idle() bool {
+	if q.next != nil || len(q.ch) > 0 {
+		return false
+	}
+	if q.linger <= 0 {
+		return true
+	}
+	q.timer.Reset(q.linger)
+	select {
+	case pe := <-q.ch:
+		q.timer.Stop()
+		q.next = &pe
+		return false
+	case <-q.timer.C:
+		return true
+	case <-q.done:
+		q.timer.Stop()
+		return true
+	}
+}
+
 // session is the state of one connection: from a loaded position to an error.
 type session struct {
 	p      *Producer
@@ -165,31 +245,33 @@ type session struct {
 	posHdr     []byte // kanal.pos of the rows event being handled
 	srcJSON    []byte // schemas.AppendSourcePrefixJSON of the rows event being handled
 	formatHdr  []byte
+	posText    []byte // the text of posHdr, which is carved from the arena when first needed
 	arena      arena
-	recChunk   []kgo.Record
-	hdrChunk   []kgo.RecordHeader
+	records    blocks[kgo.Record]
+	headers    blocks[kgo.RecordHeader]
 }
 
 // arena hands out copies of byte slices carved from 64 KiB blocks, so a record's key,
 // value and header values cost no allocation of their own (and the garbage collector
-// sees a few large pointer-free blocks instead of millions of small objects). A block
-// is freed once the Kafka client has released every record carved from it; the
-// client's buffer limit still bounds how many records, and so blocks, are alive.
-type arena struct{ buf []byte }
+// sees a few large pointer-free blocks instead of millions of small objects). After a
+// commit the Kafka client has released every record (Flush returns once each
+// record's promise has run), so release makes every block reusable: in steady state
+// the arena allocates nothing.
+type arena struct{ b blocks[byte] }
 
 const arenaBlock = 64 << 10
 
 func (a *arena) copy(b []byte) []byte {
-	if len(b) > cap(a.buf)-len(a.buf) {
+	if len(b) > cap(a.b.cur)-len(a.b.cur) {
 		if len(b) > arenaBlock/8 {
 			c := bytes.Clone(b)
 			return c[:len(c):len(c)]
 		}
-		a.buf = make([]byte, 0, arenaBlock)
+		a.b.grow()
 	}
-	n := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return a.buf[n:len(a.buf):len(a.buf)]
+	n := len(a.b.cur)
+	a.b.cur = append(a.b.cur, b...)
+	return a.b.cur[n:len(a.b.cur):len(a.b.cur)]
 }
 
 // reserve returns an empty slice to append one value to, in place at the end of the
@@ -201,19 +283,70 @@ func (a *arena) reserve(expect int) []byte {
 	if need > arenaBlock/8 {
 		return make([]byte, 0, need)
 	}
-	if need > cap(a.buf)-len(a.buf) {
-		a.buf = make([]byte, 0, arenaBlock)
+	if need > cap(a.b.cur)-len(a.b.cur) {
+		a.b.grow()
 	}
-	return a.buf[len(a.buf):len(a.buf)]
+	return a.b.cur[len(a.b.cur):len(a.b.cur)]
 }
 
 // commit takes ownership of a value built on reserve's slice.
 func (a *arena) commit(v []byte) []byte {
-	free := a.buf[len(a.buf):cap(a.buf)]
+	free := a.b.cur[len(a.b.cur):cap(a.b.cur)]
 	if len(v) > 0 && len(free) >= len(v) && &free[0] == &v[0] {
-		a.buf = a.buf[:len(a.buf)+len(v)]
+		a.b.cur = a.b.cur[:len(a.b.cur)+len(v)]
 	}
 	return v[:len(v):len(v)]
+}
+
+// blocks hands out elements of fixed-size blocks and takes them all back at once
+// (release), when nothing refers to them any more. Blocks beyond maxFree are left to
+// the garbage collector, which bounds what an idle producer keeps.
+type blocks[T any] struct {
+	cur     []T // the block being filled: len is what is handed out
+	used    [][]T
+	free    [][]T
+	size    int
+	maxFree int
+}
+
+func (b *blocks[T]) grow() {
+	if cap(b.cur) > 0 {
+		b.used = append(b.used, b.cur)
+	}
+	if n := len(b.free); n > 0 {
+		b.cur, b.free = b.free[n-1][:0], b.free[:n-1]
+		return
+	}
+	size := b.size
+	if size <= 0 { // a zero blocks still works
+		size = 256
+	}
+	b.cur = make([]T, 0, size)
+}
+
+// take returns n zeroed elements (capacity n).
+func (b *blocks[T]) take(n int) []T {
+	if cap(b.cur)-len(b.cur) < n {
+		b.grow()
+	}
+	m := len(b.cur)
+	b.cur = b.cur[:m+n]
+	return b.cur[m : m+n : m+n]
+}
+
+// release takes back everything handed out. Blocks are cleared, so reused
+// elements start zeroed and released ones keep nothing alive.
+func (b *blocks[T]) release() {
+	for _, blk := range b.used {
+		if len(b.free) < b.maxFree {
+			clear(blk[:cap(blk)])
+			b.free = append(b.free, blk)
+		}
+	}
+	clear(b.used)
+	b.used = b.used[:0]
+	clear(b.cur)
+	b.cur = b.cur[:0]
 }
 
 // opHeader holds the kanal.op header values; records share these read-only slices.
@@ -223,23 +356,27 @@ var opHeader = map[schemas.Op][]byte{
 }
 
 // newRecord returns a zeroed record from a chunk of 256.
-func (s *session) newRecord() *kgo.Record {
-	if len(s.recChunk) == 0 {
-		s.recChunk = make([]kgo.Record, 256)
-	}
-	r := &s.recChunk[0]
-	s.recChunk = s.recChunk[1:]
-	return r
+func (s *session) newRecord() *kgo.Record { return &s.records.take(1)[0] }
+
+// newHeaders returns n zeroed headers (capacity n) from a chunk of 1024.
+func (s *session) newHeaders(n int) []kgo.RecordHeader { return s.headers.take(n) }
+
+// released is called after a commit: the Kafka client holds no record any more,
+// so record structs, headers and arena bytes are all reused from here.
+func (s *session) released() {
+	s.arena.b.release()
+	s.records.release()
+	s.headers.release()
+	s.posHdr = nil // it was carved from the arena
 }
 
-// newHeaders returns n headers (capacity n) from a chunk.
-func (s *session) newHeaders(n int) []kgo.RecordHeader {
-	if len(s.hdrChunk) < n {
-		s.hdrChunk = make([]kgo.RecordHeader, 1024)
-	}
-	h := s.hdrChunk[:n:n]
-	s.hdrChunk = s.hdrChunk[n:]
-	return h
+// initBlocks sizes the reuse of record memory to what one Kafka transaction
+// holds (kafka.flush_records and flush_bytes), tombstones included.
+func (s *session) initBlocks() {
+	k := &s.cfg.Kafka
+	s.arena.b = blocks[byte]{size: arenaBlock, maxFree: k.FlushBytes/arenaBlock + 8}
+	s.records = blocks[kgo.Record]{size: 256, maxFree: 2*k.FlushRecords/256 + 4}
+	s.headers = blocks[kgo.RecordHeader]{size: 1024, maxFree: 8*k.FlushRecords/1024 + 4}
 }
 
 func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
@@ -309,6 +446,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 		skipRows: pos.RowsDone,
 		seq:      pos.Seq,
 	}
+	s.initBlocks()
 	if s.gtidSet, err = mysql.ParseGTIDSet(info.flavor, pos.GTIDSet); err != nil {
 		s.log.Warn("stored GTID set unreadable; tracking GTIDs from here", "gtid_set", pos.GTIDSet, "err", err)
 		s.gtidSet, _ = mysql.ParseGTIDSet(info.flavor, "")
@@ -326,10 +464,6 @@ func (s *session) syncerConfig() (replication.BinlogSyncerConfig, error) {
 	if err != nil {
 		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: source.addr: bad port %q", ErrConfig, portStr)
 	}
-	hb := s.cfg.Source.HeartbeatInterval
-	if hb <= 0 || hb > 30*time.Second {
-		hb = 30 * time.Second
-	}
 	return replication.BinlogSyncerConfig{
 		ServerID:  s.cfg.Source.ServerID,
 		Flavor:    s.info.flavor,
@@ -338,15 +472,12 @@ func (s *session) syncerConfig() (replication.BinlogSyncerConfig, error) {
 		User:      s.cfg.Source.User,
 		Password:  s.cfg.Source.Password,
 		ParseTime: true,
-		// The server sends heartbeats when idle, so a long silence means a dead
-		// connection. go-mysql arms the read deadline before it hands an event to
-		// us, so the timeout must also outlast our own backpressure (a slow Kafka
-		// commit): it is generous, and a reconnect resumes from the committed
-		// position anyway.
-		HeartbeatPeriod:  10 * time.Second,
-		ReadTimeout:      90 * time.Second,
+		// The server sends heartbeats when idle, so a long silence while we wait
+		// for it means a dead connection: silenceConn fails the read then (and
+		// go-mysql's own per-packet ReadTimeout stays off, see silence.go).
+		HeartbeatPeriod:  sourceHeartbeat,
+		Dialer:           silenceDialer(sourceSilenceLimit),
 		DisableRetrySync: true, // we reconnect ourselves, from the committed position
-		EventCacheCount:  256,
 		Logger:           s.log.With("component", "go-mysql"),
 	}, nil
 }
@@ -359,26 +490,28 @@ func (s *session) stream(ctx context.Context) error {
 	// Rows of captured tables are decoded by kanal's own decoder, straight into
 	// the values it encodes (see rowDecoder).
 	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, &s.p.stats.SlowRowsEvents).decode
+	pumpCtx, stopPump := context.WithCancel(ctx)
+	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(),
+		timer: time.NewTimer(time.Hour), linger: s.cfg.Kafka.FlushIdle}
+	q.timer.Stop()
+	scfg.SynchronousEventHandler = q
 	syncer := replication.NewBinlogSyncer(scfg)
+	// Deferred in this order so that stopPump runs first: it releases a
+	// HandleEvent blocked on a full queue, which Close waits for.
 	defer syncer.Close()
+	defer stopPump()
 	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
 	if err != nil {
 		return fmt.Errorf("start binlog sync at %s: %w", s.boundary.String(), err)
 	}
-
-	pumpCtx, stopPump := context.WithCancel(ctx)
-	defer stopPump()
-	events := make(chan pumped, 256)
 	go func() {
-		for {
-			ev, err := streamer.GetEvent(pumpCtx)
+		// With a synchronous handler the streamer carries only the error that
+		// ends the stream; it follows every event already queued.
+		_, err := streamer.GetEvent(pumpCtx)
+		if err != nil && pumpCtx.Err() == nil {
 			select {
-			case events <- pumped{ev, err}:
+			case q.ch <- pumped{err: err}:
 			case <-pumpCtx.Done():
-				return
-			}
-			if err != nil {
-				return
 			}
 		}
 	}()
@@ -391,35 +524,45 @@ func (s *session) stream(ctx context.Context) error {
 	}
 	s.lastCommit = time.Now()
 	for {
-		select {
-		case <-ctx.Done():
-			return s.shutdown()
-		case <-tick:
-			if err := s.heartbeat(ctx); err != nil {
-				return err
-			}
-		case pe := <-events:
-			// Events already queued are taken with plain receives rather than a
-			// select each (selecting was ~4 % of the producer's CPU); ticks and
-			// cancellation get their turn again after at most 128 events.
-			for n := 0; ; n++ {
-				if ctx.Err() != nil {
-					// Stop promptly: the position committed covers only what was handled.
-					return s.shutdown()
-				}
-				if pe.err != nil {
-					s.w.abort()
-					return s.classifyStreamErr(pe.err)
-				}
-				if err := s.handle(ctx, pe.ev, len(events) == 0); err != nil {
-					s.w.abort()
+		pe, ok := q.take()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return s.shutdown()
+			case <-tick:
+				if err := s.heartbeat(ctx); err != nil {
 					return err
 				}
-				if n == 127 || len(events) == 0 {
-					break
-				}
-				pe = <-events
+				continue
+			case pe = <-q.ch:
 			}
+		}
+		// Events already queued are taken with plain receives rather than a
+		// select each (selecting was ~4 % of the producer's CPU); ticks and
+		// cancellation get their turn again after at most 128 events.
+		for n := 0; ; n++ {
+			if ctx.Err() != nil {
+				// Stop promptly: the position committed covers only what was handled.
+				return s.shutdown()
+			}
+			if pe.err != nil {
+				s.w.abort()
+				return s.classifyStreamErr(pe.err)
+			}
+			if err := s.handle(ctx, pe.ev, q.idle); err != nil {
+				s.w.abort()
+				return err
+			}
+			if n == 127 {
+				break
+			}
+			if pe, ok = q.take(); ok {
+				continue
+			}
+			if len(q.ch) == 0 {
+				break
+			}
+			pe = <-q.ch
 		}
 	}
 }
@@ -487,6 +630,7 @@ func (s *session) commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.released()
 	s.committedMidTxn = pos.RowsDone > 0
 	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
@@ -540,7 +684,7 @@ func mariaGTIDString(g *mysql.MariadbGTID) string {
 // commits the Kafka transaction when a flush limit is reached or no more events are
 // waiting (so an idle source's changes are visible at once, and a busy one's are
 // batched).
-func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
+func (s *session) endTxn(ctx context.Context, endPos uint32, idle func() bool) error {
 	if s.inTxn && s.txnGTID != "" {
 		var err error
 		if ms, ok := s.gtidSet.(*mysql.MariadbGTIDSet); ok && s.txnMariaOK {
@@ -560,7 +704,7 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
 	}
 	s.p.stats.Transactions.Add(1)
 	if !s.w.inTxn {
-		if s.committedMidTxn && idle {
+		if s.committedMidTxn && idle() {
 			// The transaction's last rows went out in a mid-transaction commit;
 			// move the stored position past its end now rather than at the next
 			// heartbeat, so a restart does not re-read it.
@@ -569,13 +713,13 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle bool) error {
 		return nil
 	}
 	k := &s.cfg.Kafka
-	if idle || s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes || time.Since(s.w.began) >= k.FlushInterval {
+	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes || time.Since(s.w.began) >= k.FlushInterval || idle() {
 		return s.commit(ctx)
 	}
 	return nil
 }
 
-func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle bool) error {
+func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle func() bool) error {
 	h := ev.Header
 	if h.Timestamp != 0 {
 		s.lastTs = int64(h.Timestamp) * 1000
@@ -687,8 +831,8 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		GTID: s.txnGTID, TsMs: int64(ev.Header.Timestamp) * 1000, DB: ti.db, Table: ti.table,
 	}
 	// The kanal.pos header is the same for every row of the event.
-	s.valBuf = append(append(s.valBuf[:0], src.File...), ':')
-	s.posHdr = s.arena.copy(strconv.AppendUint(s.valBuf, uint64(src.Pos), 10))
+	s.posText = strconv.AppendUint(append(append(s.posText[:0], src.File...), ':'), uint64(src.Pos), 10)
+	s.posHdr = nil
 	s.srcJSON = schemas.AppendSourcePrefixJSON(s.srcJSON[:0], &src)
 	images := len(re.Rows)
 	dr, fast := decodedRowsOf(re)
@@ -870,6 +1014,9 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	opHdr := opHeader[op]
 	if opHdr == nil {
 		opHdr = []byte(op)
+	}
+	if s.posHdr == nil { // a new rows event, or a commit released the last copy
+		s.posHdr = s.arena.copy(s.posText)
 	}
 	headers := s.newHeaders(4)
 	headers[0] = kgo.RecordHeader{Key: HeaderOp, Value: opHdr}

@@ -37,7 +37,13 @@ type rowDecoder struct {
 	fallbacks *atomic.Uint64
 	plans     map[uint64]*rowPlan
 	fpBuf     []byte
-	pool      sync.Pool // *decodedRows
+	// pool recycles decodedRows between go-mysql's goroutine, which fills them,
+	// and the session, which releases them. Not a sync.Pool: the producer runs
+	// a GC cycle every few milliseconds, and each one emptied it (a tenth of the
+	// bytes the producer allocated). A stack, so the few values in use at a time
+	// are reused and keep buffers grown to the table's events.
+	poolMu sync.Mutex
+	pool   []*decodedRows
 	// Indexes of RowsEvent's unexported compressed and eventType fields; nil when
 	// go-mysql's struct no longer has them, which turns this decoder off.
 	compressedIdx, eventTypeIdx []int
@@ -103,7 +109,12 @@ func (d *rowDecoder) decode(re *replication.RowsEvent, data []byte) error {
 		d.fallbacks.Add(1)
 		return re.DecodeData(pos, data)
 	}
-	dr, _ := d.pool.Get().(*decodedRows)
+	var dr *decodedRows
+	d.poolMu.Lock()
+	if n := len(d.pool); n > 0 {
+		dr, d.pool = d.pool[n-1], d.pool[:n-1]
+	}
+	d.poolMu.Unlock()
 	if dr == nil {
 		dr = &decodedRows{owner: d}
 	}
@@ -213,10 +224,29 @@ func (dr *decodedRows) image(i int) []schemas.Value {
 func (dr *decodedRows) release() {
 	clear(dr.vals) // drop the references into the event's buffer
 	dr.vals, dr.text = dr.vals[:0], dr.text[:0]
+	if cap(dr.vals) > maxPooledValues || cap(dr.text) > 64*maxPooledValues {
+		// An unusually large event: the pool would keep its buffers for good.
+		dr.vals, dr.text = nil, nil
+	}
 	dr.images, dr.ncols = 0, 0
 	dr.one[0], dr.holder[0] = nil, nil
-	dr.owner.pool.Put(dr)
+	d := dr.owner
+	d.poolMu.Lock()
+	if len(d.pool) < maxPooledRows {
+		d.pool = append(d.pool, dr)
+	}
+	d.poolMu.Unlock()
 }
+
+// maxPooledValues bounds the value buffer a pooled decodedRows keeps (98 KiB): a
+// rows event holds at most binlog_row_event_max_size (8 KiB by default) of rows,
+// rarely more than a thousand values.
+const maxPooledValues = 4096
+
+// maxPooledRows bounds the decodedRows kept for reuse: as many as can be in
+// flight (one per queued event), so that none is allocated again once each has
+// grown to its events.
+const maxPooledRows = eventQueueSize + 16
 
 // decode decodes every image of the rows event body data, reporting false for
 // anything it does not handle exactly as go-mysql and convert would.

@@ -58,5 +58,6 @@ figures as JSON to --out. See docs/bench.md.`,
 	f.Uint64Var(&opts.Seed, "seed", 0, "workload seed (default fixed)")
 	f.StringVar(&out, "out", "bench/results", "directory for the JSON results")
 	f.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of one extra producer pass to this file")
+	f.StringVar(&opts.MemProfile, "memprofile", "", "write the allocation profile of that pass to this file (and FILE.base from before it: go tool pprof -base FILE.base FILE)")
 	return cmd
 }
