@@ -126,6 +126,7 @@ type pumped struct {
 type eventQueue struct {
 	ch   chan pumped
 	done <-chan struct{}
+	meta *tableMetaCache
 	// next is an event idle received while waiting; the session takes it first.
 	next  *pumped
 	timer *time.Timer
@@ -153,6 +154,12 @@ var errStreamStopped = errors.New("binlog stream stopped")
 
 // HandleEvent is go-mysql's SynchronousEventHandler.
 func (q *eventQueue) HandleEvent(ev *replication.BinlogEvent) error {
+	if tm, ok := ev.Event.(*replication.TableMapEvent); ok {
+		// Before the next event is parsed: its rows are decoded with this map.
+		if err := q.meta.fill(tm); err != nil {
+			return err
+		}
+	}
 	select {
 	case q.ch <- pumped{ev: ev}:
 		return nil
@@ -245,7 +252,8 @@ type session struct {
 	posHdr     []byte // kanal.pos of the rows event being handled
 	srcJSON    []byte // schemas.AppendSourcePrefixJSON of the rows event being handled
 	formatHdr  []byte
-	posText    []byte // the text of posHdr, which is carved from the arena when first needed
+	posText    []byte    // the text of posHdr, which is carved from the arena when first needed
+	eventTime  time.Time // the Kafka timestamp of the rows event's records
 	arena      arena
 	records    blocks[kgo.Record]
 	headers    blocks[kgo.RecordHeader]
@@ -491,10 +499,11 @@ func (s *session) stream(ctx context.Context) error {
 	// the values it encodes (see rowDecoder).
 	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, &s.p.stats.SlowRowsEvents).decode
 	pumpCtx, stopPump := context.WithCancel(ctx)
-	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(),
+	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(), meta: newTableMetaCache(),
 		timer: time.NewTimer(time.Hour), linger: s.cfg.Kafka.FlushIdle}
 	q.timer.Stop()
 	scfg.SynchronousEventHandler = q
+	scfg.TableMapOptionalMetaDecodeFunc = q.meta.decode
 	syncer := replication.NewBinlogSyncer(scfg)
 	// Deferred in this order so that stopPump runs first: it releases a
 	// HandleEvent blocked on a full queue, which Close waits for.
@@ -833,6 +842,9 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	// The kanal.pos header is the same for every row of the event.
 	s.posText = strconv.AppendUint(append(append(s.posText[:0], src.File...), ':'), uint64(src.Pos), 10)
 	s.posHdr = nil
+	// One timestamp for the event's records: the client would read the clock
+	// for each record otherwise (4 % of the producer's CPU).
+	s.eventTime = time.Now()
 	s.srcJSON = schemas.AppendSourcePrefixJSON(s.srcJSON[:0], &src)
 	images := len(re.Rows)
 	dr, fast := decodedRowsOf(re)
@@ -1024,13 +1036,13 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	headers[2] = kgo.RecordHeader{Key: HeaderSeq, Value: s.arena.copy(strconv.AppendUint(s.valBuf[:0], s.seq, 10))}
 	headers[3] = kgo.RecordHeader{Key: HeaderFormat, Value: s.formatHdr}
 	rec := s.newRecord()
-	rec.Topic, rec.Key, rec.Value, rec.Headers = ti.topic, key, value, headers
+	rec.Topic, rec.Key, rec.Value, rec.Headers, rec.Timestamp = ti.topic, key, value, headers, s.eventTime
 	if err := s.w.produce(ctx, rec); err != nil {
 		return err
 	}
 	if op == schemas.OpDelete && s.cfg.Kafka.Tombstones {
 		tomb := s.newRecord()
-		tomb.Topic, tomb.Key, tomb.Headers = ti.topic, key, headers[:3:3] // op, pos and seq: the delete's version, for sinks
+		tomb.Topic, tomb.Key, tomb.Headers, tomb.Timestamp = ti.topic, key, headers[:3:3], s.eventTime // op, pos and seq: the delete's version, for sinks
 		if err := s.w.produce(ctx, tomb); err != nil {
 			return err
 		}
