@@ -7,14 +7,18 @@
 //
 // Batches from the Runner are fenced by partition watermarks: per handler name,
 // instance, topic and partition the key "<WatermarkPrefix><name>:<instance>:<topic>:<partition>"
-// holds the offset of the next record to apply. A batch's writes for an instance are
-// one MULTI/EXEC under WATCH of that key: records below it are skipped (applied
-// before), the rest are written with plain commands (DEL + HSET or SET, DEL of a
-// deleted row) and the watermark moves past them. A concurrent writer of the same
-// partition (a zombie consumer after a rebalance, a replay group) makes EXEC fail and
-// the batch is tried again from the new watermark. So each instance applies a prefix
-// of every partition, in order, each record at most once: replays, redeliveries and
-// racing consumers never move a row backwards.
+// holds the offset of the next record to apply (and the highest change sequence
+// written). A batch's writes for an instance are one MULTI/EXEC under WATCH of that
+// key: records below it are skipped (applied before), the rest are written with plain
+// commands (DEL + HSET or SET, DEL of a deleted row) and the watermark moves past
+// them. A concurrent writer of the same partition (a zombie consumer after a
+// rebalance, a replay group) makes EXEC fail and the batch is tried again from the
+// new watermark. So, while the watermark lives, each instance applies a prefix of
+// every partition, in order, each record at most once: replays, redeliveries and
+// racing consumers never move a row backwards. When the watermark is missing
+// (evicted, deleted, a renamed handler) or was reset for a replay
+// (Handler.ResetOffsets, called by `kanal offsets reset`), records are applied
+// through the per-row version check until they are newer than what Redis may hold.
 //
 // Secondary sets (for example "user:{user_id}:orders" holding order ids) are
 // maintained in the same transaction: the row remembers which sets it is in

@@ -24,12 +24,10 @@ type Handler struct {
 	ttl string // tombstone TTL in ms, as the script takes it
 
 	mu sync.Mutex
-	// lastDel remembers, per partition, the key of a delete that ended the previous
-	// batch: the tombstone that follows it (first in the next batch) is then
-	// already applied and is skipped instead of being treated as a delete of unknown
-	// version.
-	lastDel map[partKey]string
-	// failed holds, per partition, records Redis rejected in a fenced transaction.
+	// parts remembers, per partition, the end of the previous batch.
+	parts map[partKey]partState
+	// failed holds, per partition, records Redis rejected in a fenced transaction,
+	// whichever instance rejected them.
 	failed map[partKey][]failure
 
 	upserts, deletes, stale, skipped atomic.Uint64
@@ -38,6 +36,19 @@ type Handler struct {
 type partKey struct {
 	topic     string
 	partition int32
+}
+
+// partState is what the handler remembers of a partition's previous batch.
+type partState struct {
+	// lastDel is the key of a delete that ended the batch: the tombstone that
+	// follows it (first in the next batch) is then already applied and is skipped
+	// instead of being treated as a delete of unknown version.
+	lastDel string
+	// next is the offset after the batch, and seq the newest change sequence seen
+	// in the partition up to there: for the next batch, if it continues from next,
+	// a lower bound of the sequence of a delete whose tombstone opens it.
+	next int64
+	seq  uint64
 }
 
 // Stats are counters of what the handler did since it was created.
@@ -65,11 +76,11 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{
-		r:       r,
-		log:     log.With("handler", cfg.Name),
-		ttl:     strconv.FormatInt(cfg.TombstoneTTL.Milliseconds(), 10),
-		lastDel: map[partKey]string{},
-		failed:  map[partKey][]failure{},
+		r:      r,
+		log:    log.With("handler", cfg.Name),
+		ttl:    strconv.FormatInt(cfg.TombstoneTTL.Milliseconds(), 10),
+		parts:  map[partKey]partState{},
+		failed: map[partKey][]failure{},
 	}, nil
 }
 
@@ -100,9 +111,16 @@ type op struct {
 	rec  *consumer.Record
 	t    *table
 	sets []string // set memberships after the change: set key, member, …
+	// prev is the newest change sequence before this record in its partition that
+	// the handler saw (0: none), and low a lower bound of the record's own: its
+	// sequence, or prev+1 for a tombstone whose delete is gone.
+	prev, low uint64
 	// slow: the fenced path cannot write this row with plain commands (a lone
-	// tombstone, or the old memberships are not in the change) and runs the script.
+	// tombstone, whose row's memberships only Redis knows) and runs the script.
 	slow bool
+	// checked: in this attempt of a fenced transaction the row goes through the
+	// version-checked script (see watermark).
+	checked bool
 }
 
 // A script call applies up to chunkRows row changes, and more than one only while
@@ -142,9 +160,24 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 		return nil
 	}
 	pk := partKey{b.Topic, b.Partition}
+	isFenced := fenced(b)
 	h.mu.Lock()
-	prevDel := h.lastDel[pk]
+	ps := h.parts[pk]
+	var ferr error
+	if isFenced {
+		ferr = h.rememberedFailure(pk, b.Records)
+	}
 	h.mu.Unlock()
+	if ferr != nil {
+		return ferr
+	}
+	prevDel := ps.lastDel
+	// prevMax is the newest change sequence of the partition before the record at
+	// hand: from the previous batch when this one continues it.
+	var prevMax uint64
+	if b.Records[0].Offset >= ps.next {
+		prevMax = ps.seq
+	}
 
 	ops := make([]op, 0, len(b.Records))
 	var names storedNames
@@ -161,6 +194,10 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	}
 	for i := range b.Records {
 		rec := &b.Records[i]
+		prev := prevMax
+		if !rec.Tombstone {
+			prevMax = max(prevMax, rec.Seq)
+		}
 		t := h.r.table(rec.Table)
 		if t == nil {
 			skipped++
@@ -172,9 +209,13 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 		}
 		o, err := h.build(t, rec, nextSeq[i], &names)
 		if err != nil {
-			h.log.WarnContext(ctx, "cannot store change", "table", rec.Table, "key", rec.Key,
-				"offset", rec.Offset, "err", err)
-			return consumer.Permanent(fmt.Errorf("redis sink: table %s, key %s, offset %d: %w", rec.Table, rec.Key, rec.Offset, err))
+			h.log.WarnContext(ctx, "cannot store change", "topic", b.Topic, "partition", b.Partition,
+				"table", rec.Table, "key", rec.Key, "offset", rec.Offset, "err", err)
+			return consumer.Permanent(fmt.Errorf("redis sink: %s: %s: %w", partName(pk), describeRows(pk, []*op{&o}), err))
+		}
+		o.prev, o.low = prev, rec.Seq
+		if o.low == 0 {
+			o.low = prev + 1
 		}
 		if j, ok := last[o.key]; ok {
 			ops[j].dropped = true
@@ -185,11 +226,11 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	}
 	h.skipped.Add(skipped)
 
-	if fenced(b) {
+	if isFenced {
 		if err := h.applyFenced(ctx, pk, ops); err != nil {
 			return err
 		}
-		h.endBatch(pk, b)
+		h.endBatch(pk, b, prevMax)
 		return nil
 	}
 
@@ -199,22 +240,22 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 			byInst[ops[i].inst] = append(byInst[ops[i].inst], &ops[i])
 		}
 	}
-	if err := h.apply(ctx, byInst); err != nil {
+	if err := h.apply(ctx, pk, byInst); err != nil {
 		return err
 	}
-	h.endBatch(pk, b)
+	h.endBatch(pk, b, prevMax)
 	return nil
 }
 
-// endBatch remembers whether the batch ended with a delete (see lastDel).
-func (h *Handler) endBatch(pk partKey, b consumer.Batch) {
+// endBatch remembers how the batch ended (see partState).
+func (h *Handler) endBatch(pk partKey, b consumer.Batch, seq uint64) {
 	lr := &b.Records[len(b.Records)-1]
-	h.mu.Lock()
+	ps := partState{next: lr.Offset + 1, seq: seq}
 	if !lr.Tombstone && lr.Op == schemas.OpDelete {
-		h.lastDel[pk] = lr.Key
-	} else {
-		delete(h.lastDel, pk)
+		ps.lastDel = lr.Key
 	}
+	h.mu.Lock()
+	h.parts[pk] = ps
 	h.mu.Unlock()
 }
 
@@ -427,10 +468,10 @@ func (t *table) appendJSON(dst []byte, c *schemas.Change, row map[string]any, ve
 }
 
 // apply runs the script calls, one goroutine per instance.
-func (h *Handler) apply(ctx context.Context, byInst map[string][]*op) error {
+func (h *Handler) apply(ctx context.Context, pk partKey, byInst map[string][]*op) error {
 	if len(byInst) == 1 {
 		for name, ops := range byInst {
-			return h.applyInstance(ctx, name, ops)
+			return h.applyInstance(ctx, pk, name, ops)
 		}
 	}
 	var wg sync.WaitGroup
@@ -440,7 +481,7 @@ func (h *Handler) apply(ctx context.Context, byInst map[string][]*op) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := h.applyInstance(ctx, name, ops); err != nil {
+			if err := h.applyInstance(ctx, pk, name, ops); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -464,11 +505,11 @@ func (h *Handler) apply(ctx context.Context, byInst map[string][]*op) error {
 // one and the handler idle while Redis runs the script: overlapping them is worth
 // ~1.5x rows/s. The rows of a batch are distinct keys (Handle keeps a row's last
 // change only), so the order in which round trips run does not matter.
-func (h *Handler) applyInstance(ctx context.Context, name string, ops []*op) error {
+func (h *Handler) applyInstance(ctx context.Context, pk partKey, name string, ops []*op) error {
 	cl := h.r.clients[name]
 	size := min(h.r.cfg.PipelineMax, max(minRoundTrip, (len(ops)+roundTrips-1)/roundTrips))
 	if len(ops) <= size {
-		return h.pipeline(ctx, name, cl, ops)
+		return h.pipeline(ctx, pk, name, cl, ops)
 	}
 	var parts [][]*op
 	for len(ops) > 0 {
@@ -484,7 +525,7 @@ func (h *Handler) applyInstance(ctx context.Context, name string, ops []*op) err
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = h.pipeline(ctx, name, cl, part)
+			errs[i] = h.pipeline(ctx, pk, name, cl, part)
 		}()
 	}
 	wg.Wait()
@@ -496,18 +537,19 @@ func (h *Handler) applyInstance(ctx context.Context, name string, ops []*op) err
 	return errors.Join(errs...)
 }
 
-// pipeline sends up to PipelineMax row changes in one round trip, as script calls
-// of up to chunkRows changes each. When Redis does not know the script (it restarted,
-// or SCRIPT FLUSH ran) it loads it and sends them again: the changes that were applied
-// the first time are skipped by their version check.
-func (h *Handler) pipeline(ctx context.Context, name string, cl *redis.Client, ops []*op) error {
-	type call struct {
-		ops  []*op
-		keys []string
-		args []any
-	}
-	var calls []call
-	for rest := ops; len(rest) > 0; {
+// scriptCall is one applyScript call: its rows, keys and arguments.
+type scriptCall struct {
+	rows []*op
+	keys []string
+	args []any
+}
+
+// scriptCalls splits rows into applyScript calls of up to chunkRows rows, and more
+// than one only while their arguments stay within chunkArgs. argsOf gives a row's
+// header and values.
+func (h *Handler) scriptCalls(rows []*op, argsOf func(*op) []any) []scriptCall {
+	var calls []scriptCall
+	for rest := rows; len(rest) > 0; {
 		n, nargs := 0, 1
 		for n < len(rest) && n < chunkRows {
 			a := len(rest[n].args) + 1
@@ -517,17 +559,27 @@ func (h *Handler) pipeline(ctx context.Context, name string, cl *redis.Client, o
 			nargs += a
 			n++
 		}
-		c := call{ops: rest[:n], keys: make([]string, 0, 2*n), args: make([]any, 0, nargs)}
+		c := scriptCall{rows: rest[:n], keys: make([]string, 0, 2*n), args: make([]any, 0, nargs)}
 		c.args = append(c.args, h.ttl)
-		for _, o := range c.ops {
+		for _, o := range c.rows {
+			a := argsOf(o)
 			c.keys = append(c.keys, o.key, o.tomb)
-			c.args = append(c.args, o.args[:4]...)
-			c.args = append(c.args, len(o.args)-4)
-			c.args = append(c.args, o.args[4:]...)
+			c.args = append(c.args, a[:4]...)
+			c.args = append(c.args, len(a)-4)
+			c.args = append(c.args, a[4:]...)
 		}
 		calls = append(calls, c)
 		rest = rest[n:]
 	}
+	return calls
+}
+
+// pipeline sends up to PipelineMax row changes in one round trip, as script calls
+// of up to chunkRows changes each. When Redis does not know the script (it restarted,
+// or SCRIPT FLUSH ran) it loads it and sends them again: the changes that were applied
+// the first time are skipped by their version check.
+func (h *Handler) pipeline(ctx context.Context, pk partKey, name string, cl *redis.Client, ops []*op) error {
+	calls := h.scriptCalls(ops, func(o *op) []any { return o.args })
 	for attempt := 0; ; attempt++ {
 		pipe := cl.Pipeline()
 		cmds := make([]*redis.Cmd, len(calls))
@@ -548,19 +600,17 @@ func (h *Handler) pipeline(ctx context.Context, name string, cl *redis.Client, o
 			res, _ := cmd.Val().([]any)
 			for j, v := range res {
 				rerr, ok := v.(error)
-				if !ok || !strings.Contains(rerr.Error(), "KANAL ") || j >= len(calls[i].ops) {
+				if !ok || !strings.Contains(rerr.Error(), "KANAL ") || j >= len(calls[i].rows) {
 					continue
 				}
-				o := calls[i].ops[j]
-				h.log.WarnContext(ctx, "row rejected by Redis", "table", o.table, "key", o.recKey, "instance", name, "err", rerr)
-				return consumer.Permanent(fmt.Errorf("redis sink: instance %s: table %s, key %s: %w", name, o.table, o.recKey, rerr))
+				return h.rejected(ctx, name, pk, calls[i].rows[j:j+1], rerr)
 			}
 		}
 		if err == nil {
-			return h.count(cmds, len(ops))
+			return h.count(name, cmds, len(ops))
 		}
 		if !noScript || attempt > 0 {
-			return fmt.Errorf("redis sink: instance %s: pipeline of %d changes: %w", name, len(ops), err)
+			return fmt.Errorf("redis sink: instance %s: %s: %s: %w", name, partName(pk), describeRows(pk, ops), err)
 		}
 		h.log.InfoContext(ctx, "loading the apply script", "instance", name)
 		if err := cl.ScriptLoad(ctx, applyScript).Err(); err != nil {
@@ -571,7 +621,7 @@ func (h *Handler) pipeline(ctx context.Context, name string, cl *redis.Client, o
 
 // count adds the script's per-row results to the counters; it fails when the replies
 // do not hold one result per row sent.
-func (h *Handler) count(cmds []*redis.Cmd, rows int) error {
+func (h *Handler) count(inst string, cmds []*redis.Cmd, rows int) error {
 	var up, del, stale uint64
 	got := 0
 	for _, c := range cmds {
@@ -592,7 +642,7 @@ func (h *Handler) count(cmds []*redis.Cmd, rows int) error {
 	h.deletes.Add(del)
 	h.stale.Add(stale)
 	if got != rows {
-		return fmt.Errorf("redis sink: the apply script answered %d results for %d changes", got, rows)
+		return fmt.Errorf("redis sink: instance %s: the apply script answered %d results for %d changes", inst, got, rows)
 	}
 	return nil
 }

@@ -23,12 +23,14 @@ import (
 //
 // It returns an array with one element per row: 0 when the change is not newer
 // (nothing written), 1 after an upsert, 2 after a delete, or an error reply starting
-// with "KANAL " when the row cannot be applied (nothing written for that row; the
-// other rows are still applied).
+// with "KANAL " when the row cannot be applied: the row key or its tombstone holds
+// another type, or "__sets" is corrupt (nothing written for that row), or a set key
+// holds another type (the row and its other set commands are written). The other
+// rows are still applied: set commands and the tombstone read use redis.pcall, so
+// one bad key cannot abort the call and leave the rows after it unapplied.
 //
-// The call first reads every row, then writes: the rows are distinct keys, so this
-// is the same as applying them one after the other, and it lets the tombstones of all
-// missing rows be read with one MGET. Per row, the current version is the stored
+// The rows are distinct keys, so applying them one after the other in one call is
+// the same as applying each on its own. Per row, the current version is the stored
 // row's "__v" (one HMGET, or GET for the JSON layout; TYPE only when the key holds
 // the other layout or a foreign type), or, when the row does not exist, its
 // tombstone's. A row and its tombstone never exist together (a delete removes the
@@ -96,37 +98,7 @@ local function stored(key, layout)
   end
   return redis.error_reply('KANAL WRONGTYPE the row key holds a ' .. typ)
 end
-local function apply(key, tomb, op, ver, layout, sets, first, last)
-  local exists, cur, oldsets = stored(key, layout)
-  if type(exists) == 'table' then return exists end
-  local t = false
-  if op ~= 'x' then
-    if not exists then
-      t = redis.call('GET', tomb)
-      if t and newer(t, cur) then cur = t end
-    end
-    if not newer(ver, cur) then return 0 end
-  end
-  if oldsets or sets ~= '' then
-    local old = decode(oldsets)
-    if type(old) ~= 'table' then return old end
-    local new = {}
-    if op == 'u' then
-      new = decode(sets)
-      if type(new) ~= 'table' then return new end
-    end
-    local had = {}
-    for i = 1, #old, 2 do had[old[i] .. '\0' .. old[i + 1]] = true end
-    local keep = {}
-    for i = 1, #new, 2 do
-      local m = new[i] .. '\0' .. new[i + 1]
-      keep[m] = true
-      if not had[m] then redis.call('SADD', new[i], new[i + 1]) end
-    end
-    for i = 1, #old, 2 do
-      if not keep[old[i] .. '\0' .. old[i + 1]] then redis.call('SREM', old[i], old[i + 1]) end
-    end
-  end
+local function write(key, tomb, op, ver, layout, first, last, exists, t)
   if op == 'u' then
     if layout == 'h' then
       if exists then redis.call('DEL', key) end
@@ -155,6 +127,49 @@ local function apply(key, tomb, op, ver, layout, sets, first, last)
     end
   end
   return 2
+end
+local function apply(key, tomb, op, ver, layout, sets, first, last)
+  local exists, cur, oldsets = stored(key, layout)
+  if type(exists) == 'table' then return exists end
+  local t = false
+  if op ~= 'x' then
+    if not exists then
+      t = redis.pcall('GET', tomb)
+      if type(t) == 'table' then return redis.error_reply('KANAL WRONGTYPE the tombstone key holds another type') end
+      if t and newer(t, cur) then cur = t end
+    end
+    if not newer(ver, cur) then return 0 end
+  end
+  local failed = nil
+  if oldsets or sets ~= '' then
+    local old = decode(oldsets)
+    if type(old) ~= 'table' then return old end
+    local new = {}
+    if op == 'u' then
+      new = decode(sets)
+      if type(new) ~= 'table' then return new end
+    end
+    local had = {}
+    for i = 1, #old, 2 do had[old[i] .. '\0' .. old[i + 1]] = true end
+    local keep = {}
+    for i = 1, #new, 2 do
+      local m = new[i] .. '\0' .. new[i + 1]
+      keep[m] = true
+      if not had[m] then
+        local res = redis.pcall('SADD', new[i], new[i + 1])
+        if type(res) == 'table' and res.err then failed = res.err .. ' (set ' .. new[i] .. ')' end
+      end
+    end
+    for i = 1, #old, 2 do
+      if not keep[old[i] .. '\0' .. old[i + 1]] then
+        local res = redis.pcall('SREM', old[i], old[i + 1])
+        if type(res) == 'table' and res.err then failed = res.err .. ' (set ' .. old[i] .. ')' end
+      end
+    end
+  end
+  local done = write(key, tomb, op, ver, layout, first, last, exists, t)
+  if failed then return redis.error_reply('KANAL ' .. failed) end
+  return done
 end
 local out = {}
 local a = 2
