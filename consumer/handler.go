@@ -35,9 +35,11 @@ type OffsetStore interface {
 	LoadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error)
 }
 
-// OffsetResetter is implemented by OffsetStore handlers whose stored offsets can
-// be rewritten from outside, by `kanal offsets reset`. ResetOffsets sets the next
-// offset of each given partition.
+// OffsetResetter is implemented by handlers that keep per-partition progress in
+// their sink — the offsets of an OffsetStore, or the Redis materialiser's
+// partition watermarks — so that `kanal offsets reset` can move it with the
+// group's Kafka offsets. ResetOffsets sets the next offset of each given
+// partition.
 type OffsetResetter interface {
 	ResetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
 }

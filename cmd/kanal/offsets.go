@@ -76,7 +76,7 @@ func offsetsCmd() *cobra.Command {
 	}
 	reset := &cobra.Command{
 		Use:   "reset --group G --to earliest|latest|<RFC3339 time>|<offset> [--tables db.t,..]",
-		Short: "Move a stopped group's offsets (and a handler's sink-stored offsets) for replay",
+		Short: "Move a stopped group's offsets (and the progress its handler keeps in its sink) for replay",
 		Long: `reset commits new offsets for every partition of the group's topics (or of the
 topics of --tables): the oldest retained record, the end, the first record at or after
 a time, or an absolute offset (clamped to each partition). It refuses while the group
@@ -114,6 +114,9 @@ their sink get the same offsets written there.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if c, ok := resetter.(io.Closer); ok {
+				defer c.Close() // its connection pools
+			}
 			plan, err := consumer.ResetGroup(cmd.Context(), adm, group, re, target, resetter)
 			if err != nil {
 				return err
@@ -121,7 +124,7 @@ their sink get the same offsets written there.`,
 			printPlan(os.Stdout, plan)
 			what := "Kafka offsets"
 			if resetter != nil {
-				what += " and the handler's sink-stored offsets"
+				what += " and the progress its handler keeps in its sink"
 			}
 			fmt.Fprintf(os.Stderr, "group %s: %s reset to %s\n", group, what, target)
 			return nil
@@ -140,8 +143,8 @@ their sink get the same offsets written there.`,
 	return cmd
 }
 
-// groupResetter builds the configured handler of group, when it keeps its offsets
-// in its sink. Handlers sharing a group cannot keep offsets (the registry refuses),
+// groupResetter builds the configured handler of group, when it keeps its progress
+// in its sink (the caller closes it). Handlers sharing a group cannot keep offsets (the registry refuses),
 // so there is at most one.
 func groupResetter(f *config.File, group string) (consumer.OffsetResetter, error) {
 	if f == nil {
@@ -162,6 +165,9 @@ func groupResetter(f *config.File, group string) (consumer.OffsetResetter, error
 		}
 		if r, ok := h.(consumer.OffsetResetter); ok {
 			return r, nil
+		}
+		if c, ok := h.(io.Closer); ok {
+			c.Close()
 		}
 	}
 	return nil, nil
