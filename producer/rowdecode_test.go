@@ -91,17 +91,11 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 		return im
 	}
 	read := func(serverID uint32, rd *rowDecoder) []image {
-		cfg := replication.BinlogSyncerConfig{ServerID: serverID, Flavor: mysql.MariaDBFlavor, Host: m.Host, Port: uint16(m.Port),
-			User: m.User, Password: m.Password, ParseTime: true, Logger: slog.New(slog.DiscardHandler)}
-		if rd != nil {
-			cfg.RowsEventDecodeFunc = rd.decode
-		}
-		syncer := replication.NewBinlogSyncer(cfg)
-		defer syncer.Close()
-		st, err := syncer.StartSync(mysql.Position{Name: first, Pos: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := startSync(t, m, serverID, first, func(cfg *replication.BinlogSyncerConfig) {
+			if rd != nil {
+				cfg.RowsEventDecodeFunc = rd.decode
+			}
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		var out []image
@@ -186,4 +180,20 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 			t.Fatalf("rows of an excluded table were decoded: %#v", im.vals)
 		}
 	}
+}
+
+// startSync streams m's binlog from the start of file with go-mysql, configured
+// as the decoder tests need (edit adds to it); the syncer stops with the test.
+func startSync(t *testing.T, m *testenv.MariaDBServer, serverID uint32, file string, edit func(*replication.BinlogSyncerConfig)) *replication.BinlogStreamer {
+	t.Helper()
+	cfg := replication.BinlogSyncerConfig{ServerID: serverID, Flavor: mysql.MariaDBFlavor, Host: m.Host, Port: uint16(m.Port),
+		User: m.User, Password: m.Password, ParseTime: true, Logger: slog.New(slog.DiscardHandler)}
+	edit(&cfg)
+	syncer := replication.NewBinlogSyncer(cfg)
+	t.Cleanup(syncer.Close)
+	st, err := syncer.StartSync(mysql.Position{Name: file, Pos: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

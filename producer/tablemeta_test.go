@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"testing"
 	"time"
@@ -107,17 +106,12 @@ func TestTableMetaMatchesGoMySQL(t *testing.T) {
 	read := func(serverID uint32, meta *tableMetaCache) []tableMapFields {
 		c := &collectTableMaps{meta: meta, done: make(chan struct{}), end: end, file: first}
 		done := c.done
-		cfg := replication.BinlogSyncerConfig{ServerID: serverID, Flavor: mysql.MariaDBFlavor, Host: m.Host, Port: uint16(m.Port),
-			User: m.User, Password: m.Password, ParseTime: true, Logger: slog.New(slog.DiscardHandler), SynchronousEventHandler: c}
-		if meta != nil {
-			cfg.TableMapOptionalMetaDecodeFunc = meta.decode
-		}
-		syncer := replication.NewBinlogSyncer(cfg)
-		defer syncer.Close()
-		st, err := syncer.StartSync(mysql.Position{Name: first, Pos: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := startSync(t, m, serverID, first, func(cfg *replication.BinlogSyncerConfig) {
+			cfg.SynchronousEventHandler = c
+			if meta != nil {
+				cfg.TableMapOptionalMetaDecodeFunc = meta.decode
+			}
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		errc := make(chan error, 1)
