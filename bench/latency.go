@@ -13,6 +13,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
 )
 
@@ -76,7 +77,7 @@ func measureLatency(ctx context.Context, env *Env) (applied, visible []float64, 
 	brokers := []string{k.Addr}
 	cfg := producerConfig(env, brokers, "benchlat", 5000, "bench.lat")
 	cfg.Source.Start = "current"
-	topic := producer.TopicName(cfg.Kafka.TopicPrefix, "bench", "lat")
+	topic := schemas.TopicName(cfg.Kafka.TopicPrefix, "bench", "lat")
 	// Created up front so the consumer is assigned its partitions before the clock runs.
 	if err := createTopic(ctx, brokers, topic, cfg.Kafka.Partitions, cfg.Kafka.CleanupPolicy); err != nil {
 		return nil, nil, "", err

@@ -143,7 +143,7 @@ FROM bench.seq_1_to_%d`, o.BigTxnRows)
 	kcfg.Brokers = []string{k.Addr}
 	deadline = time.Now().Add(15 * time.Minute)
 	for {
-		p, err := producer.ReadPosition(ctx, &kcfg, "benchrss")
+		p, err := producer.ReadPosition(ctx, &kcfg.Config, "benchrss")
 		// Done when the position is past the transaction, or inside it with every
 		// row written: when the row count is a multiple of flush_records, the last
 		// Kafka commit is the mid-transaction one, and the position only moves past

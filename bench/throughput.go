@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // runResult is one measured pass over the workload's binlog.
@@ -329,7 +330,7 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 	}
 	if keep {
 		env.Brokers = []string{k.Addr}
-		env.Topic = producer.TopicName(cfg.Kafka.TopicPrefix, "bench", "orders")
+		env.Topic = schemas.TopicName(cfg.Kafka.TopicPrefix, "bench", "orders")
 	}
 	return res, nil
 }

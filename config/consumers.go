@@ -60,7 +60,7 @@ func (c *ConsumersConfig) Validate(k producer.KafkaConfig) error {
 		return fmt.Errorf("%w: consumers.%s: %s", producer.ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	cfg := c.Config
-	cfg.Kafka = k
+	cfg.Kafka = k.Config
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("consumers: %w", err)
 	}
@@ -96,7 +96,7 @@ func (c *ConsumersConfig) Validate(k producer.KafkaConfig) error {
 // connection.
 func (c *ConsumersConfig) Runner(k producer.KafkaConfig) consumer.Config {
 	cfg := c.Config
-	cfg.Kafka = k
+	cfg.Kafka = k.Config
 	return cfg
 }
 

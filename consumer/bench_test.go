@@ -52,10 +52,10 @@ func orderRecord(seq uint64, id int64) *kgo.Record {
 		Key:   schemas.AppendKey(nil, "bench", "orders", []any{id}),
 		Value: env.AppendJSON(nil),
 		Headers: []kgo.RecordHeader{
-			{Key: "kanal.op", Value: []byte(op)},
-			{Key: "kanal.pos", Value: []byte("mysql-bin.000001:" + strconv.FormatUint(seq*100, 10))},
-			{Key: "kanal.seq", Value: []byte(strconv.FormatUint(seq, 10))},
-			{Key: "kanal.format", Value: []byte("json")},
+			{Key: schemas.HeaderOp, Value: []byte(op)},
+			{Key: schemas.HeaderPos, Value: []byte("mysql-bin.000001:" + strconv.FormatUint(seq*100, 10))},
+			{Key: schemas.HeaderSeq, Value: []byte(strconv.FormatUint(seq, 10))},
+			{Key: schemas.HeaderFormat, Value: []byte("json")},
 		},
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 )
 
 // Policy says what happens to a record whose retries ran out.
@@ -26,9 +26,9 @@ func (p Policy) valid() bool { return p == Halt || p == DeadLetter }
 
 // Config is the Runner's configuration. Start from DefaultConfig.
 type Config struct {
-	// Kafka is the connection (brokers, TLS, SASL) and topic prefix, shared with
-	// the producer's configuration; the other fields of it are not used here.
-	Kafka producer.KafkaConfig `yaml:"-"`
+	// Kafka is the connection (brokers, TLS, SASL) and topic prefix, the same as the
+	// producer's.
+	Kafka kafkaconn.Config `yaml:"-"`
 	// Start is where a group without committed offsets begins: "earliest" (the
 	// oldest retained change; on compacted topics, the current state of every row)
 	// or "latest" (only new changes).
@@ -76,9 +76,8 @@ type Config struct {
 // DefaultConfig returns a configuration with every default filled in (brokers
 // still need to be set).
 func DefaultConfig() Config {
-	k := producer.DefaultConfig().Kafka
 	return Config{
-		Kafka:           k,
+		Kafka:           kafkaconn.Default(),
 		Start:           "earliest",
 		Concurrency:     8,
 		BatchMaxRecords: 500,
@@ -100,11 +99,10 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	switch {
-	case len(c.Kafka.Brokers) == 0:
-		return bad("kafka.brokers", "at least one broker is required")
-	case !groupRE.MatchString(c.Kafka.TopicPrefix):
-		return bad("kafka.topic_prefix", "%q must be letters, digits, '.', '_' or '-'", c.Kafka.TopicPrefix)
 	case c.Start != "earliest" && c.Start != "latest":
 		return bad("start", "%q is not earliest or latest", c.Start)
 	case c.Concurrency < 1:
@@ -135,13 +133,6 @@ func (c *Config) Validate() error {
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			return bad("metrics_addr", "%q is not host:port", c.MetricsAddr)
-		}
-	}
-	if s := c.Kafka.SASL; s != nil {
-		switch s.Mechanism {
-		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		default:
-			return bad("kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
 		}
 	}
 	return nil

@@ -93,7 +93,7 @@ func (e *e2e) caughtUp(t *testing.T) {
 	waitFor(t, 90*time.Second, "the producer to catch up", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		p, err := producer.ReadPosition(ctx, &e.pcfg.Kafka, e.pcfg.Source.Name)
+		p, err := producer.ReadPosition(ctx, &e.pcfg.Kafka.Config, e.pcfg.Source.Name)
 		if err != nil {
 			t.Fatalf("read position: %v", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -440,7 +441,7 @@ func (g *group) caughtUp() bool {
 // only logged (the topic may be managed by an administrator) and shows later as
 // a failing dead-letter write.
 func (g *group) ensureDLQ(ctx context.Context) {
-	topic := DLQTopic(g.r.cfg.Kafka.TopicPrefix, g.name)
+	topic := schemas.DLQTopic(g.r.cfg.Kafka.TopicPrefix, g.name)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	resp, err := kadm.NewClient(g.cl).CreateTopic(cctx, g.r.cfg.DLQPartitions, -1, nil, topic)

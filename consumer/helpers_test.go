@@ -226,9 +226,9 @@ func itemRecord(topic string, seq uint64, op schemas.Op, id int64, v string) *kg
 		Key:   schemas.AppendKey(nil, "db", "items", []any{id}),
 		Value: env.AppendJSON(nil),
 		Headers: []kgo.RecordHeader{
-			{Key: "kanal.op", Value: []byte(op)},
-			{Key: "kanal.seq", Value: []byte(strconv.FormatUint(seq, 10))},
-			{Key: "kanal.format", Value: []byte("json")},
+			{Key: schemas.HeaderOp, Value: []byte(op)},
+			{Key: schemas.HeaderSeq, Value: []byte(strconv.FormatUint(seq, 10))},
+			{Key: schemas.HeaderFormat, Value: []byte("json")},
 		},
 	}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -98,7 +97,7 @@ func decode(d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
 		Raw:       kr,
 	}
 	var hseq uint64
-	if s := header(kr, producer.HeaderSeq); s != "" {
+	if s := header(kr, schemas.HeaderSeq); s != "" {
 		hseq, _ = strconv.ParseUint(s, 10, 64)
 	}
 	if kr.Value == nil {
@@ -108,7 +107,7 @@ func decode(d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
 		base.Seq = hseq
 		return []Record{base}, nil
 	}
-	changes, err := d.Decode(header(kr, producer.HeaderFormat), kr.Value)
+	changes, err := d.Decode(header(kr, schemas.HeaderFormat), kr.Value)
 	if err != nil {
 		return nil, err
 	}

@@ -210,6 +210,3 @@ func sanitize(s string) string {
 	}
 	return string(b)
 }
-
-// DLQTopic is the dead-letter topic of a group: "<prefix>._dlq.<group>".
-func DLQTopic(prefix, group string) string { return prefix + "._dlq." + group }

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -275,7 +275,7 @@ func (r *Runner) serve(ctx context.Context) (*http.Server, error) {
 // readHeartbeats follows the producer's heartbeat topic from its newest record, so
 // the freshness metric can tell a quiet source from a stuck pipeline.
 func (r *Runner) readHeartbeats(ctx context.Context) {
-	topic := producer.HeartbeatsTopic(r.cfg.Kafka.TopicPrefix)
+	topic := schemas.HeartbeatsTopic(r.cfg.Kafka.TopicPrefix)
 	opts := append(r.clientOptions("kanal-consumer-heartbeats"),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd().Relative(-1)),
@@ -315,11 +315,11 @@ func (r *Runner) readHeartbeats(ctx context.Context) {
 
 // clientOptions are the options every client of this Runner starts from.
 func (r *Runner) clientOptions(clientID string) []kgo.Opt {
-	opts := append(producer.ClientOptions(&r.cfg.Kafka),
+	opts := append(r.cfg.Kafka.ClientOptions(),
 		kgo.ClientID(clientID),
 		kgo.MetadataMinAge(min(time.Second, r.cfg.MetadataMaxAge)),
 		kgo.MetadataMaxAge(r.cfg.MetadataMaxAge),
-		kgo.WithLogger(kgoLogger{r.log}),
+		kgo.WithLogger(kafkaconn.Logger(r.log)),
 	)
 	return append(opts, r.kopts...)
 }

@@ -177,7 +177,7 @@ func TestIsolationDeadLetters(t *testing.T) {
 		recs = append(recs, itemRecord(topic, uint64(i), schemas.OpCreate, i, "v"))
 	}
 	garbage := &kgo.Record{Topic: topic, Key: []byte("db.items:999999"), Value: []byte(`{"op":"c","seq":`),
-		Headers: []kgo.RecordHeader{{Key: "kanal.format", Value: []byte("json")}}}
+		Headers: []kgo.RecordHeader{{Key: schemas.HeaderFormat, Value: []byte("json")}}}
 	recs = append(recs[:700], append([]*kgo.Record{garbage}, recs[700:]...)...)
 	produce(t, pc, recs...)
 	origin := map[string]*kgo.Record{}
@@ -191,30 +191,30 @@ func TestIsolationDeadLetters(t *testing.T) {
 		defer sink.mu.Unlock()
 		return len(sink.rows) == 1000-len(bad)
 	})
-	dlq := readTopic(t, k, consumer.DLQTopic("kanal", "kanal-iso"), 4)
+	dlq := readTopic(t, k, schemas.DLQTopic("kanal", "kanal-iso"), 4)
 	rr.stop(t)
 	want := map[string]string{"db.items:17": "permanent", "db.items:333": "retries-exhausted", "db.items:640": "permanent", "db.items:999999": "decode"}
 	for _, d := range dlq {
 		key := string(d.Key)
-		reason := hdr(d, consumer.HeaderDLQReason)
+		reason := hdr(d, schemas.HeaderDLQReason)
 		if want[key] != reason {
 			t.Errorf("dead letter %s: reason %q, want %q", key, reason, want[key])
 		}
 		o := origin[key]
-		if hdr(d, consumer.HeaderDLQTopic) != topic || hdr(d, consumer.HeaderDLQPartition) != strconv.Itoa(int(o.Partition)) ||
-			hdr(d, consumer.HeaderDLQOffset) != strconv.FormatInt(o.Offset, 10) {
+		if hdr(d, schemas.HeaderDLQTopic) != topic || hdr(d, schemas.HeaderDLQPartition) != strconv.Itoa(int(o.Partition)) ||
+			hdr(d, schemas.HeaderDLQOffset) != strconv.FormatInt(o.Offset, 10) {
 			t.Errorf("dead letter %s: headers topic=%s partition=%s offset=%s, want %s/%d@%d", key,
-				hdr(d, consumer.HeaderDLQTopic), hdr(d, consumer.HeaderDLQPartition), hdr(d, consumer.HeaderDLQOffset), topic, o.Partition, o.Offset)
+				hdr(d, schemas.HeaderDLQTopic), hdr(d, schemas.HeaderDLQPartition), hdr(d, schemas.HeaderDLQOffset), topic, o.Partition, o.Offset)
 		}
-		if string(d.Value) != string(o.Value) || hdr(d, "kanal.format") == "" {
+		if string(d.Value) != string(o.Value) || hdr(d, schemas.HeaderFormat) == "" {
 			t.Errorf("dead letter %s does not carry the original value and headers", key)
 		}
 		wantAttempts := map[string]string{"permanent": "1", "retries-exhausted": strconv.Itoa(cfg.Retry.MaxAttempts), "decode": "0"}[reason]
-		if got := hdr(d, consumer.HeaderDLQAttempts); got != wantAttempts {
+		if got := hdr(d, schemas.HeaderDLQAttempts); got != wantAttempts {
 			t.Errorf("dead letter %s: attempts %s, want %s", key, got, wantAttempts)
 		}
-		if hdr(d, consumer.HeaderDLQHandler) != "iso" || hdr(d, consumer.HeaderDLQError) == "" {
-			t.Errorf("dead letter %s: handler %q error %q", key, hdr(d, consumer.HeaderDLQHandler), hdr(d, consumer.HeaderDLQError))
+		if hdr(d, schemas.HeaderDLQHandler) != "iso" || hdr(d, schemas.HeaderDLQError) == "" {
+			t.Errorf("dead letter %s: handler %q error %q", key, hdr(d, schemas.HeaderDLQHandler), hdr(d, schemas.HeaderDLQError))
 		}
 		delete(want, key)
 	}

@@ -445,32 +445,20 @@ func (w *worker) applied(rt *groupRoute, recs []Record) {
 	}
 }
 
-// Dead-letter record headers, added to the original record's headers.
-const (
-	HeaderDLQHandler   = "kanal.dlq.handler"
-	HeaderDLQError     = "kanal.dlq.error"
-	HeaderDLQReason    = "kanal.dlq.reason"
-	HeaderDLQTopic     = "kanal.dlq.topic"
-	HeaderDLQPartition = "kanal.dlq.partition"
-	HeaderDLQOffset    = "kanal.dlq.offset"
-	HeaderDLQAttempts  = "kanal.dlq.attempts"
-	HeaderDLQTime      = "kanal.dlq.time"
-)
-
 // deadLetter writes kr to the group's dead-letter topic, retrying until it is
 // acknowledged: the record's offset may be committed only after that.
 func (w *worker) deadLetter(handler, table string, kr *kgo.Record, reason string, cause error, attempts int) error {
 	hdrs := append([]kgo.RecordHeader(nil), kr.Headers...)
 	add := func(k, v string) { hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
-	add(HeaderDLQHandler, handler)
-	add(HeaderDLQError, truncate(cause.Error(), 2000))
-	add(HeaderDLQReason, reason)
-	add(HeaderDLQTopic, kr.Topic)
-	add(HeaderDLQPartition, strconv.Itoa(int(kr.Partition)))
-	add(HeaderDLQOffset, strconv.FormatInt(kr.Offset, 10))
-	add(HeaderDLQAttempts, strconv.Itoa(attempts))
-	add(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
-	rec := &kgo.Record{Topic: DLQTopic(w.g.r.cfg.Kafka.TopicPrefix, w.g.name), Key: kr.Key, Value: kr.Value, Headers: hdrs}
+	add(schemas.HeaderDLQHandler, handler)
+	add(schemas.HeaderDLQError, truncate(cause.Error(), 2000))
+	add(schemas.HeaderDLQReason, reason)
+	add(schemas.HeaderDLQTopic, kr.Topic)
+	add(schemas.HeaderDLQPartition, strconv.Itoa(int(kr.Partition)))
+	add(schemas.HeaderDLQOffset, strconv.FormatInt(kr.Offset, 10))
+	add(schemas.HeaderDLQAttempts, strconv.Itoa(attempts))
+	add(schemas.HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	rec := &kgo.Record{Topic: schemas.DLQTopic(w.g.r.cfg.Kafka.TopicPrefix, w.g.name), Key: kr.Key, Value: kr.Value, Headers: hdrs}
 	cfg := RetryConfig{MaxAttempts: 1 << 30, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second}
 	err := retry(w.ctx, cfg, func(int) error {
 		return w.g.cl.ProduceSync(w.ctx, rec).FirstErr()

@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kanal-cdc/kanal/kafkaconn"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // SourceConfig says which MySQL/MariaDB server to read and how.
@@ -35,11 +38,11 @@ type SourceConfig struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
-// KafkaConfig says where and how changes are written.
+// KafkaConfig says where and how changes are written: the connection shared with
+// every other client (brokers, topic prefix, TLS, SASL) and the producer's own
+// settings, side by side in the YAML file's kafka section.
 type KafkaConfig struct {
-	Brokers []string `yaml:"brokers"`
-	// TopicPrefix prefixes every topic: "<prefix>.<db>.<table>", "<prefix>._positions".
-	TopicPrefix string `yaml:"topic_prefix"`
+	kafkaconn.Config `yaml:",inline"`
 	// Partitions and ReplicationFactor apply to table topics kanal creates
 	// (-1 replication factor = the broker's default).
 	Partitions        int32 `yaml:"partitions"`
@@ -69,17 +72,6 @@ type KafkaConfig struct {
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxBufferedBytes bounds the records held in memory before they are acknowledged.
 	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
-	// SASL, when set, authenticates with PLAIN or SCRAM-SHA-256/512.
-	SASL *SASLConfig `yaml:"sasl"`
-	// TLS enables TLS with the system roots.
-	TLS bool `yaml:"tls"`
-}
-
-// SASLConfig holds SASL credentials for Kafka.
-type SASLConfig struct {
-	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	User      string `yaml:"user"`
-	Password  string `yaml:"password"`
 }
 
 // TablesConfig selects tables by "db.table" glob patterns (path.Match syntax: "shop.*",
@@ -110,7 +102,7 @@ func DefaultConfig() Config {
 			ConnectTimeout:    10 * time.Second,
 		},
 		Kafka: KafkaConfig{
-			TopicPrefix:        "kanal",
+			Config:             kafkaconn.Default(),
 			Partitions:         6,
 			ReplicationFactor:  -1,
 			CleanupPolicy:      "compact",
@@ -176,19 +168,18 @@ func (s *SourceConfig) Validate() error {
 
 // Validate checks the kafka section, naming the bad field.
 func (k *KafkaConfig) Validate() error {
+	if err := k.Config.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	switch {
-	case len(k.Brokers) == 0:
-		return bad("kafka.brokers", "at least one broker is required")
-	case !topicPartRE.MatchString(k.TopicPrefix):
-		return bad("kafka.topic_prefix", "%q must be letters, digits, '.', '_' or '-'", k.TopicPrefix)
 	case k.Partitions < 1:
 		return bad("kafka.partitions", "must be >= 1")
 	case k.ReplicationFactor == 0 || k.ReplicationFactor < -1:
 		return bad("kafka.replication_factor", "must be >= 1, or -1 for the broker default")
 	case k.CleanupPolicy != "compact" && k.CleanupPolicy != "delete" && k.CleanupPolicy != "compact,delete":
 		return bad("kafka.cleanup_policy", "%q is not compact, delete or compact,delete", k.CleanupPolicy)
-	case k.Format != "json" && k.Format != "canal-json":
-		return bad("kafka.format", "%q is not json or canal-json", k.Format)
+	case !schemas.KnownFormat(k.Format):
+		return bad("kafka.format", "%q is not one of %s", k.Format, strings.Join(schemas.Formats(), ", "))
 	case k.FlushRecords < 1:
 		return bad("kafka.flush_records", "must be >= 1")
 	case k.FlushBytes < 1024:
@@ -203,16 +194,6 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.transaction_timeout", "must be >= 1s")
 	case k.MaxBufferedBytes < 1<<20:
 		return bad("kafka.max_buffered_bytes", "must be >= 1MiB")
-	}
-	if k.SASL != nil {
-		switch k.SASL.Mechanism {
-		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		default:
-			return bad("kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASL.Mechanism)
-		}
-		if k.SASL.User == "" {
-			return bad("kafka.sasl.user", "required with sasl")
-		}
 	}
 	return nil
 }
@@ -236,30 +217,14 @@ func (t *TablesConfig) Validate() error {
 
 // LogValue keeps the passwords out of logs when a Config is logged.
 func (c Config) LogValue() slog.Value {
-	c.Source.Password = redact(c.Source.Password)
-	if c.Kafka.SASL != nil {
-		s := *c.Kafka.SASL
-		s.Password = redact(s.Password)
-		c.Kafka.SASL = &s
-	}
+	c.Source.Password = kafkaconn.Redact(c.Source.Password)
+	c.Kafka.Config = c.Kafka.Config.Redacted()
 	return slog.AnyValue(struct {
 		Source SourceConfig
 		Kafka  KafkaConfig
 		Tables TablesConfig
 	}{c.Source, c.Kafka, c.Tables})
 }
-
-func redact(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// String never shows the password.
-func (s SASLConfig) String() string { return s.Mechanism + " user " + s.User }
-
-var topicPartRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // filter decides which tables are captured.
 type filter struct{ include, exclude []string }
@@ -283,25 +248,3 @@ func (f filter) match(db, table string) bool {
 	}
 	return true
 }
-
-// TopicName returns the topic of a table: "<prefix>.<db>.<table>", with characters
-// Kafka does not allow in topic names replaced by '_'.
-func TopicName(prefix, db, table string) string {
-	return prefix + "." + sanitizeTopic(db) + "." + sanitizeTopic(table)
-}
-
-func sanitizeTopic(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
-// PositionsTopic is the compacted topic holding each source's committed position.
-func PositionsTopic(prefix string) string { return prefix + "._positions" }
-
-// HeartbeatsTopic is the topic of heartbeat records.
-func HeartbeatsTopic(prefix string) string { return prefix + "._heartbeats" }

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/kanal-cdc/kanal/kafkaconn"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 func TestFilter(t *testing.T) {
@@ -23,15 +26,15 @@ func TestFilter(t *testing.T) {
 }
 
 func TestTopicName(t *testing.T) {
-	if got := TopicName("kanal", "shop", "order items$"); got != "kanal.shop.order_items_" {
-		t.Errorf("TopicName = %q", got)
+	if got := schemas.TopicName("kanal", "shop", "order items$"); got != "kanal.shop.order_items_" {
+		t.Errorf("schemas.TopicName = %q", got)
 	}
 }
 
 func TestConfigLogValueRedactsSecrets(t *testing.T) {
 	c := DefaultConfig()
 	c.Source.Password = "db-secret"
-	c.Kafka.SASL = &SASLConfig{Mechanism: "PLAIN", User: "u", Password: "kafka-secret"}
+	c.Kafka.SASL = &kafkaconn.SASLConfig{Mechanism: "PLAIN", User: "u", Password: "kafka-secret"}
 	var b strings.Builder
 	slog.New(slog.NewTextHandler(&b, nil)).Info("cfg", "config", c)
 	if s := b.String(); strings.Contains(s, "db-secret") || strings.Contains(s, "kafka-secret") {

@@ -2,7 +2,6 @@ package producer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,32 +12,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
-
-// ClientOptions returns the franz-go options that connect to the configured brokers
-// (seeds, TLS, SASL). Other packages and commands reuse it so that every client of
-// one installation connects the same way.
-func ClientOptions(k *KafkaConfig) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...)}
-	if k.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
-	}
-	if s := k.SASL; s != nil {
-		switch s.Mechanism {
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()))
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()))
-		case "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()))
-		}
-	}
-	return opts
-}
 
 // compressionCodec maps kafka.compression to franz-go's codecs; nil for an unknown
 // name.
@@ -57,14 +34,6 @@ func compressionCodec(name string) []kgo.CompressionCodec {
 	}
 	return nil
 }
-
-// Header names carried by every change record.
-const (
-	HeaderOp     = "kanal.op"
-	HeaderPos    = "kanal.pos"
-	HeaderSeq    = "kanal.seq"
-	HeaderFormat = "kanal.format"
-)
 
 // writer is the transactional side: it groups records into Kafka transactions, each
 // ending with the position record that covers them.
@@ -89,7 +58,7 @@ type writer struct {
 
 func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, error) {
 	w := &writer{cfg: cfg, source: source, log: log, topics: map[string]bool{}}
-	opts := append(ClientOptions(cfg),
+	opts := append(cfg.ClientOptions(),
 		kgo.TransactionalID("kanal-"+source),
 		kgo.TransactionTimeout(cfg.TransactionTimeout),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
@@ -159,11 +128,11 @@ func (w *writer) ensureTableTopic(ctx context.Context, topic string) error {
 
 func (w *writer) ensureInternalTopics(ctx context.Context) error {
 	compact := "compact"
-	if err := w.ensureTopic(ctx, PositionsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
+	if err := w.ensureTopic(ctx, schemas.PositionsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		return err
 	}
 	del, retention := "delete", strconv.Itoa(int((24 * time.Hour).Milliseconds()))
-	return w.ensureTopic(ctx, HeartbeatsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention})
+	return w.ensureTopic(ctx, schemas.HeartbeatsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention})
 }
 
 // loadPosition returns the last committed position of this source, or nil when none
@@ -171,13 +140,13 @@ func (w *writer) ensureInternalTopics(ctx context.Context) error {
 // record this source ever wrote, and reading to it with read_committed sees the last
 // committed position and nothing of an aborted transaction.
 func (w *writer) loadPosition(ctx context.Context) (*schemas.Position, error) {
-	return ReadPosition(ctx, w.cfg, w.source)
+	return ReadPosition(ctx, &w.cfg.Config, w.source)
 }
 
 // ReadPosition reads the last committed position of a source from the positions topic.
-func ReadPosition(ctx context.Context, cfg *KafkaConfig, source string) (*schemas.Position, error) {
-	topic := PositionsTopic(cfg.TopicPrefix)
-	admCl, err := kgo.NewClient(ClientOptions(cfg)...)
+func ReadPosition(ctx context.Context, cfg *kafkaconn.Config, source string) (*schemas.Position, error) {
+	topic := schemas.PositionsTopic(cfg.TopicPrefix)
+	admCl, err := kgo.NewClient(cfg.ClientOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -202,7 +171,7 @@ func ReadPosition(ctx context.Context, cfg *KafkaConfig, source string) (*schema
 	for p := range want {
 		parts[topic][p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(append(ClientOptions(cfg),
+	cl, err := kgo.NewClient(append(cfg.ClientOptions(),
 		kgo.ConsumePartitions(parts),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records let us see the transaction markers, so we know when we are
@@ -296,7 +265,7 @@ func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
 func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
 	pos.WrittenMs = time.Now().UnixMilli()
 	if err := w.produce(ctx, &kgo.Record{
-		Topic: PositionsTopic(w.cfg.TopicPrefix),
+		Topic: schemas.PositionsTopic(w.cfg.TopicPrefix),
 		Key:   []byte(w.source),
 		Value: pos.Marshal(),
 	}); err != nil {

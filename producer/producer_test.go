@@ -119,7 +119,7 @@ func TestResumeExactlyOnce(t *testing.T) {
 			t.Fatalf("round %d: producer failed: %v", round, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		pos, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
+		pos, err := producer.ReadPosition(ctx, &cfg.Kafka.Config, cfg.Source.Name)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -233,7 +233,7 @@ func TestBinlogPurged(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	stored, err := producer.ReadPosition(ctx, &cfg.Kafka, cfg.Source.Name)
+	stored, err := producer.ReadPosition(ctx, &cfg.Kafka.Config, cfg.Source.Name)
 	cancel()
 	if err != nil || stored == nil {
 		t.Fatalf("stored position: %v %v", stored, err)

@@ -32,11 +32,10 @@ type colDecoder struct {
 // tableInfo is everything kanal derives from one TableMapEvent: the column list as it
 // was when the rows were written, never the live schema.
 type tableInfo struct {
-	db, table   string
-	topic       string
-	columns     []schemas.Column
-	columnsJSON []byte
-	columnKeys  [][]byte // schemas.ColumnKeysJSON(columns)
+	db, table string
+	topic     string
+	columns   []schemas.Column
+	enc       schemas.TableEncoder // the record value encoder of this table version
 	// lastValueLen is the size of the last record value encoded for this table:
 	// the estimate for the next one (see arena.reserve).
 	lastValueLen int
@@ -161,8 +160,6 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 			ti.columns[i].PK = true
 		}
 	}
-	ti.columnsJSON = schemas.AppendColumnsJSON(nil, ti.columns)
-	ti.columnKeys = schemas.ColumnKeysJSON(ti.columns)
 	ti.fingerprint = tableFingerprint(tm)
 	return ti, nil
 }

@@ -37,7 +37,7 @@ func produceItems(t *testing.T, k *testenv.KafkaCluster, from, n int) {
 		env := schemas.Envelope{Op: schemas.OpCreate, Seq: uint64(i), Columns: cols, After: []any{int64(i), "v"},
 			Source: &schemas.Source{Name: "t", DB: "db", Table: "items", TsMs: time.Now().UnixMilli()}}
 		recs = append(recs, &kgo.Record{Topic: "kanal.db.items", Key: schemas.AppendKey(nil, "db", "items", []any{int64(i)}),
-			Value: env.AppendJSON(nil), Headers: []kgo.RecordHeader{{Key: "kanal.format", Value: []byte("json")}}})
+			Value: env.AppendJSON(nil), Headers: []kgo.RecordHeader{{Key: schemas.HeaderFormat, Value: []byte("json")}}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
 )
 
@@ -138,7 +139,7 @@ func TestProduceCrashExactlyOnce(t *testing.T) {
 
 	// A last run catches up and stops cleanly on SIGTERM.
 	c := startKanal(t, env, "produce", "--config", cfgPath)
-	kcfg := producer.KafkaConfig{Brokers: k.Brokers, TopicPrefix: "kanal"}
+	kcfg := producer.KafkaConfig{Config: kafkaconn.Config{Brokers: k.Brokers, TopicPrefix: "kanal"}}
 	waitCaughtUp(t, m, &kcfg, "crash", c)
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -189,7 +190,7 @@ func TestTailPrintsChanges(t *testing.T) {
 	m.Exec(t, "UPDATE wl.a SET v='uno' WHERE id=1")
 	cfgPath := writeConfig(t, m, k.Brokers, "tail", "")
 	p := startKanal(t, env, "produce", "--config", cfgPath)
-	waitCaughtUp(t, m, &producer.KafkaConfig{Brokers: k.Brokers, TopicPrefix: "kanal"}, "tail", p)
+	waitCaughtUp(t, m, &producer.KafkaConfig{Config: kafkaconn.Config{Brokers: k.Brokers, TopicPrefix: "kanal"}}, "tail", p)
 
 	out, err := exec.Command(kanalBin, "tail", "--brokers", k.Brokers[0], "--tables", "wl.a",
 		"--from-beginning", "--max", "3", "--timeout", "60s").Output()

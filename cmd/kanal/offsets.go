@@ -16,14 +16,14 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/consumer"
-	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 )
 
 func offsetsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "offsets", Short: "Show or reset a consumer group's offsets"}
 	var brokers, prefix, cfgPath, group, tables, to string
 	var dryRun bool
-	resolve := func() (*producer.KafkaConfig, *config.File, error) {
+	resolve := func() (*kafkaconn.Config, *config.File, error) {
 		if group == "" {
 			return nil, nil, usageError{errors.New("--group is required")}
 		}
@@ -32,14 +32,14 @@ func offsetsCmd() *cobra.Command {
 			if err != nil {
 				return nil, nil, err
 			}
-			return &f.Kafka, f, nil
+			return &f.Kafka.Config, f, nil
 		}
 		if brokers == "" {
 			return nil, nil, usageError{errors.New("give --config, or --brokers")}
 		}
-		return &producer.KafkaConfig{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, nil, nil
+		return &kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, nil, nil
 	}
-	topicRE := func(k *producer.KafkaConfig) (string, error) {
+	topicRE := func(k *kafkaconn.Config) (string, error) {
 		if tables == "" {
 			return "", nil
 		}
@@ -61,7 +61,7 @@ func offsetsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := kgo.NewClient(producer.ClientOptions(k)...)
+			cl, err := kgo.NewClient(k.ClientOptions()...)
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,7 @@ their sink get the same offsets written there.`,
 			if err != nil {
 				return err
 			}
-			cl, err := kgo.NewClient(producer.ClientOptions(k)...)
+			cl, err := kgo.NewClient(k.ClientOptions()...)
 			if err != nil {
 				return err
 			}

@@ -9,24 +9,26 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 func positionsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "positions", Short: "Show or reset a source's committed binlog position"}
 	var brokers, prefix, source, cfgPath string
-	resolve := func() (*producer.KafkaConfig, string, error) {
+	resolve := func() (*kafkaconn.Config, string, error) {
 		if cfgPath != "" {
 			f, err := loadConfig(cfgPath)
 			if err != nil {
 				return nil, "", err
 			}
-			return &f.Kafka, f.Source.Name, nil
+			return &f.Kafka.Config, f.Source.Name, nil
 		}
 		if brokers == "" || source == "" {
 			return nil, "", usageError{errors.New("give --config, or --brokers and --source")}
 		}
-		return &producer.KafkaConfig{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, source, nil
+		return &kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, source, nil
 	}
 	show := &cobra.Command{
 		Use:   "show",
@@ -56,14 +58,14 @@ func positionsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := kgo.NewClient(producer.ClientOptions(k)...)
+			cl, err := kgo.NewClient(k.ClientOptions()...)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			// A tombstone: read_committed readers see it (it is not transactional) and
 			// compaction eventually removes the source's key entirely.
-			r := &kgo.Record{Topic: producer.PositionsTopic(k.TopicPrefix), Key: []byte(src)}
+			r := &kgo.Record{Topic: schemas.PositionsTopic(k.TopicPrefix), Key: []byte(src)}
 			if err := cl.ProduceSync(cmd.Context(), r).FirstErr(); err != nil {
 				return fmt.Errorf("reset position of %s: %w", src, err)
 			}

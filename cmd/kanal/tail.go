@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -48,7 +48,7 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 			if fromBeginning {
 				start = kgo.NewOffset().AtStart()
 			}
-			cl, err := kgo.NewClient(append(producer.ClientOptions(&producer.KafkaConfig{Brokers: strings.Split(brokers, ",")}),
+			cl, err := kgo.NewClient(append((&kafkaconn.Config{Brokers: strings.Split(brokers, ",")}).ClientOptions(),
 				kgo.ConsumeRegex(), kgo.ConsumeTopics(re),
 				kgo.ConsumeResetOffset(start),
 				kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -76,7 +76,7 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 					if r.Value == nil {
 						continue
 					}
-					changes, err := schemas.Decode(headerValue(r, producer.HeaderFormat), r.Value)
+					changes, err := schemas.Decode(headerValue(r, schemas.HeaderFormat), r.Value)
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "kanal tail: %s/%d@%d key %q: %v\n", r.Topic, r.Partition, r.Offset, r.Key, err)
 						continue

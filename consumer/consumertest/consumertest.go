@@ -111,14 +111,14 @@ func generate(seed uint64, changes, batchSize int) *workload {
 		key := c.Key()
 		p := schemas.Partition([]byte(key), partitions)
 		raw := &kgo.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: []byte(key),
-			Headers: []kgo.RecordHeader{{Key: "kanal.op", Value: []byte(op)}, {Key: "kanal.seq", Value: []byte(strconv.FormatUint(seq, 10))}}}
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderOp, Value: []byte(op)}, {Key: schemas.HeaderSeq, Value: []byte(strconv.FormatUint(seq, 10))}}}
 		raw.Value, _ = c.MarshalJSON()
 		byPart[p] = append(byPart[p], consumer.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: key,
 			Table: "ct.items", Op: op, Seq: seq, Change: c, Raw: raw, Timestamp: time.Now()})
 		offsets[p]++
 		if op == schemas.OpDelete {
 			traw := &kgo.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: []byte(key),
-				Headers: []kgo.RecordHeader{{Key: "kanal.op", Value: []byte("d")}}}
+				Headers: []kgo.RecordHeader{{Key: schemas.HeaderOp, Value: []byte("d")}}}
 			byPart[p] = append(byPart[p], consumer.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: key,
 				Table: "ct.items", Op: schemas.OpDelete, Seq: seq, Tombstone: true, Raw: traw, Timestamp: time.Now()})
 			offsets[p]++

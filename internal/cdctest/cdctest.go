@@ -107,7 +107,7 @@ func ReadAll(t testing.TB, brokers []string, re string, timeout time.Duration) [
 			if !rec.Tombstone && !strings.Contains(r.Topic, "._") {
 				format := ""
 				for _, h := range r.Headers {
-					if h.Key == "kanal.format" {
+					if h.Key == schemas.HeaderFormat {
 						format = string(h.Value)
 					}
 				}

@@ -139,7 +139,7 @@ func WaitCaughtUp(t testing.TB, db *sql.DB, k *producer.KafkaConfig, source stri
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		p, err := producer.ReadPosition(ctx, k, source)
+		p, err := producer.ReadPosition(ctx, &k.Config, source)
 		cancel()
 		if err != nil {
 			t.Fatalf("read position: %v", err)

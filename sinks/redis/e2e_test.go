@@ -246,7 +246,7 @@ func (p *pipeline) waitApplied(groups ...string) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		ps, err := producer.ReadPosition(ctx, &p.pcfg.Kafka, p.pcfg.Source.Name)
+		ps, err := producer.ReadPosition(ctx, &p.pcfg.Kafka.Config, p.pcfg.Source.Name)
 		cancel()
 		if err != nil {
 			t.Fatalf("read position: %v", err)

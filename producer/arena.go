@@ -1,0 +1,137 @@
+package producer
+
+import (
+	"bytes"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// arena hands out copies of byte slices carved from 64 KiB blocks, so a record's key,
+// value and header values cost no allocation of their own (and the garbage collector
+// sees a few large pointer-free blocks instead of millions of small objects). After a
+// commit the Kafka client has released every record (Flush returns once each
+// record's promise has run), so release makes every block reusable: in steady state
+// the arena allocates nothing.
+type arena struct{ b blocks[byte] }
+
+const arenaBlock = 64 << 10
+
+func (a *arena) copy(b []byte) []byte {
+	if len(b) > cap(a.b.cur)-len(a.b.cur) {
+		if len(b) > arenaBlock/8 {
+			c := bytes.Clone(b)
+			return c[:len(c):len(c)]
+		}
+		a.b.grow()
+	}
+	n := len(a.b.cur)
+	a.b.cur = append(a.b.cur, b...)
+	return a.b.cur[n:len(a.b.cur):len(a.b.cur)]
+}
+
+// reserve returns an empty slice to append one value to, in place at the end of the
+// current block when about twice the expected size is free there; pass the result to
+// commit. Should the value outgrow the free space, append moves it to its own array:
+// still correct, only not carved from the block.
+func (a *arena) reserve(expect int) []byte {
+	need := 2*expect + 64
+	if need > arenaBlock/8 {
+		return make([]byte, 0, need)
+	}
+	if need > cap(a.b.cur)-len(a.b.cur) {
+		a.b.grow()
+	}
+	return a.b.cur[len(a.b.cur):len(a.b.cur)]
+}
+
+// commit takes ownership of a value built on reserve's slice.
+func (a *arena) commit(v []byte) []byte {
+	free := a.b.cur[len(a.b.cur):cap(a.b.cur)]
+	if len(v) > 0 && len(free) >= len(v) && &free[0] == &v[0] {
+		a.b.cur = a.b.cur[:len(a.b.cur)+len(v)]
+	}
+	return v[:len(v):len(v)]
+}
+
+// blocks hands out elements of fixed-size blocks and takes them all back at once
+// (release), when nothing refers to them any more. Blocks beyond maxFree are left to
+// the garbage collector, which bounds what an idle producer keeps.
+type blocks[T any] struct {
+	cur     []T // the block being filled: len is what is handed out
+	used    [][]T
+	free    [][]T
+	size    int
+	maxFree int
+}
+
+func (b *blocks[T]) grow() {
+	if cap(b.cur) > 0 {
+		b.used = append(b.used, b.cur)
+	}
+	if n := len(b.free); n > 0 {
+		b.cur, b.free = b.free[n-1][:0], b.free[:n-1]
+		return
+	}
+	size := b.size
+	if size <= 0 { // a zero blocks still works
+		size = 256
+	}
+	b.cur = make([]T, 0, size)
+}
+
+// take returns n zeroed elements (capacity n).
+func (b *blocks[T]) take(n int) []T {
+	if cap(b.cur)-len(b.cur) < n {
+		b.grow()
+	}
+	m := len(b.cur)
+	b.cur = b.cur[:m+n]
+	return b.cur[m : m+n : m+n]
+}
+
+// release takes back everything handed out. Blocks are cleared, so reused
+// elements start zeroed and released ones keep nothing alive.
+func (b *blocks[T]) release() {
+	for _, blk := range b.used {
+		if len(b.free) < b.maxFree {
+			clear(blk[:cap(blk)])
+			b.free = append(b.free, blk)
+		}
+	}
+	clear(b.used)
+	b.used = b.used[:0]
+	clear(b.cur)
+	b.cur = b.cur[:0]
+}
+
+// opHeader holds the kanal.op header values; records share these read-only slices.
+var opHeader = map[schemas.Op][]byte{
+	schemas.OpCreate: []byte(schemas.OpCreate), schemas.OpUpdate: []byte(schemas.OpUpdate),
+	schemas.OpDelete: []byte(schemas.OpDelete), schemas.OpRead: []byte(schemas.OpRead),
+}
+
+// newRecord returns a zeroed record from a chunk of 256.
+func (s *session) newRecord() *kgo.Record { return &s.records.take(1)[0] }
+
+// newHeaders returns n zeroed headers (capacity n) from a chunk of 1024.
+func (s *session) newHeaders(n int) []kgo.RecordHeader { return s.headers.take(n) }
+
+// released is called after a commit: the Kafka client holds no record any more,
+// so record structs, headers and arena bytes are all reused from here.
+func (s *session) released() {
+	s.arena.b.release()
+	s.records.release()
+	s.headers.release()
+	s.posHdr = nil // it was carved from the arena
+}
+
+// initBlocks sizes the reuse of record memory to what one Kafka transaction
+// holds (kafka.flush_records and flush_bytes), tombstones included.
+func (s *session) initBlocks() {
+	k := &s.cfg.Kafka
+	s.arena.b = blocks[byte]{size: arenaBlock, maxFree: k.FlushBytes/arenaBlock + 8}
+	s.records = blocks[kgo.Record]{size: 256, maxFree: 2*k.FlushRecords/256 + 4}
+	s.headers = blocks[kgo.RecordHeader]{size: 1024, maxFree: 8*k.FlushRecords/1024 + 4}
+}

@@ -1,0 +1,47 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Decode decodes a record value in the given format, as named by the kanal.format
+// header: FormatJSON ("json") yields one change, FormatCanalJSON ("canal-json") one
+// change per row of the message. With format "" the shape decides: a top-level "op"
+// field means kanal JSON, "type" and "data" canal-json. Errors wrap ErrDecode (and
+// ErrDDL for canal-json DDL messages); an unknown format is an error naming it.
+func Decode(format string, value []byte) ([]*Change, error) {
+	d := decoders.Get().(*Decoder)
+	defer decoders.Put(d)
+	return d.Decode(format, value)
+}
+
+// Decode is the package-level Decode with this decoder's cache.
+func (d *Decoder) Decode(format string, value []byte) ([]*Change, error) {
+	if format == "" {
+		// What the fast path takes is kanal JSON (it has "op"): skip sniffing.
+		if c, ok := d.fastJSON(value); ok {
+			return []*Change{c}, nil
+		}
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(value, &top); err != nil {
+			return nil, fmt.Errorf("%w: record value is not a JSON object: %v", ErrDecode, err)
+		}
+		_, hasOp := top["op"]
+		_, hasType := top["type"]
+		_, hasData := top["data"]
+		switch {
+		case hasOp:
+			format = FormatJSON
+		case hasType && hasData:
+			format = FormatCanalJSON
+		default:
+			return nil, fmt.Errorf("%w: record value is neither kanal json nor canal-json", ErrDecode)
+		}
+	}
+	f := lookupFormat(format)
+	if f == nil {
+		return nil, fmt.Errorf("%w: unknown format %q", ErrDecode, format)
+	}
+	return f.decoder(d).Decode(value)
+}

@@ -1,0 +1,46 @@
+package schemas
+
+// Record header names. Every change record carries HeaderOp, HeaderPos, HeaderSeq
+// and HeaderFormat; a tombstone carries the first three, copied from the delete it
+// follows. Dead letters keep the original headers and add the HeaderDLQ* ones.
+const (
+	HeaderOp     = "kanal.op"     // the change's Op
+	HeaderPos    = "kanal.pos"    // the source position of the rows event, "file:pos"
+	HeaderSeq    = "kanal.seq"    // Change.Seq in decimal
+	HeaderFormat = "kanal.format" // the value's format: FormatJSON, FormatCanalJSON, …
+
+	HeaderDLQHandler   = "kanal.dlq.handler"   // the handler that gave up on the record
+	HeaderDLQError     = "kanal.dlq.error"     // the last error, truncated
+	HeaderDLQReason    = "kanal.dlq.reason"    // why: decode, permanent, retries exhausted
+	HeaderDLQTopic     = "kanal.dlq.topic"     // where the record was read
+	HeaderDLQPartition = "kanal.dlq.partition" // its partition, in decimal
+	HeaderDLQOffset    = "kanal.dlq.offset"    // its offset, in decimal
+	HeaderDLQAttempts  = "kanal.dlq.attempts"  // how often it was tried
+	HeaderDLQTime      = "kanal.dlq.time"      // when it was dead-lettered, RFC 3339
+)
+
+// TopicName returns the topic of a table: "<prefix>.<db>.<table>", with characters
+// Kafka does not allow in topic names replaced by '_'.
+func TopicName(prefix, db, table string) string {
+	return prefix + "." + sanitizeTopic(db) + "." + sanitizeTopic(table)
+}
+
+func sanitizeTopic(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// PositionsTopic is the compacted single-partition topic holding each source's
+// committed position, keyed by source name.
+func PositionsTopic(prefix string) string { return prefix + "._positions" }
+
+// HeartbeatsTopic is the topic of the producers' heartbeat records.
+func HeartbeatsTopic(prefix string) string { return prefix + "._heartbeats" }
+
+// DLQTopic is the dead-letter topic of a consumer group.
+func DLQTopic(prefix, group string) string { return prefix + "._dlq." + group }
