@@ -1,4 +1,4 @@
-// Package bench is kanal's benchmark harness (`kanal bench`, `make bench`): it starts
+// Package bench is kanal's benchmark harness (cmd/kanal-bench, `make bench`): it starts
 // private servers, generates one seeded workload, and measures on that same binlog,
 // in one run, how fast go-mysql can merely decode it (the limit), how fast kanal's
 // producer turns it into Kafka transactions, and how fast a hand-written canal +
@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/kanal-cdc/kanal/internal/testenv"
@@ -46,8 +45,6 @@ type Options struct {
 	MemProfile string `json:"mem_profile,omitempty"`
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer `json:"-"`
-	// TB, when set (the smoke test), starts the servers; otherwise a stand-in is used.
-	TB testing.TB `json:"-"`
 }
 
 func (o *Options) defaults() {
@@ -86,7 +83,6 @@ func (o *Options) defaults() {
 // Env is what stages get: the servers, the workload and where it ends in the binlog.
 type Env struct {
 	Opts     *Options
-	TB       testing.TB
 	MariaDB  *testenv.MariaDBServer
 	Workload *Workload
 	// Kafka holding the workload's topics as the last measured producer round wrote
@@ -96,6 +92,7 @@ type Env struct {
 	Topic string
 
 	tmp    string
+	t      *runT // what testenv starts the servers for, also under go test
 	redis  *testenv.RedisServer
 	pg     *testenv.PostgresServer
 	kafka  []*devKafka
@@ -111,7 +108,7 @@ func (e *Env) Redis() (*testenv.RedisServer, error) {
 	if e.redis != nil {
 		return e.redis, nil
 	}
-	err := fromTB(func() { e.redis = testenv.Redis(e.TB) })
+	err := e.t.do(func() { e.redis = testenv.Redis(e.t) })
 	return e.redis, err
 }
 
@@ -120,7 +117,7 @@ func (e *Env) Postgres() (*testenv.PostgresServer, error) {
 	if e.pg != nil {
 		return e.pg, nil
 	}
-	err := fromTB(func() { e.pg = testenv.Postgres(e.TB) })
+	err := e.t.do(func() { e.pg = testenv.Postgres(e.t) })
 	return e.pg, err
 }
 
@@ -138,17 +135,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	env := &Env{Opts: &opts, tmp: tmp, TB: opts.TB}
-	if env.TB == nil {
-		rt := newRunTB(ctx, opts.Log, tmp)
-		defer rt.Close()
-		env.TB = rt
-	}
+	env := &Env{Opts: &opts, tmp: tmp, t: newRunT(opts.Log, tmp)}
+	defer env.t.Close()
 	defer env.stopKafkas()
 
 	env.logf("starting MariaDB")
-	err = fromTB(func() {
-		env.MariaDB = testenv.MariaDB(env.TB, testenv.WithArgs(
+	err = env.t.do(func() {
+		env.MariaDB = testenv.MariaDB(env.t, testenv.WithArgs(
 			// The workload's table must stay in memory, or the generator and the
 			// producer fight over disk reads instead of measuring the binlog path.
 			"--innodb-buffer-pool-size=1G",

@@ -14,7 +14,8 @@ import (
 
 // TestQuickSmoke keeps the harness from rotting: every stage runs on tiny sizes and
 // must report its row. The figures themselves are not checked (this machine's
-// speed is not the test's business).
+// speed is not the test's business). The servers start through the harness's own
+// testenv.T, as in kanal-bench.
 func TestQuickSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts MariaDB, dev-kafka and Redis")
@@ -30,7 +31,7 @@ func TestQuickSmoke(t *testing.T) {
 	var log bytes.Buffer
 	rep, err := Run(ctx, Options{
 		Quick: true, Rows: 3000, Runs: 1, LatencyDuration: time.Second, BigTxnRows: 2000,
-		KanalBin: bin, Log: &log, TB: t,
+		KanalBin: bin, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, log.String())

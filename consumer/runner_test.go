@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -335,7 +336,7 @@ func hdr(r *kgo.Record, key string) string {
 
 // readTopic reads n records of a topic from the start.
 func readTopic(t *testing.T, k interface {
-	Client(testing.TB, ...kgo.Opt) *kgo.Client
+	Client(testenv.T, ...kgo.Opt) *kgo.Client
 }, topic string, n int) []*kgo.Record {
 	t.Helper()
 	cl := k.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

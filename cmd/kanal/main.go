@@ -30,7 +30,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), benchCmd(), consumeCmd(), offsetsCmd())
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kanal:", err)
 		os.Exit(exitCode(err))

@@ -13,6 +13,7 @@
 // Redis, Postgres) are always skipped, because -short promises a run without
 // external servers; Kafka is in-process and starts in every mode.
 //
-// The constructors call t.Fatal or t.Skip, so call them from the test's own
-// goroutine.
+// The constructors take a T, the part of testing.TB they use, so tests pass
+// their *testing.T and the benchmark harness passes its own small T. They call
+// t.Fatal or t.Skip, so call them from the test's own goroutine.
 package testenv

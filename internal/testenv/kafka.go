@@ -1,8 +1,6 @@
 package testenv
 
 import (
-	"testing"
-
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -22,7 +20,7 @@ type KafkaCluster struct {
 // closes it when the test ends. The compaction check runs every 200ms
 // (log.cleaner.backoff.ms) so tests can observe compacted topics; opts are
 // applied after these defaults and may override them.
-func Kafka(t testing.TB, opts ...kfake.Opt) *KafkaCluster {
+func Kafka(t T, opts ...kfake.Opt) *KafkaCluster {
 	t.Helper()
 	all := append([]kfake.Opt{
 		kfake.NumBrokers(1),
@@ -38,7 +36,7 @@ func Kafka(t testing.TB, opts ...kfake.Opt) *KafkaCluster {
 
 // Client returns a franz-go client seeded with the cluster's brokers and
 // closed when the test ends; opts are applied after the seeds.
-func (k *KafkaCluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+func (k *KafkaCluster) Client(t T, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Brokers...)}, opts...)...)
 	if err != nil {

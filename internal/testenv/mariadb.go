@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -43,7 +42,7 @@ type MariaDBServer struct {
 	// DataDir is the data directory; binlog files live in it as binlog.NNNNNN.
 	DataDir string
 
-	t       testing.TB
+	t       T
 	bin     string
 	base    string
 	socket  string
@@ -77,7 +76,7 @@ func WithArgs(extra ...string) MariaDBOption {
 // MariaDB starts a private MariaDB server on 127.0.0.1 with a fresh data
 // directory, waits until it answers SELECT 1, creates the MariaDBUser
 // account and stops the server when the test ends.
-func MariaDB(t testing.TB, opts ...MariaDBOption) *MariaDBServer {
+func MariaDB(t T, opts ...MariaDBOption) *MariaDBServer {
 	t.Helper()
 	skipShort(t, "MariaDB")
 	cfg := mariadbConfig{serverID: DefaultServerID}
@@ -304,7 +303,7 @@ func (m *MariaDBServer) DB() *sql.DB {
 }
 
 // Exec runs query as root and fails the test on error.
-func (m *MariaDBServer) Exec(t testing.TB, query string, args ...any) sql.Result {
+func (m *MariaDBServer) Exec(t T, query string, args ...any) sql.Result {
 	t.Helper()
 	// Not t.Context: it is already cancelled when cleanup functions run,
 	// and dropping tables in a cleanup is a fair use.
@@ -354,7 +353,7 @@ func (m *MariaDBServer) Stop() {
 
 // Restart stops the server if it is running and starts it again on the same
 // data directory and port, running crash recovery after Kill.
-func (m *MariaDBServer) Restart(t testing.TB) {
+func (m *MariaDBServer) Restart(t T) {
 	t.Helper()
 	m.Stop()
 	if err := m.start(); err != nil {

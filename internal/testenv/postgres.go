@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,7 +31,7 @@ type PostgresServer struct {
 	// DataDir is the cluster's data directory.
 	DataDir string
 
-	t       testing.TB
+	t       T
 	logPath string
 	proc    *proc
 }
@@ -43,7 +42,7 @@ type PostgresServer struct {
 // Postgres refuses to run as root, so under root the cluster belongs to the
 // "postgres" system user (created by the Debian package), or "nobody" when
 // that is missing, and the server runs with that user's credentials.
-func Postgres(t testing.TB) *PostgresServer {
+func Postgres(t T) *PostgresServer {
 	t.Helper()
 	skipShort(t, "Postgres")
 	initdb := RequireBinary(t, "initdb")

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -37,7 +36,7 @@ const (
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 // Another process may take it before it is used; the server starters here
 // retry with a new port when that happens.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
@@ -60,13 +59,13 @@ func freePort() (int, error) {
 // (mariadbd lives in /usr/sbin, which a non-root PATH often lacks). When it
 // is missing the test is skipped under -short and fails otherwise, naming
 // the install script.
-func RequireBinary(t testing.TB, name string) string {
+func RequireBinary(t T, name string) string {
 	t.Helper()
 	if p, ok := lookBinary(name); ok {
 		return p
 	}
 	msg := fmt.Sprintf("%s not found: %s", name, installHint)
-	if testing.Short() {
+	if short() {
 		t.Skip(msg)
 	}
 	t.Fatal(msg)
@@ -120,9 +119,9 @@ func postgresBinDir() string {
 }
 
 // skipShort keeps -short runs free of external servers.
-func skipShort(t testing.TB, what string) {
+func skipShort(t T, what string) {
 	t.Helper()
-	if testing.Short() {
+	if short() {
 		t.Skipf("testenv: %s is not started in -short mode", what)
 	}
 }

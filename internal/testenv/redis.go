@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -24,14 +23,14 @@ type RedisServer struct {
 	// Dir is the server's working directory; its log is redis.log there.
 	Dir string
 
-	t       testing.TB
+	t       T
 	logPath string
 	proc    *proc
 }
 
 // Redis starts a private Redis server on 127.0.0.1, waits until it answers
 // PING and stops it when the test ends.
-func Redis(t testing.TB) *RedisServer {
+func Redis(t T) *RedisServer {
 	t.Helper()
 	skipShort(t, "Redis")
 	bin := RequireBinary(t, "redis-server")
