@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all deps build test test-short demo bench fmt fmt-check vet clean
+.PHONY: all deps build tidy-check test test-short demo bench fmt fmt-check vet clean
 
 all: build
 
@@ -12,7 +12,7 @@ deps:
 build:
 	$(GO) build -o bin/kanal ./cmd/kanal
 
-test: deps fmt-check vet
+test: deps fmt-check vet tidy-check
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 test-short:
@@ -32,6 +32,10 @@ fmt:
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum must be exactly what the imports need.
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 
 vet:
 	$(GO) vet $(PKGS)
