@@ -63,9 +63,9 @@ func (r *Factories) options(i int, spec *Spec) (Factory, any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if rs, ok := f.(interface{ ReservedOptions() []string }); ok && spec.Options.Kind == yaml.MappingNode {
+	if spec.Options.Kind == yaml.MappingNode {
 		for j := 0; j+1 < len(spec.Options.Content); j += 2 {
-			if k := spec.Options.Content[j].Value; slices.Contains(rs.ReservedOptions(), k) {
+			if k := spec.Options.Content[j].Value; slices.Contains(ReservedOptions(f), k) {
 				return nil, nil, fmt.Errorf("%w: consumers.handlers[%d].options.%s: not an option here: it is the entry's %s",
 					consumer.ErrConfig, i, k, k)
 			}

@@ -80,6 +80,15 @@ type Typed[O any] struct {
 // ReservedOptions returns Reserved.
 func (t Typed[O]) ReservedOptions() []string { return t.Reserved }
 
+// ReservedOptions returns the keys f refuses in an entry's options, for
+// factories that say (Typed does: its Reserved).
+func ReservedOptions(f Factory) []string {
+	if r, ok := f.(interface{ ReservedOptions() []string }); ok {
+		return r.ReservedOptions()
+	}
+	return nil
+}
+
 // NewOptions returns a *O holding the defaults.
 func (t Typed[O]) NewOptions() any {
 	o := new(O)

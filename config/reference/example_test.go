@@ -120,7 +120,7 @@ func coversHandlers(lists []*yaml.Node, path string, missing *[]string) {
 		covers(t, opts, p, &m)
 		for _, x := range m {
 			reserved := false
-			for _, r := range reservedOf(f) {
+			for _, r := range handlers.ReservedOptions(f) {
 				reserved = reserved || x == p+"."+r
 			}
 			if !reserved {

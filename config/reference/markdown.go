@@ -74,7 +74,7 @@ Durations are Go durations: ` + "`250ms`, `5s`, `1m30s`, `24h`" + `.
 	for _, n := range reg.Names() {
 		f, _ := reg.Get(n)
 		opts := reflect.ValueOf(f.NewOptions()).Elem()
-		queue := []section{{path: "options", typ: opts.Type(), def: opts, omit: reservedOf(f), of: n}}
+		queue := []section{{path: "options", typ: opts.Type(), def: opts, omit: handlers.ReservedOptions(f), of: n}}
 		fmt.Fprintf(&b, "\n### handler: %s\n", n)
 		first := true
 		for len(queue) > 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 
 	"github.com/invopop/jsonschema"
 	orderedmap "github.com/pb33f/ordered-map/v2"
@@ -69,9 +70,9 @@ func schemaWith(reg *handlers.Factories, comments map[string]string) ([]byte, er
 		} else {
 			cp := *body
 			cp.Properties = orderedmap.New[string, *jsonschema.Schema]()
-			reserved := reservedOf(f)
+			reserved := handlers.ReservedOptions(f)
 			for p := body.Properties.Oldest(); p != nil; p = p.Next() {
-				if !contains(reserved, p.Key) {
+				if !slices.Contains(reserved, p.Key) {
 					cp.Properties.Set(p.Key, p.Value)
 				}
 			}
@@ -122,20 +123,4 @@ func mapType(t reflect.Type) *jsonschema.Schema {
 		return &jsonschema.Schema{Type: "string", Enum: []any{string(consumer.Halt), string(consumer.DeadLetter)}}
 	}
 	return nil
-}
-
-func reservedOf(f handlers.Factory) []string {
-	if rs, ok := f.(interface{ ReservedOptions() []string }); ok {
-		return rs.ReservedOptions()
-	}
-	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -2,6 +2,7 @@ package reference
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,11 +63,7 @@ func isStruct(t reflect.Type) bool {
 func without(s []setting, keys []string) []setting {
 	var out []setting
 	for _, x := range s {
-		keep := true
-		for _, k := range keys {
-			keep = keep && x.key != k
-		}
-		if keep {
+		if !slices.Contains(keys, x.key) {
 			out = append(out, x)
 		}
 	}
