@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kanal-cdc/kanal/handlers"
 	"github.com/kanal-cdc/kanal/producer"
 )
 
@@ -27,13 +28,13 @@ type LogConfig struct {
 type File struct {
 	producer.Config `yaml:",inline"`
 	Log             LogConfig `yaml:"log"`
-	// Consumers configures `kanal consume` (see consumers.go).
-	Consumers ConsumersConfig `yaml:"consumers"`
+	// Consumers configures `kanal consume`: the handlers to run and how.
+	Consumers handlers.Config `yaml:"consumers"`
 }
 
 // Default returns a File with every default filled in.
 func Default() File {
-	return File{Config: producer.DefaultConfig(), Log: LogConfig{Level: "info", Format: "text"}, Consumers: DefaultConsumers()}
+	return File{Config: producer.DefaultConfig(), Log: LogConfig{Level: "info", Format: "text"}, Consumers: handlers.Default()}
 }
 
 // ErrMissingVariable is wrapped when the file refers to a variable that is not set.
@@ -41,22 +42,35 @@ var ErrMissingVariable = errors.New("config refers to unset variables")
 
 var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// Expand replaces ${NAME} and ${NAME:-default} in data using lookup. Every missing
-// variable is named in the error; values never are.
+// commentLineRE matches lines holding only a comment: variables there are
+// left alone, so a commented-out setting needs no value.
+var commentLineRE = regexp.MustCompile(`^[ \t]*#`)
+
+// Expand replaces ${NAME} and ${NAME:-default} in data using lookup, except on
+// comment lines. Every missing variable is named in the error; values never are.
 func Expand(data []byte, lookup func(string) (string, bool)) ([]byte, error) {
 	missing := map[string]bool{}
-	out := varRE.ReplaceAllFunc(data, func(m []byte) []byte {
-		sub := varRE.FindSubmatch(m)
-		name := string(sub[1])
-		if v, ok := lookup(name); ok {
-			return []byte(yamlScalar(v))
+	expand := func(line []byte) []byte {
+		if commentLineRE.Match(line) {
+			return line
 		}
-		if sub[2] != nil {
-			return []byte(yamlScalar(string(sub[3])))
-		}
-		missing[name] = true
-		return nil
-	})
+		return varRE.ReplaceAllFunc(line, func(m []byte) []byte {
+			sub := varRE.FindSubmatch(m)
+			name := string(sub[1])
+			if v, ok := lookup(name); ok {
+				return []byte(yamlScalar(v))
+			}
+			if sub[2] != nil {
+				return []byte(yamlScalar(string(sub[3])))
+			}
+			missing[name] = true
+			return nil
+		})
+	}
+	var out []byte
+	for line := range bytes.Lines(data) {
+		out = append(out, expand(line)...)
+	}
 	if len(missing) > 0 {
 		names := make([]string, 0, len(missing))
 		for n := range missing {
@@ -131,5 +145,5 @@ func (f *File) Validate() error {
 	if f.Log.Format != "text" && f.Log.Format != "json" {
 		return fmt.Errorf("%w: log.format: %q is not text or json", producer.ErrConfig, f.Log.Format)
 	}
-	return f.Consumers.Validate(f.Kafka)
+	return f.Consumers.Validate(f.Kafka.Config)
 }

@@ -103,3 +103,18 @@ func TestConsumerOnlyFileNeedsNoSource(t *testing.T) {
 		t.Fatalf("a file with neither source nor consumers must name source.name, got %v", err)
 	}
 }
+
+// TestCommentLinesAreNotExpanded: a commented-out setting needs no variable.
+func TestCommentLinesAreNotExpanded(t *testing.T) {
+	doc := minimal + "  # sasl:\n  #   password: ${KAFKA_PW}\n# ${ANY}\n"
+	f, err := Parse([]byte(doc), env(map[string]string{"PW": "x"}))
+	if err != nil {
+		t.Fatalf("a variable on a comment line was expanded: %v", err)
+	}
+	if f.Source.Password != "x" {
+		t.Errorf("password %q", f.Source.Password)
+	}
+	if _, err := Parse([]byte(minimal+"  client_id: ${KAFKA_PW} # ${ANY}\n"), env(map[string]string{"PW": "x"})); !errors.Is(err, ErrMissingVariable) || !strings.Contains(err.Error(), "KAFKA_PW") {
+		t.Errorf("a variable of a setting must still be required: %v", err)
+	}
+}

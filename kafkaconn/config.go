@@ -30,7 +30,7 @@ const DefaultTopicPrefix = "kanal"
 // in it. In the YAML file these keys sit in the `kafka:` section next to the
 // producer's own settings.
 type Config struct {
-	// Brokers are the seed brokers, host:port.
+	// Brokers are the Kafka bootstrap servers, host:port.
 	Brokers []string `yaml:"brokers"`
 	// TopicPrefix prefixes every topic: "<prefix>.<db>.<table>", "<prefix>._positions".
 	TopicPrefix string `yaml:"topic_prefix"`
@@ -42,9 +42,12 @@ type Config struct {
 
 // SASLConfig holds SASL credentials for Kafka.
 type SASLConfig struct {
-	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	User      string `yaml:"user"`
-	Password  string `yaml:"password"`
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `yaml:"mechanism"`
+	// User is the SASL user name.
+	User string `yaml:"user"`
+	// Password of the SASL user. Write it as ${VAR}: it never appears in logs or errors.
+	Password string `yaml:"password"`
 }
 
 // Default returns the defaults (no brokers).

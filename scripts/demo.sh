@@ -264,6 +264,8 @@ consumers:
             measures: ["count AS earnings", "sum(amount) AS total"]
 YAML
 cat "$TMP/kanal.yaml"
+say "kanal config check --connect"
+"$KANAL" config check --config "$TMP/kanal.yaml" --connect || die "kanal config check failed"
 
 # ---------------------------------------------------------------- producer
 say "starting kanal produce"

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,7 +29,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd())
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kanal:", err)
 		os.Exit(exitCode(err))
@@ -55,25 +54,9 @@ func loadConfig(path string) (*config.File, error) {
 	if path == "" {
 		return nil, usageError{errors.New("--config is required")}
 	}
-	data, err := os.ReadFile(path)
+	f, err := config.Load(path, os.LookupEnv)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	f, err := config.Parse(data, os.LookupEnv)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("%s: %w", path, err)}
-	}
 	return f, nil
-}
-
-func newLogger(level, format string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

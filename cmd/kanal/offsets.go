@@ -16,6 +16,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/handlers"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 )
 
@@ -110,12 +111,18 @@ their sink get the same offsets written there.`,
 				fmt.Fprintln(os.Stderr, "dry run: nothing changed")
 				return nil
 			}
-			resetter, err := groupResetter(f, group)
-			if err != nil {
-				return usageError{err}
+			var resetter consumer.OffsetResetter
+			if f != nil {
+				resetter, err = handlers.Builtin().Resetter(&f.Consumers, group, handlers.Env{Log: f.Log.Logger(os.Stderr), Stdout: io.Discard})
+				if err != nil {
+					return usageError{err}
+				}
 			}
-			if c, ok := resetter.(io.Closer); ok {
-				defer c.Close() // its connection pools
+			switch c := resetter.(type) { // its connection pools
+			case io.Closer:
+				defer c.Close()
+			case interface{ Close() }:
+				defer c.Close()
 			}
 			plan, err := consumer.ResetGroup(cmd.Context(), adm, group, re, target, resetter)
 			if err != nil {
@@ -141,36 +148,6 @@ their sink get the same offsets written there.`,
 	reset.Flags().BoolVar(&dryRun, "dry-run", false, "print the offsets without changing anything")
 	cmd.AddCommand(show, reset)
 	return cmd
-}
-
-// groupResetter builds the configured handler of group, when it keeps its progress
-// in its sink (the caller closes it). Handlers sharing a group cannot keep offsets (the registry refuses),
-// so there is at most one.
-func groupResetter(f *config.File, group string) (consumer.OffsetResetter, error) {
-	if f == nil {
-		return nil, nil
-	}
-	for i := range f.Consumers.Handlers {
-		spec := &f.Consumers.Handlers[i]
-		if spec.GroupName() != group {
-			continue
-		}
-		mk, ok := builtinHandlers()[spec.Handler]
-		if !ok {
-			return nil, fmt.Errorf("consumers.handlers[%d].handler: unknown handler %q", i, spec.Handler)
-		}
-		h, err := mk(spec, newLogger(f.Log.Level, f.Log.Format), io.Discard)
-		if err != nil {
-			return nil, err
-		}
-		if r, ok := h.(consumer.OffsetResetter); ok {
-			return r, nil
-		}
-		if c, ok := h.(io.Closer); ok {
-			c.Close()
-		}
-	}
-	return nil, nil
 }
 
 func printOffsets(w io.Writer, g consumer.GroupOffsets) {

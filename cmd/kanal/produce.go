@@ -24,7 +24,7 @@ After a crash it resumes right after the last committed position.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(f.Log.Level, f.Log.Format)
+			log := f.Log.Logger(os.Stderr)
 			p, err := producer.New(f.Config, log)
 			if err != nil {
 				return usageError{err}

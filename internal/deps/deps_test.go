@@ -40,23 +40,27 @@ var depRules = []depRule{{
 	why:    "the Kafka connection is shared by both sides and knows neither",
 }, {
 	pkg:    module + "/producer",
-	forbid: under(module+"/consumer"),
+	forbid: under(module + "/consumer"),
 	why:    "producer and consumer meet only at the wire contract (schemas)",
 }, {
 	pkg:    module + "/consumer",
-	forbid: under(module+"/producer"),
+	forbid: under(module + "/producer"),
 	why:    "producer and consumer meet only at the wire contract (schemas)",
 }, {
 	pkg:    module + "/consumer/consumertest",
-	forbid: under(module+"/producer"),
+	forbid: under(module + "/producer"),
 	why:    "a handler's conformance suite needs no binlog reader",
 }, {
+	pkg:    module + "/handlers",
+	forbid: under(module + "/producer"),
+	why:    "the consumers' handler registry runs on Kafka records only; a custom consumer binary needs no binlog reader",
+}, {
 	pkg:    module + "/sinks/...",
-	forbid: under(module+"/producer"),
+	forbid: under(module + "/producer"),
 	why:    "sinks read Kafka records, not the binlog",
 }, {
 	pkg:    module + "/aggregators/...",
-	forbid: under(module+"/producer"),
+	forbid: under(module + "/producer"),
 	why:    "aggregators read Kafka records, not the binlog",
 }}
 
