@@ -23,7 +23,7 @@ type router struct {
 // table is a compiled TableConfig.
 type table struct {
 	match   string
-	layout  byte // 'h' or 'j'
+	layout  layout
 	prefix  string
 	names   []string // instance names
 	ring    *Ring    // nil when the table has one instance
@@ -77,9 +77,9 @@ func newRouter(cfg Config) (*router, error) {
 }
 
 func compileTable(cfg *Config, tc *TableConfig) (*table, error) {
-	t := &table{match: tc.Match, layout: 'h', prefix: cfg.KeyPrefix, names: tc.Instances, rename: tc.Columns.Rename}
+	t := &table{match: tc.Match, layout: layoutHash, prefix: cfg.KeyPrefix, names: tc.Instances, rename: tc.Columns.Rename}
 	if tc.Layout == LayoutJSON {
-		t.layout = 'j'
+		t.layout = layoutJSON
 	}
 	if tc.KeyPrefix != nil {
 		t.prefix = *tc.KeyPrefix
