@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -224,7 +225,7 @@ type rowState struct {
 	tombstoned bool
 	// gkey is nil when the row contributes nothing (deleted or filtered out).
 	gkey []byte
-	sums []decimal
+	sums []decimal.Decimal
 
 	// ref is the target's own handle on the stored state as the batch read
 	// it, 0 when the target had no state for the key. plan carries it from the
@@ -258,7 +259,7 @@ type groupDelta struct {
 	gkey   []byte
 	groups []any // nil when only subtractions touched the group
 	count  int64
-	sums   []decimal
+	sums   []decimal.Decimal
 }
 
 func (g *groupDelta) zero() bool {
@@ -382,7 +383,7 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 	delta := func(gkey []byte) *groupDelta {
 		d := deltas[string(gkey)]
 		if d == nil {
-			d = &groupDelta{gkey: gkey, sums: make([]decimal, len(s.Sums))}
+			d = &groupDelta{gkey: gkey, sums: make([]decimal.Decimal, len(s.Sums))}
 			deltas[string(gkey)] = d
 		}
 		return d

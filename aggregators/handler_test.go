@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kanal-cdc/kanal/aggregators/filter"
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -151,7 +153,7 @@ func (h *harness) want(s *Summary) map[string]string {
 func wantSummary(t testing.TB, s *Summary, rows map[string]Row) map[string]string {
 	type acc struct {
 		n    int64
-		sums []decimal
+		sums []decimal.Decimal
 	}
 	groups := map[string]*acc{}
 	for _, r := range rows {
@@ -166,13 +168,13 @@ func wantSummary(t testing.TB, s *Summary, rows map[string]Row) map[string]strin
 		for i, g := range c.groups {
 			parts[i] = "NULL"
 			if g != nil {
-				parts[i] = text(g)
+				parts[i] = filter.Text(g)
 			}
 		}
 		k := strings.Join(parts, "|")
 		a := groups[k]
 		if a == nil {
-			a = &acc{sums: make([]decimal, len(s.Sums))}
+			a = &acc{sums: make([]decimal.Decimal, len(s.Sums))}
 			groups[k] = a
 		}
 		a.n++

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -329,12 +330,12 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 		}
 		st.key = string(key)
 		if st.gkey != nil {
-			st.sums = make([]decimal, nsums)
+			st.sums = make([]decimal.Decimal, nsums)
 			for i, v := range sums {
 				if !v.Valid {
 					continue
 				}
-				d, err := parseDecimal(v.String)
+				d, err := decimal.Parse(v.String)
 				if err != nil {
 					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
 				}

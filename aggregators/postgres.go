@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -339,12 +340,12 @@ func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowStat
 		*locs = append(*locs, loc)
 		st.ref = len(*locs)
 		if st.gkey != nil {
-			st.sums = make([]decimal, nsums)
+			st.sums = make([]decimal.Decimal, nsums)
 			for i, v := range sums {
 				if v == nil {
 					continue
 				}
-				d, err := parseDecimal(*v)
+				d, err := decimal.Parse(*v)
 				if err != nil {
 					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
 				}

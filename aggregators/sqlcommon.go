@@ -9,6 +9,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kanal-cdc/kanal/aggregators/filter"
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -71,7 +73,7 @@ func zeroDate(v any) bool {
 	if !ok {
 		return false
 	}
-	_, zero, err := parseTime(s)
+	_, zero, err := filter.ParseTime(s)
 	return err == nil && zero
 }
 
@@ -90,7 +92,7 @@ func pgText(v any, typ string) *string {
 		if isTimeType(typ) && zeroDate(v) {
 			return nil
 		}
-		s = text(v)
+		s = filter.Text(v)
 	}
 	return &s
 }
@@ -103,7 +105,7 @@ func mysqlValue(v any, typ string) any {
 		return x
 	case schemas.Decimal:
 		return string(x)
-	case decimal:
+	case decimal.Decimal:
 		return x.String()
 	case string:
 		if isTimeType(typ) {
@@ -116,5 +118,5 @@ func mysqlValue(v any, typ string) any {
 		}
 		return x
 	}
-	return text(v)
+	return filter.Text(v)
 }
