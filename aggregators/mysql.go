@@ -75,7 +75,7 @@ func (myDialect) groupType(c schemas.Column) string {
 		return "VARBINARY(255)"
 	}
 	p, _ := precision(c.Type)
-	switch baseType(c.Type) {
+	switch schemas.BaseType(c.Type) {
 	case "date":
 		return "DATE"
 	case "datetime", "timestamp":

@@ -72,7 +72,7 @@ func (pgDialect) groupType(c schemas.Column) string {
 		return "bytea"
 	}
 	p, _ := precision(c.Type)
-	switch baseType(c.Type) {
+	switch schemas.BaseType(c.Type) {
 	case "date":
 		return "date"
 	case "datetime":

@@ -44,14 +44,6 @@ func precision(typ string) (p, s string) {
 	return m[1], m[2]
 }
 
-func baseType(typ string) string {
-	t := strings.ToLower(typ)
-	if i := strings.IndexAny(t, "( "); i >= 0 {
-		t = t[:i]
-	}
-	return t
-}
-
 // quoteTable quotes "name" or "schema.name" with q.
 func quoteTable(name string, q byte) string {
 	parts := strings.Split(name, ".")

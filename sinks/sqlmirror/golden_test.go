@@ -107,7 +107,7 @@ func avaticaRep(v any, declared string) string {
 // phoenixDeclared is the Phoenix type the mapping table in docs/sqlmirror.md
 // gives each source type.
 func phoenixDeclared(typ string) string {
-	switch baseType(typ) {
+	switch schemas.BaseType(typ) {
 	case "decimal":
 		return "DECIMAL"
 	case "date":
