@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -247,7 +248,7 @@ func benchmarkApply(b *testing.B, te *targetEnv, serverPid int, server string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if d := diff(wantSummary(b, &s, live), readSummary(b, te, &s)); d != "" {
+	if d := testdiff.Diff(wantSummary(b, &s, live), readSummary(b, te, &s)); d != "" {
 		b.Fatalf("summary differs from the final rows:\n%s", d)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -352,7 +353,7 @@ func (e *e2e) compare(name string, te *targetEnv) {
 		compiled.Table = name + "_" + compiled.Table
 		want := queryText(e.t, e.m.DB(), s.query, len(compiled.GroupBy))
 		got := readSummary(e.t, te, &compiled)
-		if d := diff(want, got); d != "" {
+		if d := testdiff.Diff(want, got); d != "" {
 			e.t.Fatalf("%s differs from the source's GROUP BY (%d groups want, %d got):\n%s", compiled.Table, len(want), len(got), d)
 		}
 		if len(want) < 5 {

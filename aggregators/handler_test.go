@@ -15,6 +15,7 @@ import (
 	"github.com/kanal-cdc/kanal/aggregators/filter"
 	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -197,7 +198,7 @@ func (h *harness) check(step string) {
 	h.t.Helper()
 	for i := range h.sums {
 		s := &h.sums[i]
-		if d := diff(h.want(s), readSummary(h.t, h.te, s)); d != "" {
+		if d := testdiff.Diff(h.want(s), readSummary(h.t, h.te, s)); d != "" {
 			h.t.Fatalf("%s: summary %s differs from the reference rows:\n%s", step, s.Table, d)
 		}
 	}

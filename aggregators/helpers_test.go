@@ -3,10 +3,8 @@ package aggregators
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -128,40 +126,6 @@ func queryText(t testing.TB, db *sql.DB, q string, ngroup int) map[string]string
 		t.Fatal(err)
 	}
 	return out
-}
-
-// diff describes how two summaries differ (a few lines), or "".
-func diff(want, got map[string]string) string {
-	var lines []string
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for k := range got {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		w, wok := want[k]
-		g, gok := got[k]
-		switch {
-		case !gok:
-			lines = append(lines, fmt.Sprintf("missing group %s: want %s", k, w))
-		case !wok:
-			lines = append(lines, fmt.Sprintf("extra group %s: %s", k, g))
-		case w != g:
-			lines = append(lines, fmt.Sprintf("group %s: want %s, got %s", k, w, g))
-		}
-		if len(lines) >= 12 {
-			lines = append(lines, "…")
-			break
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 // openSQL opens a database/sql handle closed when the test ends.

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -224,42 +223,4 @@ func SourceRows(t testing.TB, db *sql.DB, table string, keyOf func(map[string]st
 		t.Fatal(err)
 	}
 	return out
-}
-
-// Diff describes how two table images differ (at most a few lines), or "".
-func Diff(want, got map[string]map[string]string) string {
-	var lines []string
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for k := range got {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		w, wok := want[k]
-		g, gok := got[k]
-		switch {
-		case !gok:
-			lines = append(lines, fmt.Sprintf("missing %s: %v", k, w))
-		case !wok:
-			lines = append(lines, fmt.Sprintf("extra %s: %v", k, g))
-		default:
-			for c, wv := range w {
-				if g[c] != wv {
-					lines = append(lines, fmt.Sprintf("%s.%s: want %q got %q", k, c, wv, g[c]))
-				}
-			}
-		}
-		if len(lines) >= 10 {
-			lines = append(lines, "…")
-			break
-		}
-	}
-	return strings.Join(lines, "\n")
 }

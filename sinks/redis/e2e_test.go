@@ -20,6 +20,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/producer"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
@@ -387,7 +388,7 @@ func (p *pipeline) check() int {
 	} {
 		want := cdctest.SourceRows(t, db, tc.table, tc.key, tc.bin...)
 		got := p.image(tc.table)
-		if d := cdctest.Diff(want, got); d != "" {
+		if d := testdiff.Rows(want, got); d != "" {
 			t.Errorf("%s in Redis differs from the source (%d keys vs %d rows):\n%s", tc.table, len(got), len(want), d)
 		}
 		total += len(want)

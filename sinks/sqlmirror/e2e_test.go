@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
 )
@@ -116,7 +117,7 @@ func waitEqual(t *testing.T, what string, want, got image) {
 		if err != nil {
 			t.Fatalf("%s: read target: %v", what, err)
 		}
-		d := cdctest.Diff(w, g)
+		d := testdiff.Rows(w, g)
 		if d == "" {
 			if len(w) == 0 {
 				t.Fatalf("%s: the source is empty: the test proves nothing", what)
