@@ -323,7 +323,7 @@ func (e *e2e) converge(names map[string]*targetEnv) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for name, te := range names {
 		for {
-			got := storedOffsets(e.t, te, "kanal-"+name)
+			got := storedOffsets(e.t, te, consumer.DefaultGroup(name))
 			done := true
 			for p, off := range want {
 				if got[p] < off {
@@ -534,7 +534,7 @@ func TestOffsetsResetLive(t *testing.T) {
 	})
 	records := map[*Aggregator]int64{}
 	for _, a := range mb.aggs {
-		if err := a.ResetOffsets(ctx, "kanal-"+a.Name(), earliest); err != nil {
+		if err := a.ResetOffsets(ctx, consumer.DefaultGroup(a.Name()), earliest); err != nil {
 			t.Fatal(err)
 		}
 		records[a] = a.Stats().Records.Load()

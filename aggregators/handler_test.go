@@ -89,7 +89,7 @@ func newHarness(t *testing.T, te *targetEnv, name string) *harness {
 	if err := a.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, te: te, a: a, group: "kanal-" + name, rows: map[string]Row{}}
+	h := &harness{t: t, te: te, a: a, group: consumer.DefaultGroup(name), rows: map[string]Row{}}
 	for _, sc := range cfg.Summaries {
 		s, err := sc.Compile()
 		if err != nil {

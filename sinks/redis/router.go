@@ -6,6 +6,7 @@ import (
 	"path"
 	"sync"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -63,7 +64,9 @@ func newRouter(cfg Config) (*router, error) {
 			// The pipeline of one batch is written and read on one connection; a
 			// context deadline, not a socket one, bounds it.
 			ContextTimeoutEnabled: true,
-			ClientName:            "kanal-" + cfg.Name,
+			// Named like the handler's default consumer group, so that CLIENT
+			// LIST tells which handler a connection belongs to.
+			ClientName: consumer.DefaultGroup(cfg.Name),
 			// go-redis would otherwise send CLIENT SETINFO, which Redis < 7.2
 			// rejects (harmlessly, but with a log line per connection).
 			DisableIdentity: true,

@@ -246,10 +246,10 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	}
 	for _, c := range []sqlmirror.Config{pgCfg, myCfg} {
 		h := newMirror(t, c)
-		if _, err := consumer.ResetGroup(ctxT(t), adm, "kanal-"+c.Name, re, consumer.ResetTo{Earliest: true}, h); err != nil {
+		if _, err := consumer.ResetGroup(ctxT(t), adm, consumer.DefaultGroup(c.Name), re, consumer.ResetTo{Earliest: true}, h); err != nil {
 			t.Fatalf("reset %s: %v", c.Name, err)
 		}
-		got, err := h.LoadOffsets(ctxT(t), "kanal-"+c.Name, map[string][]int32{"kanal.wl.items": {0, 1, 2}})
+		got, err := h.LoadOffsets(ctxT(t), consumer.DefaultGroup(c.Name), map[string][]int32{"kanal.wl.items": {0, 1, 2}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,8 +263,8 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	myR = startRunner(t, k, "kanal", myCfg, tables...)
 	steps(30)
 	prod.CaughtUp(t, m.DB())
-	waitApplied(t, k, pgR.h, "kanal-"+pgCfg.Name, re)
-	waitApplied(t, k, myR.h, "kanal-"+myCfg.Name, re)
+	waitApplied(t, k, pgR.h, consumer.DefaultGroup(pgCfg.Name), re)
+	waitApplied(t, k, myR.h, consumer.DefaultGroup(myCfg.Name), re)
 	waitEqual(t, "postgres after a replay from earliest onto a full target", source, pgImage)
 	waitEqual(t, "mariadb rebuilt by a replay from earliest", source, myImage)
 	pgR.stop(t, false)
