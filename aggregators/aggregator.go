@@ -12,6 +12,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -346,7 +347,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	w := &writes{next: -1}
 	used := make([]bool, len(b.Records)) // applied by some summary
 	for si, s := range ready {
-		sw, err := plan(s, b.Records, off.next, states[si], used)
+		sw, err := plan(s, b.Records, off.Next, states[si], used)
 		if err != nil {
 			tx.rollback()
 			return err
@@ -360,7 +361,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 		}
 	}
 	stale := len(b.Records) - applied
-	if next := b.NextOffset(); !off.resetPending && next > off.next {
+	if next := b.NextOffset(); !off.ResetPending && next > off.Next {
 		w.next = next
 	}
 	if err := tx.commit(ctx, w); err != nil {
@@ -475,12 +476,6 @@ func (a *Aggregator) ResetOffsets(ctx context.Context, group string, offsets map
 	return a.t.resetOffsets(ctx, group, offsets)
 }
 
-// offsetState is a partition's stored offset as a batch found it.
-type offsetState struct {
-	next         int64 // -1: none stored
-	resetPending bool
-}
-
 // target is a database holding summaries.
 type target interface {
 	dialect() dialect
@@ -488,7 +483,7 @@ type target interface {
 	createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) (gt, st []string, err error)
 	// begin starts a batch transaction: it locks the partition's offset row and
 	// loads the state rows of keys for each summary.
-	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error)
+	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error)
 	loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error)
 	resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
 	close()

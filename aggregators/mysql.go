@@ -14,16 +14,16 @@ import (
 
 	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // mysqlTarget is a MySQL or MariaDB target (go-sql-driver). A batch is one
 // READ COMMITTED transaction with multi-row statements: one per table written.
 type mysqlTarget struct {
-	db          *sql.DB
-	log         *slog.Logger
-	offsets     string // quoted
-	offsetsName string // as configured, for errors
+	db      *sql.DB
+	log     *slog.Logger
+	offsets *sqloffsets.Table
 
 	mu      sync.Mutex
 	setUpOK bool
@@ -47,7 +47,7 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 	db.SetMaxOpenConns(cfg.Target.MaxConns)
 	db.SetMaxIdleConns(cfg.Target.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &mysqlTarget{db: db, log: log, offsets: quoteTable(cfg.OffsetsTable, '`'), offsetsName: cfg.OffsetsTable}, nil
+	return &mysqlTarget{db: db, log: log, offsets: sqloffsets.New(sqloffsets.MySQL, db, cfg.OffsetsTable)}, nil
 }
 
 func (m *mysqlTarget) close()           { m.db.Close() }
@@ -125,17 +125,8 @@ func (m *mysqlTarget) setup(ctx context.Context) error {
 	if m.setUpOK {
 		return nil
 	}
-	_, err := m.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+m.offsets+` (
-	consumer_group  VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-	topic           VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-	kafka_partition INT          NOT NULL,
-	next_offset     BIGINT       NOT NULL,
-	reset_pending   BOOLEAN      NOT NULL DEFAULT FALSE,
-	updated_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-	PRIMARY KEY (consumer_group, topic, kafka_partition)
-) ENGINE=InnoDB`)
-	if err != nil {
-		return fmt.Errorf("aggregators: mysql: create offsets table %s: %w", m.offsetsName, err)
+	if err := m.offsets.Setup(ctx); err != nil {
+		return fmt.Errorf("aggregators: mysql: %w", err)
 	}
 	m.setUpOK = true
 	return nil
@@ -243,8 +234,8 @@ type myTxn struct {
 	part  int32
 }
 
-func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
-	off := offsetState{next: -1}
+func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error) {
+	off := sqloffsets.State{Next: -1}
 	if err := m.setup(ctx); err != nil {
 		return nil, off, nil, err
 	}
@@ -271,17 +262,13 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 		return nil, off, nil, fmt.Errorf("mysql: begin: %w", err)
 	}
 	t := &myTxn{m: m, tx: tx, group: group, topic: topic, part: partition}
-	fail := func(what string, err error) (txn, offsetState, []map[string]*rowState, error) {
+	fail := func(what string, err error) (txn, sqloffsets.State, []map[string]*rowState, error) {
 		t.rollback()
 		return nil, off, nil, fmt.Errorf("mysql: %s: %w", what, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset)
-		VALUES (?, ?, ?, -1) ON DUPLICATE KEY UPDATE next_offset = next_offset`, group, topic, partition); err != nil {
-		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
-	}
-	if err := tx.QueryRowContext(ctx, `SELECT next_offset, reset_pending FROM `+m.offsets+`
-		WHERE consumer_group = ? AND topic = ? AND kafka_partition = ? FOR UPDATE`, group, topic, partition).Scan(&off.next, &off.resetPending); err != nil {
-		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
+	if off, err = m.offsets.Lock(ctx, tx, group, topic, partition); err != nil {
+		t.rollback()
+		return nil, off, nil, fmt.Errorf("mysql: %w", err)
 	}
 	states := make([]map[string]*rowState, len(sums))
 	for i, s := range sums {
@@ -367,9 +354,8 @@ func (t *myTxn) commit(ctx context.Context, w *writes) error {
 			}
 		}
 		if w.next >= 0 {
-			if _, err := t.tx.ExecContext(ctx, `UPDATE `+t.m.offsets+` SET next_offset = ?, updated_at = CURRENT_TIMESTAMP(6)
-				WHERE consumer_group = ? AND topic = ? AND kafka_partition = ?`, w.next, t.group, t.topic, t.part); err != nil {
-				return fmt.Errorf("offsets table %s: store next offset %d: %w", t.m.offsetsName, w.next, err)
+			if err := t.m.offsets.StoreNext(ctx, t.tx, t.group, t.topic, t.part, w.next); err != nil {
+				return err
 			}
 		}
 		if err := t.tx.Commit(); err != nil {
@@ -475,71 +461,16 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 }
 
 func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
-	out := map[string]map[int32]int64{}
-	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	out, err := m.offsets.Load(ctx, group, partitions)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-	}
-	defer tx.Rollback()
-	for topic, parts := range partitions {
-		if len(parts) == 0 {
-			continue
-		}
-		args := []any{group, topic}
-		for _, p := range parts {
-			args = append(args, p)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT kafka_partition, next_offset FROM `+m.offsets+`
-			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`) FOR UPDATE`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-		for rows.Next() {
-			var part int32
-			var next int64
-			if err := rows.Scan(&part, &next); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-			}
-			if next >= 0 {
-				if out[topic] == nil {
-					out[topic] = map[int32]int64{}
-				}
-				out[topic][part] = next
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE `+m.offsets+` SET reset_pending = FALSE
-			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`)`, args...); err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	return out, nil
 }
 
 func (m *mysqlTarget) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
-	tx, err := m.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
-	}
-	defer tx.Rollback()
-	for topic, parts := range offsets {
-		for part, next := range parts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
-				VALUES (?, ?, ?, ?, TRUE) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), reset_pending = TRUE,
-				updated_at = CURRENT_TIMESTAMP(6)`, group, topic, part, next); err != nil {
-				return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
+	if err := m.offsets.Reset(ctx, group, offsets); err != nil {
+		return fmt.Errorf("mysql: %w", err)
 	}
 	return nil
 }
