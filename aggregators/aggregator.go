@@ -478,7 +478,7 @@ func (a *Aggregator) ResetOffsets(ctx context.Context, group string, offsets map
 
 // target is a database holding summaries.
 type target interface {
-	dialect() dialect
+	dialect() *dialect
 	setup(ctx context.Context) error
 	createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) (gt, st []string, err error)
 	// begin starts a batch transaction: it locks the partition's offset row and
@@ -494,11 +494,4 @@ type txn interface {
 	// commit writes w and commits; on failure it rolls back.
 	commit(ctx context.Context, w *writes) error
 	rollback()
-}
-
-// dialect maps kanal types to a database's SQL types.
-type dialect interface {
-	groupType(c schemas.Column) string
-	sumType(c *schemas.Column) string
-	derivedType(fn string) string
 }

@@ -12,10 +12,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/sqloffsets"
-	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // mysqlTarget is a MySQL or MariaDB target (go-sql-driver). A batch is one
@@ -50,74 +48,8 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 	return &mysqlTarget{db: db, log: log, offsets: sqloffsets.New(sqloffsets.MySQL, db, cfg.OffsetsTable)}, nil
 }
 
-func (m *mysqlTarget) close()           { m.db.Close() }
-func (m *mysqlTarget) dialect() dialect { return myDialect{} }
-
-type myDialect struct{}
-
-func (myDialect) groupType(c schemas.Column) string {
-	switch c.Kind() {
-	case schemas.KindInt, schemas.KindYear:
-		return "BIGINT"
-	case schemas.KindUint, schemas.KindBit:
-		return "BIGINT UNSIGNED"
-	case schemas.KindDecimal:
-		if p, s := precision(c.Type); p != "" {
-			if s == "" {
-				s = "0"
-			}
-			return "DECIMAL(" + p + "," + s + ")"
-		}
-		return "DECIMAL(65,30)"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "DOUBLE"
-	case schemas.KindBytes:
-		return "VARBINARY(255)"
-	}
-	p, _ := precision(c.Type)
-	switch schemas.BaseType(c.Type) {
-	case "date":
-		return "DATE"
-	case "datetime", "timestamp":
-		if p != "" {
-			return "DATETIME(" + p + ")"
-		}
-		return "DATETIME"
-	case "time":
-		if p != "" {
-			return "TIME(" + p + ")"
-		}
-		return "TIME"
-	}
-	return "VARCHAR(255)"
-}
-
-func (myDialect) sumType(c *schemas.Column) string {
-	if c == nil {
-		return "DECIMAL(65,10)"
-	}
-	switch c.Kind() {
-	case schemas.KindDecimal:
-		_, s := precision(c.Type)
-		if s == "" {
-			s = "0"
-		}
-		return "DECIMAL(65," + s + ")"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "DOUBLE"
-	}
-	return "DECIMAL(65,0)"
-}
-
-func (myDialect) derivedType(fn string) string {
-	switch fn {
-	case "year":
-		return "BIGINT"
-	case "hour":
-		return "DATETIME"
-	}
-	return "DATE"
-}
+func (m *mysqlTarget) close()            { m.db.Close() }
+func (m *mysqlTarget) dialect() *dialect { return &myTypes }
 
 func (m *mysqlTarget) setup(ctx context.Context) error {
 	m.mu.Lock()
@@ -207,23 +139,8 @@ func (m *mysqlTarget) createSummary(ctx context.Context, s *summaryRT, groupType
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
-	gt := make([]string, len(groupTypes))
-	st := make([]string, len(sumTypes))
-	need := []string{"kanal_group", s.countColumn()}
-	for i, g := range s.GroupBy {
-		gt[i] = byName[strings.ToLower(g.Column)]
-		need = append(need, g.Column)
-	}
-	for i, c := range s.Sums {
-		st[i] = byName[strings.ToLower(c.Column)]
-		need = append(need, c.Column)
-	}
-	for _, c := range need {
-		if byName[strings.ToLower(c)] == "" {
-			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
-		}
-	}
-	return gt, st, nil
+	// MySQL's column names are case-insensitive.
+	return s.columnTypes(byName, strings.ToLower)
 }
 
 type myTxn struct {
@@ -307,7 +224,7 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 	for rows.Next() {
 		st := &rowState{}
 		var key []byte
-		sums := make([]sql.NullString, nsums)
+		sums := make([]*string, nsums)
 		dest := []any{&key, &st.version, &st.offset, &st.tombstoned, &st.gkey}
 		for i := range sums {
 			dest = append(dest, &sums[i])
@@ -316,18 +233,8 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 			return nil, err
 		}
 		st.key = string(key)
-		if st.gkey != nil {
-			st.sums = make([]decimal.Decimal, nsums)
-			for i, v := range sums {
-				if !v.Valid {
-					continue
-				}
-				d, err := decimal.Parse(v.String)
-				if err != nil {
-					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
-				}
-				st.sums[i] = d
-			}
+		if err := st.parseSums(s, sums); err != nil {
+			return nil, err
 		}
 		out[st.key] = st
 	}
@@ -380,31 +287,24 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			cols = append(cols, q(m.Column))
 			set = append(set, q(m.Column)+" = VALUES("+q(m.Column)+")")
 		}
-		per := len(cols)
-		rowPH := "(" + placeholders(per) + ")"
-		for start := 0; start < len(sw.rows); start += maxParams / per {
-			chunk := sw.rows[start:min(len(sw.rows), start+maxParams/per)]
-			args := make([]any, 0, len(chunk)*per)
-			phs := make([]string, len(chunk))
-			for i, r := range chunk {
-				phs[i] = rowPH
-				var gkey any
+		err := t.upsertRows(ctx, s.rowsTable, cols, set, len(sw.rows), "keys", func(args []any, i int) []any {
+			r := sw.rows[i]
+			var gkey any
+			if r.gkey != nil {
+				gkey = r.gkey
+			}
+			args = append(args, []byte(r.key), r.version, r.offset, r.tombstoned, gkey)
+			for j := range s.Sums {
 				if r.gkey != nil {
-					gkey = r.gkey
-				}
-				args = append(args, []byte(r.key), r.version, r.offset, r.tombstoned, gkey)
-				for j := range s.Sums {
-					if r.gkey != nil {
-						args = append(args, r.sums[j].String())
-					} else {
-						args = append(args, nil)
-					}
+					args = append(args, r.sums[j].String())
+				} else {
+					args = append(args, nil)
 				}
 			}
-			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.rowsTable, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
-				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("state table %s: write the state of %d keys: %w", s.rowsTable, len(chunk), err)
-			}
+			return args
+		})
+		if err != nil {
+			return fmt.Errorf("state table %s: write the state of %w", s.rowsTable, err)
 		}
 	}
 	if len(sw.deltas) > 0 {
@@ -419,31 +319,24 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			cols = append(cols, q(m.Column))
 			set = append(set, q(m.Column)+" = "+q(m.Column)+" + VALUES("+q(m.Column)+")")
 		}
-		per := len(cols)
-		rowPH := "(" + placeholders(per) + ")"
-		for start := 0; start < len(sw.deltas); start += maxParams / per {
-			chunk := sw.deltas[start:min(len(sw.deltas), start+maxParams/per)]
-			args := make([]any, 0, len(chunk)*per)
-			phs := make([]string, len(chunk))
-			for i, d := range chunk {
-				phs[i] = rowPH
-				args = append(args, d.gkey)
-				for j := range s.GroupBy {
-					if d.groups == nil {
-						args = append(args, nil)
-					} else {
-						args = append(args, mysqlValue(d.groups[j], s.groupTypes[j]))
-					}
-				}
-				args = append(args, d.count)
-				for j := range s.Sums {
-					args = append(args, d.sums[j].String())
+		err := t.upsertRows(ctx, s.Table, cols, set, len(sw.deltas), "groups", func(args []any, i int) []any {
+			d := sw.deltas[i]
+			args = append(args, d.gkey)
+			for j := range s.GroupBy {
+				if d.groups == nil {
+					args = append(args, nil)
+				} else {
+					args = append(args, mysqlValue(d.groups[j], s.groupTypes[j]))
 				}
 			}
-			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.Table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
-				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("summary table %s: add the deltas of %d groups: %w", s.Table, len(chunk), err)
+			args = append(args, d.count)
+			for j := range s.Sums {
+				args = append(args, d.sums[j].String())
 			}
+			return args
+		})
+		if err != nil {
+			return fmt.Errorf("summary table %s: add the deltas of %w", s.Table, err)
 		}
 		for start := 0; start < len(sw.maybeEmpty); start += maxParams {
 			chunk := sw.maybeEmpty[start:min(len(sw.maybeEmpty), start+maxParams)]
@@ -455,6 +348,29 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 				placeholders(len(chunk))+") AND "+cc+" = 0", args...); err != nil {
 				return fmt.Errorf("summary table %s: delete emptied groups: %w", s.Table, err)
 			}
+		}
+	}
+	return nil
+}
+
+// upsertRows writes n rows into table with multi-row INSERT … ON DUPLICATE KEY
+// UPDATE set statements of at most maxParams parameters; rowArgs appends row
+// i's values, in cols order. Its error starts with how many rows the failed
+// statement wrote, named by unit ("12 keys: …").
+func (t *myTxn) upsertRows(ctx context.Context, table string, cols, set []string, n int, unit string, rowArgs func(args []any, i int) []any) error {
+	per := len(cols)
+	rowPH := "(" + placeholders(per) + ")"
+	for start := 0; start < n; start += maxParams / per {
+		end := min(n, start+maxParams/per)
+		args := make([]any, 0, (end-start)*per)
+		phs := make([]string, 0, end-start)
+		for i := start; i < end; i++ {
+			phs = append(phs, rowPH)
+			args = rowArgs(args, i)
+		}
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
+			strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
+			return fmt.Errorf("%d %s: %w", end-start, unit, err)
 		}
 	}
 	return nil

@@ -17,10 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/sqloffsets"
-	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // postgres is a Postgres target (pgx). A batch is two round trips: BEGIN, the
@@ -57,58 +55,7 @@ func (p *postgres) close() {
 	p.db.Close()
 	p.pool.Close()
 }
-func (p *postgres) dialect() dialect { return pgDialect{} }
-
-type pgDialect struct{}
-
-func (pgDialect) groupType(c schemas.Column) string {
-	switch c.Kind() {
-	case schemas.KindInt, schemas.KindYear:
-		return "bigint"
-	case schemas.KindUint, schemas.KindBit:
-		return "numeric(20,0)"
-	case schemas.KindDecimal:
-		if p, s := precision(c.Type); p != "" {
-			if s == "" {
-				s = "0"
-			}
-			return "numeric(" + p + "," + s + ")"
-		}
-		return "numeric"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "double precision"
-	case schemas.KindBytes:
-		return "bytea"
-	}
-	p, _ := precision(c.Type)
-	switch schemas.BaseType(c.Type) {
-	case "date":
-		return "date"
-	case "datetime":
-		if p != "" {
-			return "timestamp(" + p + ")"
-		}
-		return "timestamp"
-	case "timestamp":
-		if p != "" {
-			return "timestamptz(" + p + ")"
-		}
-		return "timestamptz"
-	}
-	return "text"
-}
-
-func (pgDialect) sumType(*schemas.Column) string { return "numeric" }
-
-func (pgDialect) derivedType(fn string) string {
-	switch fn {
-	case "year":
-		return "bigint"
-	case "hour":
-		return "timestamp"
-	}
-	return "date"
-}
+func (p *postgres) dialect() *dialect { return &pgTypes }
 
 // ignoreExists treats "already exists" races of concurrent CREATE … IF NOT
 // EXISTS as success.
@@ -201,23 +148,7 @@ func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, 
 	for _, c := range types {
 		byName[c[0]] = c[1]
 	}
-	gt := make([]string, len(groupTypes))
-	st := make([]string, len(sumTypes))
-	need := []string{"kanal_group", s.countColumn()}
-	for i, g := range s.GroupBy {
-		gt[i] = byName[g.Column]
-		need = append(need, g.Column)
-	}
-	for i, m := range s.Sums {
-		st[i] = byName[m.Column]
-		need = append(need, m.Column)
-	}
-	for _, c := range need {
-		if byName[c] == "" {
-			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
-		}
-	}
-	return gt, st, nil
+	return s.columnTypes(byName, func(c string) string { return c })
 }
 
 type pgTxn struct {
@@ -337,18 +268,8 @@ func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowStat
 		st.version = uint64(version)
 		*locs = append(*locs, loc)
 		st.ref = len(*locs)
-		if st.gkey != nil {
-			st.sums = make([]decimal.Decimal, nsums)
-			for i, v := range sums {
-				if v == nil {
-					continue
-				}
-				d, err := decimal.Parse(*v)
-				if err != nil {
-					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
-				}
-				st.sums[i] = d
-			}
+		if err := st.parseSums(s, sums); err != nil {
+			return nil, err
 		}
 		out[st.key] = st
 	}

@@ -112,3 +112,47 @@ func mysqlValue(v any, typ string) any {
 	}
 	return filter.Text(v)
 }
+
+// columnTypes returns the types of s's group and sum columns as the target
+// reports them (byName: the summary table's column name, as fold renders it,
+// → its type), so that casts use the real ones when the table existed with
+// other types. A column the table lacks is an error.
+func (s *summaryRT) columnTypes(byName map[string]string, fold func(string) string) (gt, st []string, err error) {
+	gt = make([]string, len(s.GroupBy))
+	st = make([]string, len(s.Sums))
+	need := []string{"kanal_group", s.countColumn()}
+	for i, g := range s.GroupBy {
+		gt[i] = byName[fold(g.Column)]
+		need = append(need, g.Column)
+	}
+	for i, m := range s.Sums {
+		st[i] = byName[fold(m.Column)]
+		need = append(need, m.Column)
+	}
+	for _, c := range need {
+		if byName[fold(c)] == "" {
+			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
+		}
+	}
+	return gt, st, nil
+}
+
+// parseSums sets the row's contribution to s's sums from their text as the
+// state table holds it (nil: NULL); a row that contributes nothing has none.
+func (st *rowState) parseSums(s *summaryRT, sums []*string) error {
+	if st.gkey == nil {
+		return nil
+	}
+	st.sums = make([]decimal.Decimal, len(sums))
+	for i, v := range sums {
+		if v == nil {
+			continue
+		}
+		d, err := decimal.Parse(*v)
+		if err != nil {
+			return fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
+		}
+		st.sums[i] = d
+	}
+	return nil
+}
