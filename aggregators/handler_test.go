@@ -15,6 +15,7 @@ import (
 	"github.com/kanal-cdc/kanal/aggregators/filter"
 	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -81,7 +82,7 @@ func newHarness(t *testing.T, te *targetEnv, name string) *harness {
 		{Table: name + "_by_kind_day", Source: "shop.earnings", Where: "status IN ('settled', 'pending') AND amount > 0",
 			GroupBy: []string{"user_id", "kind", "day(created_at) AS day"}, Measures: []string{"count AS n", "sum(amount)"}},
 	}
-	a, err := New(cfg, testLogger(t))
+	a, err := New(cfg, cdctest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
@@ -39,18 +37,15 @@ func (g gated) Handle(ctx context.Context, b consumer.Batch) error {
 
 // runner is a consumer Runner with one mirror, started by a test.
 type runner struct {
-	h      *sqlmirror.Handler
-	cancel context.CancelFunc
-	done   chan error
-	net    *cdctest.NetCut
-	dead   atomic.Bool
-	once   sync.Once
+	*cdctest.Runner
+	h    *sqlmirror.Handler
+	dead atomic.Bool
 }
 
 func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmirror.Config, tables ...string) *runner {
 	t.Helper()
 	h := newMirror(t, cfg)
-	rr := &runner{h: h, net: &cdctest.NetCut{}, done: make(chan error, 1)}
+	rr := &runner{h: h}
 	reg := consumer.NewRegistry()
 	if err := reg.Register(gated{Handler: h, dead: &rr.dead}, consumer.Tables(tables...)); err != nil {
 		t.Fatal(err)
@@ -65,15 +60,7 @@ func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmi
 	ccfg.BatchMaxRecords = 200
 	ccfg.Heartbeats = false
 	ccfg.Retry = consumer.RetryConfig{MaxAttempts: 50, InitialInterval: 20 * time.Millisecond, MaxInterval: 300 * time.Millisecond}
-	r, err := consumer.NewRunner(ccfg, reg, testLogger(t).With("mirror", cfg.Name),
-		consumer.WithKafkaOptions(kgo.Dialer(rr.net.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rr.cancel = cancel
-	go func() { rr.done <- r.Run(ctx) }()
-	t.Cleanup(func() { rr.stop(t, false) })
+	rr.Runner = cdctest.StartRunner(t, cfg.Name, ccfg, reg, cdctest.Logger(t).With("mirror", cfg.Name), 60*time.Second)
 	return rr
 }
 
@@ -82,21 +69,12 @@ func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmi
 // and the group is not left.
 func (rr *runner) stop(t *testing.T, kill bool) {
 	t.Helper()
-	rr.once.Do(func() {
-		if kill {
-			rr.dead.Store(true)
-			rr.net.Cut()
-		}
-		rr.cancel()
-		select {
-		case err := <-rr.done:
-			if err != nil && !errors.Is(err, context.Canceled) && !kill {
-				t.Errorf("runner %s: %v", rr.h.Name(), err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("runner %s did not stop within 60s", rr.h.Name())
-		}
-	})
+	if kill {
+		rr.dead.Store(true)
+		rr.Kill(t)
+		return
+	}
+	rr.Stop(t)
 }
 
 type image func(ctx context.Context) (map[string]map[string]string, error)
@@ -150,7 +128,7 @@ func merge(parts ...image) image {
 
 func rowsOf(db *sql.DB, query string, keyOf func(map[string]string) string, bin ...string) image {
 	return func(ctx context.Context) (map[string]map[string]string, error) {
-		return readRows(ctx, db, query, keyOf, bin...)
+		return cdctest.ReadRows(ctx, db, query, keyOf, bin...)
 	}
 }
 
@@ -181,10 +159,10 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	pcfg.Tables.Include = []string{"wl.items", "wl.pairs"}
 	prod := cdctest.StartProducer(t, pcfg)
 
-	pgdb := openDB(t, "pgx", pg.DSN)
+	pgdb := cdctest.OpenDB(t, "pgx", pg.DSN)
 	mustExec(t, pgdb, wlItemsPG, wlPairsPG)
 	mustExec(t, tm.DB(), "CREATE DATABASE wl", wlItemsMySQL, wlPairsMySQL)
-	mydb := openDB(t, "mysql", tm.DSN("wl"))
+	mydb := cdctest.OpenDB(t, "mysql", tm.DSN("wl"))
 
 	pgCfg := sqlmirror.DefaultConfig()
 	pgCfg.Name = "pg-mirror"
