@@ -74,7 +74,7 @@ func (h *Handler) applyInstance(ctx context.Context, pk partKey, name string, op
 	cl := h.r.clients[name]
 	size := min(h.r.cfg.PipelineMax, max(minRoundTrip, (len(ops)+roundTrips-1)/roundTrips))
 	if len(ops) <= size {
-		return h.pipeline(ctx, pk, name, cl, ops)
+		return h.roundTrip(ctx, pk, name, cl, ops)
 	}
 	var parts [][]*op
 	for len(ops) > 0 {
@@ -90,7 +90,7 @@ func (h *Handler) applyInstance(ctx context.Context, pk partKey, name string, op
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = h.pipeline(ctx, pk, name, cl, part)
+			errs[i] = h.roundTrip(ctx, pk, name, cl, part)
 		}()
 	}
 	wg.Wait()
@@ -141,11 +141,11 @@ func (h *Handler) scriptCalls(rows []*op) []scriptCall {
 // values: op, version, layout, sets and the values' count.
 const scriptHeader = 5
 
-// pipeline sends up to PipelineMax row changes in one round trip, as script calls
+// roundTrip sends up to PipelineMax row changes in one round trip, as script calls
 // of up to chunkRows changes each. When Redis does not know the script (it restarted,
 // or SCRIPT FLUSH ran) it loads it and sends them again: the changes that were applied
 // the first time are skipped by their version check.
-func (h *Handler) pipeline(ctx context.Context, pk partKey, name string, cl *redis.Client, ops []*op) error {
+func (h *Handler) roundTrip(ctx context.Context, pk partKey, name string, cl *redis.Client, ops []*op) error {
 	calls := h.scriptCalls(ops)
 	for attempt := 0; ; attempt++ {
 		pipe := cl.Pipeline()
