@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -60,35 +59,13 @@ func (h *Handler) applyFenced(ctx context.Context, pk partKey, ops []op) error {
 			slowKey[o.key] = true
 		}
 	}
-	byInst := map[string][]*op{}
-	var order []string
+	all := make([]*op, len(ops))
 	for i := range ops {
-		o := &ops[i]
-		o.slow = slowKey[o.key]
-		if _, ok := byInst[o.inst]; !ok {
-			order = append(order, o.inst)
-		}
-		byInst[o.inst] = append(byInst[o.inst], o)
+		all[i] = &ops[i]
+		all[i].slow = slowKey[ops[i].key]
 	}
-	if len(order) == 1 {
-		return h.fenceInstance(ctx, order[0], pk, byInst[order[0]])
-	}
-	errs := make([]error, len(order))
-	var wg sync.WaitGroup
-	for i, name := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = h.fenceInstance(ctx, name, pk, byInst[name])
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if consumer.IsPermanent(err) {
-			return err
-		}
-	}
-	return errors.Join(errs...)
+	insts, shares := byInstance(all)
+	return each(len(insts), 0, func(i int) error { return h.fenceInstance(ctx, insts[i], pk, shares[i]) })
 }
 
 // fence is one instance's share of a fenced batch.

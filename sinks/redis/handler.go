@@ -2,6 +2,7 @@ package redissink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -190,13 +191,13 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 		return nil
 	}
 
-	byInst := map[string][]*op{}
+	live := make([]*op, 0, len(ops))
 	for i := range ops {
 		if !ops[i].dropped {
-			byInst[ops[i].inst] = append(byInst[ops[i].inst], &ops[i])
+			live = append(live, &ops[i])
 		}
 	}
-	if err := h.apply(ctx, pk, byInst); err != nil {
+	if err := h.apply(ctx, pk, live); err != nil {
 		return err
 	}
 	h.endBatch(pk, b, prevMax)
@@ -234,4 +235,53 @@ func (h *Handler) ApplyChanges(ctx context.Context, changes []*schemas.Change) e
 		recs[i] = consumer.Record{Key: c.Key(), Table: c.Table(), Op: c.Op, Seq: c.Seq, Change: c}
 	}
 	return h.Handle(ctx, consumer.Batch{Topic: "", Partition: -1, Records: recs})
+}
+
+// byInstance splits ops by the instance holding their rows, instances in the
+// order of their first row, each share in batch order.
+func byInstance(ops []*op) (insts []string, shares [][]*op) {
+	at := map[string]int{}
+	for _, o := range ops {
+		i, ok := at[o.inst]
+		if !ok {
+			i = len(insts)
+			at[o.inst] = i
+			insts = append(insts, o.inst)
+			shares = append(shares, nil)
+		}
+		shares[i] = append(shares[i], o)
+	}
+	return insts, shares
+}
+
+// each runs f(0) … f(n-1), at most limit at a time (0: all at once; one alone
+// runs without a goroutine), and returns their errors joined. A permanent error
+// anywhere is returned alone: it makes the batch permanent, and the Runner splits
+// it to find the record, re-applying the rest (harmless: what was applied is
+// below the watermark or fails the version check).
+func each(n, limit int, f func(i int) error) error {
+	if n == 1 {
+		return f(0)
+	}
+	if limit <= 0 {
+		limit = n
+	}
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if consumer.IsPermanent(err) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -2,14 +2,10 @@ package redissink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kanal-cdc/kanal/consumer"
 )
 
 // The version-checked path: batches without Kafka coordinates (ApplyChanges, a
@@ -32,36 +28,10 @@ const (
 	minRoundTrip = 64
 )
 
-// apply runs the script calls, one goroutine per instance.
-func (h *Handler) apply(ctx context.Context, pk partKey, byInst map[string][]*op) error {
-	if len(byInst) == 1 {
-		for name, ops := range byInst {
-			return h.applyInstance(ctx, pk, name, ops)
-		}
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, 0, len(byInst))
-	var mu sync.Mutex
-	for name, ops := range byInst {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := h.applyInstance(ctx, pk, name, ops); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	// A permanent error anywhere makes the batch permanent: the Runner splits it to
-	// find the record, re-applying the rest (harmless: versions are checked).
-	for _, err := range errs {
-		if consumer.IsPermanent(err) {
-			return err
-		}
-	}
-	return errors.Join(errs...)
+// apply runs the script calls, instances in parallel.
+func (h *Handler) apply(ctx context.Context, pk partKey, ops []*op) error {
+	insts, shares := byInstance(ops)
+	return each(len(insts), 0, func(i int) error { return h.applyInstance(ctx, pk, insts[i], shares[i]) })
 }
 
 // applyInstance sends an instance's row changes as round trips of at most
@@ -73,33 +43,13 @@ func (h *Handler) apply(ctx context.Context, pk partKey, byInst map[string][]*op
 func (h *Handler) applyInstance(ctx context.Context, pk partKey, name string, ops []*op) error {
 	cl := h.r.clients[name]
 	size := min(h.r.cfg.PipelineMax, max(minRoundTrip, (len(ops)+roundTrips-1)/roundTrips))
-	if len(ops) <= size {
-		return h.roundTrip(ctx, pk, name, cl, ops)
-	}
 	var parts [][]*op
 	for len(ops) > 0 {
 		n := min(len(ops), size)
 		parts = append(parts, ops[:n])
 		ops = ops[n:]
 	}
-	errs := make([]error, len(parts))
-	sem := make(chan struct{}, roundTrips)
-	var wg sync.WaitGroup
-	for i, part := range parts {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = h.roundTrip(ctx, pk, name, cl, part)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if consumer.IsPermanent(err) {
-			return err
-		}
-	}
-	return errors.Join(errs...)
+	return each(len(parts), roundTrips, func(i int) error { return h.roundTrip(ctx, pk, name, cl, parts[i]) })
 }
 
 // scriptCall is one applyScript call: its rows, keys and arguments.
