@@ -10,7 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -224,7 +226,7 @@ type rowState struct {
 	tombstoned bool
 	// gkey is nil when the row contributes nothing (deleted or filtered out).
 	gkey []byte
-	sums []decimal
+	sums []decimal.Decimal
 
 	// ref is the target's own handle on the stored state as the batch read
 	// it, 0 when the target had no state for the key. plan carries it from the
@@ -258,7 +260,7 @@ type groupDelta struct {
 	gkey   []byte
 	groups []any // nil when only subtractions touched the group
 	count  int64
-	sums   []decimal
+	sums   []decimal.Decimal
 }
 
 func (g *groupDelta) zero() bool {
@@ -345,7 +347,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	w := &writes{next: -1}
 	used := make([]bool, len(b.Records)) // applied by some summary
 	for si, s := range ready {
-		sw, err := plan(s, b.Records, off.next, states[si], used)
+		sw, err := plan(s, b.Records, off.Next, states[si], used)
 		if err != nil {
 			tx.rollback()
 			return err
@@ -359,7 +361,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 		}
 	}
 	stale := len(b.Records) - applied
-	if next := b.NextOffset(); !off.resetPending && next > off.next {
+	if next := b.NextOffset(); !off.ResetPending && next > off.Next {
 		w.next = next
 	}
 	if err := tx.commit(ctx, w); err != nil {
@@ -382,7 +384,7 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 	delta := func(gkey []byte) *groupDelta {
 		d := deltas[string(gkey)]
 		if d == nil {
-			d = &groupDelta{gkey: gkey, sums: make([]decimal, len(s.Sums))}
+			d = &groupDelta{gkey: gkey, sums: make([]decimal.Decimal, len(s.Sums))}
 			deltas[string(gkey)] = d
 		}
 		return d
@@ -474,20 +476,14 @@ func (a *Aggregator) ResetOffsets(ctx context.Context, group string, offsets map
 	return a.t.resetOffsets(ctx, group, offsets)
 }
 
-// offsetState is a partition's stored offset as a batch found it.
-type offsetState struct {
-	next         int64 // -1: none stored
-	resetPending bool
-}
-
 // target is a database holding summaries.
 type target interface {
-	dialect() dialect
+	dialect() *dialect
 	setup(ctx context.Context) error
 	createSummary(ctx context.Context, s *summaryRT, groupTypes, sumTypes []string) (gt, st []string, err error)
 	// begin starts a batch transaction: it locks the partition's offset row and
 	// loads the state rows of keys for each summary.
-	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error)
+	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error)
 	loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error)
 	resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
 	close()
@@ -498,11 +494,4 @@ type txn interface {
 	// commit writes w and commits; on failure it rolls back.
 	commit(ctx context.Context, w *writes) error
 	rollback()
-}
-
-// dialect maps kanal types to a database's SQL types.
-type dialect interface {
-	groupType(c schemas.Column) string
-	sumType(c *schemas.Column) string
-	derivedType(fn string) string
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -175,7 +177,7 @@ func selfCPU() time.Duration {
 // is asserted about speed. Run with -benchtime=100000x for the bench's size.
 func BenchmarkApplyPostgres(b *testing.B) {
 	pg := testenv.Postgres(b)
-	benchmarkApply(b, &targetEnv{driver: DriverPostgres, dsn: pg.DSN, db: openSQL(b, "pgx", pg.DSN)}, pg.Pid(), "pg")
+	benchmarkApply(b, &targetEnv{driver: DriverPostgres, dsn: pg.DSN, db: cdctest.OpenDB(b, "pgx", pg.DSN)}, pg.Pid(), "pg")
 }
 
 // BenchmarkApplyMariaDB is BenchmarkApplyPostgres with a MariaDB target.
@@ -183,7 +185,7 @@ func BenchmarkApplyMariaDB(b *testing.B) {
 	m := testenv.MariaDB(b)
 	m.Exec(b, "CREATE DATABASE IF NOT EXISTS summaries")
 	dsn := m.DSN("summaries")
-	benchmarkApply(b, &targetEnv{driver: DriverMySQL, dsn: dsn, db: openSQL(b, "mysql", dsn)}, m.Pid(), "mariadb")
+	benchmarkApply(b, &targetEnv{driver: DriverMySQL, dsn: dsn, db: cdctest.OpenDB(b, "mysql", dsn)}, m.Pid(), "mariadb")
 }
 
 func benchmarkApply(b *testing.B, te *targetEnv, serverPid int, server string) {
@@ -191,7 +193,7 @@ func benchmarkApply(b *testing.B, te *targetEnv, serverPid int, server string) {
 	cfg.Target.MaxConns = DefaultConfig().Target.MaxConns
 	cfg.Summaries = []SummaryConfig{{Table: "orders_by_status", Source: "bench.orders",
 		GroupBy: []string{"status"}, Measures: []string{"count AS orders", "sum(amount) AS total"}}}
-	a, err := New(cfg, testLogger(b))
+	a, err := New(cfg, cdctest.Logger(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -247,7 +249,7 @@ func benchmarkApply(b *testing.B, te *targetEnv, serverPid int, server string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if d := diff(wantSummary(b, &s, live), readSummary(b, te, &s)); d != "" {
+	if d := testdiff.Diff(wantSummary(b, &s, live), readSummary(b, te, &s)); d != "" {
 		b.Fatalf("summary differs from the final rows:\n%s", d)
 	}
 }

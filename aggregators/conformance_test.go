@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer/consumertest"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -27,7 +28,7 @@ func TestConformance(t *testing.T) {
 				table := fmt.Sprintf("ct%d_rows", id)
 				cfg.Summaries = []SummaryConfig{{Table: table, Source: "ct.items",
 					GroupBy: []string{"id", "name", "amount", "data"}, Measures: []string{"count"}}}
-				a, err := New(cfg, testLogger(t))
+				a, err := New(cfg, cdctest.Logger(t))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -101,18 +102,17 @@ func consumerConfig(brokers []string) consumer.Config {
 
 // member is one consumer process's worth of aggregators, run in this process.
 type member struct {
-	aggs   []*Aggregator
-	cancel context.CancelFunc
-	done   chan error
+	*cdctest.Runner
+	aggs []*Aggregator
 }
 
 // startMember runs a Runner with one aggregator per config.
 func startMember(t *testing.T, brokers []string, cfgs ...Config) *member {
 	t.Helper()
 	reg := consumer.NewRegistry()
-	mb := &member{done: make(chan error, 1)}
+	mb := &member{}
 	for _, c := range cfgs {
-		a, err := New(c, testLogger(t))
+		a, err := New(c, cdctest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,33 +122,8 @@ func startMember(t *testing.T, brokers []string, cfgs ...Config) *member {
 		}
 		mb.aggs = append(mb.aggs, a)
 	}
-	r, err := consumer.NewRunner(consumerConfig(brokers), reg, testLogger(t),
-		consumer.WithKafkaOptions(kgo.HeartbeatInterval(300*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	mb.cancel = cancel
-	go func() { mb.done <- r.Run(ctx) }()
-	t.Cleanup(func() { mb.stop(t) })
+	mb.Runner = cdctest.StartRunner(t, "aggregators", consumerConfig(brokers), reg, cdctest.Logger(t), 90*time.Second)
 	return mb
-}
-
-// stop shuts the member down gracefully.
-func (mb *member) stop(t *testing.T) {
-	t.Helper()
-	mb.cancel()
-	select {
-	case err, ok := <-mb.done:
-		if ok {
-			close(mb.done)
-			if err != nil {
-				t.Errorf("runner: %v", err)
-			}
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatal("runner did not stop within 90s")
-	}
 }
 
 // workload drives random ledger changes: multi-row transactions of inserts,
@@ -322,7 +297,7 @@ func (e *e2e) converge(names map[string]*targetEnv) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for name, te := range names {
 		for {
-			got := storedOffsets(e.t, te, "kanal-"+name)
+			got := storedOffsets(e.t, te, consumer.DefaultGroup(name))
 			done := true
 			for p, off := range want {
 				if got[p] < off {
@@ -352,7 +327,7 @@ func (e *e2e) compare(name string, te *targetEnv) {
 		compiled.Table = name + "_" + compiled.Table
 		want := queryText(e.t, e.m.DB(), s.query, len(compiled.GroupBy))
 		got := readSummary(e.t, te, &compiled)
-		if d := diff(want, got); d != "" {
+		if d := testdiff.Diff(want, got); d != "" {
 			e.t.Fatalf("%s differs from the source's GROUP BY (%d groups want, %d got):\n%s", compiled.Table, len(want), len(got), d)
 		}
 		if len(want) < 5 {
@@ -388,7 +363,7 @@ func TestConsumerKilled(t *testing.T) {
 	w.run(t, 50)
 	pg, my := e.aggConfig(e.targets[0], "kill_pg"), e.aggConfig(e.targets[1], "kill_my")
 	for _, c := range []Config{pg, my} { // the offsets tables, for progress()
-		a, err := New(c, testLogger(t))
+		a, err := New(c, cdctest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,7 +435,7 @@ func TestHelperConsumer(t *testing.T) {
 	}
 	reg := consumer.NewRegistry()
 	for _, c := range spec.Configs {
-		a, err := New(c, testLogger(t))
+		a, err := New(c, cdctest.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -470,7 +445,7 @@ func TestHelperConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := consumer.NewRunner(consumerConfig(spec.Brokers), reg, testLogger(t),
+	r, err := consumer.NewRunner(consumerConfig(spec.Brokers), reg, cdctest.Logger(t),
 		consumer.WithKafkaOptions(kgo.HeartbeatInterval(300*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
@@ -491,11 +466,11 @@ func TestRebalance(t *testing.T) {
 	w.run(t, 50)
 	b := startMember(t, e.k.Brokers, pg, my) // partitions move to b
 	w.run(t, 50)
-	a.stop(t) // b takes everything
+	a.Stop(t) // b takes everything
 	w.run(t, 50)
 	a = startMember(t, e.k.Brokers, pg, my) // and gives some back
 	w.run(t, 50)
-	b.stop(t)
+	b.Stop(t)
 	w.run(t, 30)
 	e.converge(map[string]*targetEnv{"reb_pg": e.targets[0], "reb_my": e.targets[1]})
 	_ = a
@@ -533,12 +508,12 @@ func TestOffsetsResetLive(t *testing.T) {
 	})
 	records := map[*Aggregator]int64{}
 	for _, a := range mb.aggs {
-		if err := a.ResetOffsets(ctx, "kanal-"+a.Name(), earliest); err != nil {
+		if err := a.ResetOffsets(ctx, consumer.DefaultGroup(a.Name()), earliest); err != nil {
 			t.Fatal(err)
 		}
 		records[a] = a.Stats().Records.Load()
 	}
-	mb.stop(t)
+	mb.Stop(t)
 	mb2 := startMember(t, e.k.Brokers, pg, my)
 	wait()
 	e.converge(map[string]*targetEnv{"reset_pg": e.targets[0], "reset_my": e.targets[1]})

@@ -12,7 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kanal-cdc/kanal/aggregators/filter"
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -78,7 +82,7 @@ func newHarness(t *testing.T, te *targetEnv, name string) *harness {
 		{Table: name + "_by_kind_day", Source: "shop.earnings", Where: "status IN ('settled', 'pending') AND amount > 0",
 			GroupBy: []string{"user_id", "kind", "day(created_at) AS day"}, Measures: []string{"count AS n", "sum(amount)"}},
 	}
-	a, err := New(cfg, testLogger(t))
+	a, err := New(cfg, cdctest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +90,7 @@ func newHarness(t *testing.T, te *targetEnv, name string) *harness {
 	if err := a.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, te: te, a: a, group: "kanal-" + name, rows: map[string]Row{}}
+	h := &harness{t: t, te: te, a: a, group: consumer.DefaultGroup(name), rows: map[string]Row{}}
 	for _, sc := range cfg.Summaries {
 		s, err := sc.Compile()
 		if err != nil {
@@ -151,7 +155,7 @@ func (h *harness) want(s *Summary) map[string]string {
 func wantSummary(t testing.TB, s *Summary, rows map[string]Row) map[string]string {
 	type acc struct {
 		n    int64
-		sums []decimal
+		sums []decimal.Decimal
 	}
 	groups := map[string]*acc{}
 	for _, r := range rows {
@@ -166,13 +170,13 @@ func wantSummary(t testing.TB, s *Summary, rows map[string]Row) map[string]strin
 		for i, g := range c.groups {
 			parts[i] = "NULL"
 			if g != nil {
-				parts[i] = text(g)
+				parts[i] = filter.Text(g)
 			}
 		}
 		k := strings.Join(parts, "|")
 		a := groups[k]
 		if a == nil {
-			a = &acc{sums: make([]decimal, len(s.Sums))}
+			a = &acc{sums: make([]decimal.Decimal, len(s.Sums))}
 			groups[k] = a
 		}
 		a.n++
@@ -195,7 +199,7 @@ func (h *harness) check(step string) {
 	h.t.Helper()
 	for i := range h.sums {
 		s := &h.sums[i]
-		if d := diff(h.want(s), readSummary(h.t, h.te, s)); d != "" {
+		if d := testdiff.Diff(h.want(s), readSummary(h.t, h.te, s)); d != "" {
 			h.t.Fatalf("%s: summary %s differs from the reference rows:\n%s", step, s.Table, d)
 		}
 	}

@@ -3,25 +3,15 @@ package aggregators
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"log/slog"
-	"os"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to read Postgres summaries in tests
 
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
-
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // targetEnv is a real target database for tests.
 type targetEnv struct {
@@ -50,23 +40,13 @@ func (te *targetEnv) config(name string) Config {
 
 func postgresTarget(t *testing.T) *targetEnv {
 	pg := testenv.Postgres(t)
-	db, err := sql.Open("pgx", pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return &targetEnv{name: "postgres", driver: DriverPostgres, dsn: pg.DSN, db: db}
+	return &targetEnv{name: "postgres", driver: DriverPostgres, dsn: pg.DSN, db: cdctest.OpenDB(t, "pgx", pg.DSN)}
 }
 
 // mysqlTarget uses database "summaries" of a MariaDB server.
 func mariadbTarget(t *testing.T, m *testenv.MariaDBServer) *targetEnv {
 	m.Exec(t, "CREATE DATABASE IF NOT EXISTS summaries")
-	db, err := sql.Open("mysql", m.DSN("summaries"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return &targetEnv{name: "mariadb", driver: DriverMySQL, dsn: m.DSN("summaries"), db: db}
+	return &targetEnv{name: "mariadb", driver: DriverMySQL, dsn: m.DSN("summaries"), db: cdctest.OpenDB(t, "mysql", m.DSN("summaries"))}
 }
 
 // readSummary returns group values joined by "|" → "count|sum…", everything as
@@ -128,49 +108,4 @@ func queryText(t testing.TB, db *sql.DB, q string, ngroup int) map[string]string
 		t.Fatal(err)
 	}
 	return out
-}
-
-// diff describes how two summaries differ (a few lines), or "".
-func diff(want, got map[string]string) string {
-	var lines []string
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for k := range got {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		w, wok := want[k]
-		g, gok := got[k]
-		switch {
-		case !gok:
-			lines = append(lines, fmt.Sprintf("missing group %s: want %s", k, w))
-		case !wok:
-			lines = append(lines, fmt.Sprintf("extra group %s: %s", k, g))
-		case w != g:
-			lines = append(lines, fmt.Sprintf("group %s: want %s, got %s", k, w, g))
-		}
-		if len(lines) >= 12 {
-			lines = append(lines, "…")
-			break
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-// openSQL opens a database/sql handle closed when the test ends.
-func openSQL(t testing.TB, driver, dsn string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }

@@ -13,16 +13,15 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/kanal-cdc/kanal/consumer"
-	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 )
 
 // mysqlTarget is a MySQL or MariaDB target (go-sql-driver). A batch is one
 // READ COMMITTED transaction with multi-row statements: one per table written.
 type mysqlTarget struct {
-	db          *sql.DB
-	log         *slog.Logger
-	offsets     string // quoted
-	offsetsName string // as configured, for errors
+	db      *sql.DB
+	log     *slog.Logger
+	offsets *sqloffsets.Table
 
 	mu      sync.Mutex
 	setUpOK bool
@@ -46,77 +45,11 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 	db.SetMaxOpenConns(cfg.Target.MaxConns)
 	db.SetMaxIdleConns(cfg.Target.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &mysqlTarget{db: db, log: log, offsets: quoteTable(cfg.OffsetsTable, '`'), offsetsName: cfg.OffsetsTable}, nil
+	return &mysqlTarget{db: db, log: log, offsets: sqloffsets.New(sqloffsets.MySQL, db, cfg.OffsetsTable)}, nil
 }
 
-func (m *mysqlTarget) close()           { m.db.Close() }
-func (m *mysqlTarget) dialect() dialect { return myDialect{} }
-
-type myDialect struct{}
-
-func (myDialect) groupType(c schemas.Column) string {
-	switch c.Kind() {
-	case schemas.KindInt, schemas.KindYear:
-		return "BIGINT"
-	case schemas.KindUint, schemas.KindBit:
-		return "BIGINT UNSIGNED"
-	case schemas.KindDecimal:
-		if p, s := precision(c.Type); p != "" {
-			if s == "" {
-				s = "0"
-			}
-			return "DECIMAL(" + p + "," + s + ")"
-		}
-		return "DECIMAL(65,30)"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "DOUBLE"
-	case schemas.KindBytes:
-		return "VARBINARY(255)"
-	}
-	p, _ := precision(c.Type)
-	switch baseType(c.Type) {
-	case "date":
-		return "DATE"
-	case "datetime", "timestamp":
-		if p != "" {
-			return "DATETIME(" + p + ")"
-		}
-		return "DATETIME"
-	case "time":
-		if p != "" {
-			return "TIME(" + p + ")"
-		}
-		return "TIME"
-	}
-	return "VARCHAR(255)"
-}
-
-func (myDialect) sumType(c *schemas.Column) string {
-	if c == nil {
-		return "DECIMAL(65,10)"
-	}
-	switch c.Kind() {
-	case schemas.KindDecimal:
-		_, s := precision(c.Type)
-		if s == "" {
-			s = "0"
-		}
-		return "DECIMAL(65," + s + ")"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "DOUBLE"
-	}
-	return "DECIMAL(65,0)"
-}
-
-func (myDialect) derivedType(fn string) string {
-	switch fn {
-	case "year":
-		return "BIGINT"
-	case "hour":
-		return "DATETIME"
-	}
-	return "DATE"
-}
+func (m *mysqlTarget) close()            { m.db.Close() }
+func (m *mysqlTarget) dialect() *dialect { return &myTypes }
 
 func (m *mysqlTarget) setup(ctx context.Context) error {
 	m.mu.Lock()
@@ -124,17 +57,8 @@ func (m *mysqlTarget) setup(ctx context.Context) error {
 	if m.setUpOK {
 		return nil
 	}
-	_, err := m.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+m.offsets+` (
-	consumer_group  VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-	topic           VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-	kafka_partition INT          NOT NULL,
-	next_offset     BIGINT       NOT NULL,
-	reset_pending   BOOLEAN      NOT NULL DEFAULT FALSE,
-	updated_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-	PRIMARY KEY (consumer_group, topic, kafka_partition)
-) ENGINE=InnoDB`)
-	if err != nil {
-		return fmt.Errorf("aggregators: mysql: create offsets table %s: %w", m.offsetsName, err)
+	if err := m.offsets.Setup(ctx); err != nil {
+		return fmt.Errorf("aggregators: mysql: %w", err)
 	}
 	m.setUpOK = true
 	return nil
@@ -215,23 +139,8 @@ func (m *mysqlTarget) createSummary(ctx context.Context, s *summaryRT, groupType
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read the columns of summary table %s: %w", s.Table, err)
 	}
-	gt := make([]string, len(groupTypes))
-	st := make([]string, len(sumTypes))
-	need := []string{"kanal_group", s.countColumn()}
-	for i, g := range s.GroupBy {
-		gt[i] = byName[strings.ToLower(g.Column)]
-		need = append(need, g.Column)
-	}
-	for i, c := range s.Sums {
-		st[i] = byName[strings.ToLower(c.Column)]
-		need = append(need, c.Column)
-	}
-	for _, c := range need {
-		if byName[strings.ToLower(c)] == "" {
-			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
-		}
-	}
-	return gt, st, nil
+	// MySQL's column names are case-insensitive.
+	return s.columnTypes(byName, strings.ToLower)
 }
 
 type myTxn struct {
@@ -242,8 +151,8 @@ type myTxn struct {
 	part  int32
 }
 
-func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
-	off := offsetState{next: -1}
+func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error) {
+	off := sqloffsets.State{Next: -1}
 	if err := m.setup(ctx); err != nil {
 		return nil, off, nil, err
 	}
@@ -270,17 +179,13 @@ func (m *mysqlTarget) begin(ctx context.Context, group, topic string, partition 
 		return nil, off, nil, fmt.Errorf("mysql: begin: %w", err)
 	}
 	t := &myTxn{m: m, tx: tx, group: group, topic: topic, part: partition}
-	fail := func(what string, err error) (txn, offsetState, []map[string]*rowState, error) {
+	fail := func(what string, err error) (txn, sqloffsets.State, []map[string]*rowState, error) {
 		t.rollback()
 		return nil, off, nil, fmt.Errorf("mysql: %s: %w", what, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset)
-		VALUES (?, ?, ?, -1) ON DUPLICATE KEY UPDATE next_offset = next_offset`, group, topic, partition); err != nil {
-		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
-	}
-	if err := tx.QueryRowContext(ctx, `SELECT next_offset, reset_pending FROM `+m.offsets+`
-		WHERE consumer_group = ? AND topic = ? AND kafka_partition = ? FOR UPDATE`, group, topic, partition).Scan(&off.next, &off.resetPending); err != nil {
-		return fail("offsets table "+m.offsetsName+": lock the partition's row", err)
+	if off, err = m.offsets.Lock(ctx, tx, group, topic, partition); err != nil {
+		t.rollback()
+		return nil, off, nil, fmt.Errorf("mysql: %w", err)
 	}
 	states := make([]map[string]*rowState, len(sums))
 	for i, s := range sums {
@@ -319,7 +224,7 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 	for rows.Next() {
 		st := &rowState{}
 		var key []byte
-		sums := make([]sql.NullString, nsums)
+		sums := make([]*string, nsums)
 		dest := []any{&key, &st.version, &st.offset, &st.tombstoned, &st.gkey}
 		for i := range sums {
 			dest = append(dest, &sums[i])
@@ -328,18 +233,8 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 			return nil, err
 		}
 		st.key = string(key)
-		if st.gkey != nil {
-			st.sums = make([]decimal, nsums)
-			for i, v := range sums {
-				if !v.Valid {
-					continue
-				}
-				d, err := parseDecimal(v.String)
-				if err != nil {
-					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
-				}
-				st.sums[i] = d
-			}
+		if err := st.parseSums(s, sums); err != nil {
+			return nil, err
 		}
 		out[st.key] = st
 	}
@@ -366,9 +261,8 @@ func (t *myTxn) commit(ctx context.Context, w *writes) error {
 			}
 		}
 		if w.next >= 0 {
-			if _, err := t.tx.ExecContext(ctx, `UPDATE `+t.m.offsets+` SET next_offset = ?, updated_at = CURRENT_TIMESTAMP(6)
-				WHERE consumer_group = ? AND topic = ? AND kafka_partition = ?`, w.next, t.group, t.topic, t.part); err != nil {
-				return fmt.Errorf("offsets table %s: store next offset %d: %w", t.m.offsetsName, w.next, err)
+			if err := t.m.offsets.StoreNext(ctx, t.tx, t.group, t.topic, t.part, w.next); err != nil {
+				return err
 			}
 		}
 		if err := t.tx.Commit(); err != nil {
@@ -393,31 +287,24 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			cols = append(cols, q(m.Column))
 			set = append(set, q(m.Column)+" = VALUES("+q(m.Column)+")")
 		}
-		per := len(cols)
-		rowPH := "(" + placeholders(per) + ")"
-		for start := 0; start < len(sw.rows); start += maxParams / per {
-			chunk := sw.rows[start:min(len(sw.rows), start+maxParams/per)]
-			args := make([]any, 0, len(chunk)*per)
-			phs := make([]string, len(chunk))
-			for i, r := range chunk {
-				phs[i] = rowPH
-				var gkey any
+		err := t.upsertRows(ctx, s.rowsTable, cols, set, len(sw.rows), "keys", func(args []any, i int) []any {
+			r := sw.rows[i]
+			var gkey any
+			if r.gkey != nil {
+				gkey = r.gkey
+			}
+			args = append(args, []byte(r.key), r.version, r.offset, r.tombstoned, gkey)
+			for j := range s.Sums {
 				if r.gkey != nil {
-					gkey = r.gkey
-				}
-				args = append(args, []byte(r.key), r.version, r.offset, r.tombstoned, gkey)
-				for j := range s.Sums {
-					if r.gkey != nil {
-						args = append(args, r.sums[j].String())
-					} else {
-						args = append(args, nil)
-					}
+					args = append(args, r.sums[j].String())
+				} else {
+					args = append(args, nil)
 				}
 			}
-			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.rowsTable, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
-				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("state table %s: write the state of %d keys: %w", s.rowsTable, len(chunk), err)
-			}
+			return args
+		})
+		if err != nil {
+			return fmt.Errorf("state table %s: write the state of %w", s.rowsTable, err)
 		}
 	}
 	if len(sw.deltas) > 0 {
@@ -432,31 +319,24 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 			cols = append(cols, q(m.Column))
 			set = append(set, q(m.Column)+" = "+q(m.Column)+" + VALUES("+q(m.Column)+")")
 		}
-		per := len(cols)
-		rowPH := "(" + placeholders(per) + ")"
-		for start := 0; start < len(sw.deltas); start += maxParams / per {
-			chunk := sw.deltas[start:min(len(sw.deltas), start+maxParams/per)]
-			args := make([]any, 0, len(chunk)*per)
-			phs := make([]string, len(chunk))
-			for i, d := range chunk {
-				phs[i] = rowPH
-				args = append(args, d.gkey)
-				for j := range s.GroupBy {
-					if d.groups == nil {
-						args = append(args, nil)
-					} else {
-						args = append(args, mysqlValue(d.groups[j], s.groupTypes[j]))
-					}
-				}
-				args = append(args, d.count)
-				for j := range s.Sums {
-					args = append(args, d.sums[j].String())
+		err := t.upsertRows(ctx, s.Table, cols, set, len(sw.deltas), "groups", func(args []any, i int) []any {
+			d := sw.deltas[i]
+			args = append(args, d.gkey)
+			for j := range s.GroupBy {
+				if d.groups == nil {
+					args = append(args, nil)
+				} else {
+					args = append(args, mysqlValue(d.groups[j], s.groupTypes[j]))
 				}
 			}
-			if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(s.Table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
-				strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
-				return fmt.Errorf("summary table %s: add the deltas of %d groups: %w", s.Table, len(chunk), err)
+			args = append(args, d.count)
+			for j := range s.Sums {
+				args = append(args, d.sums[j].String())
 			}
+			return args
+		})
+		if err != nil {
+			return fmt.Errorf("summary table %s: add the deltas of %w", s.Table, err)
 		}
 		for start := 0; start < len(sw.maybeEmpty); start += maxParams {
 			chunk := sw.maybeEmpty[start:min(len(sw.maybeEmpty), start+maxParams)]
@@ -473,72 +353,40 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 	return nil
 }
 
+// upsertRows writes n rows into table with multi-row INSERT … ON DUPLICATE KEY
+// UPDATE set statements of at most maxParams parameters; rowArgs appends row
+// i's values, in cols order. Its error starts with how many rows the failed
+// statement wrote, named by unit ("12 keys: …").
+func (t *myTxn) upsertRows(ctx context.Context, table string, cols, set []string, n int, unit string, rowArgs func(args []any, i int) []any) error {
+	per := len(cols)
+	rowPH := "(" + placeholders(per) + ")"
+	for start := 0; start < n; start += maxParams / per {
+		end := min(n, start+maxParams/per)
+		args := make([]any, 0, (end-start)*per)
+		phs := make([]string, 0, end-start)
+		for i := start; i < end; i++ {
+			phs = append(phs, rowPH)
+			args = rowArgs(args, i)
+		}
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
+			strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
+			return fmt.Errorf("%d %s: %w", end-start, unit, err)
+		}
+	}
+	return nil
+}
+
 func (m *mysqlTarget) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
-	out := map[string]map[int32]int64{}
-	tx, err := m.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	out, err := m.offsets.Load(ctx, group, partitions)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-	}
-	defer tx.Rollback()
-	for topic, parts := range partitions {
-		if len(parts) == 0 {
-			continue
-		}
-		args := []any{group, topic}
-		for _, p := range parts {
-			args = append(args, p)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT kafka_partition, next_offset FROM `+m.offsets+`
-			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`) FOR UPDATE`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-		for rows.Next() {
-			var part int32
-			var next int64
-			if err := rows.Scan(&part, &next); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-			}
-			if next >= 0 {
-				if out[topic] == nil {
-					out[topic] = map[int32]int64{}
-				}
-				out[topic][part] = next
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE `+m.offsets+` SET reset_pending = FALSE
-			WHERE consumer_group = ? AND topic = ? AND kafka_partition IN (`+placeholders(len(parts))+`)`, args...); err != nil {
-			return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("mysql: offsets table %s: load the offsets of %s: %w", m.offsetsName, group, err)
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	return out, nil
 }
 
 func (m *mysqlTarget) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
-	tx, err := m.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
-	}
-	defer tx.Rollback()
-	for topic, parts := range offsets {
-		for part, next := range parts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+m.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
-				VALUES (?, ?, ?, ?, TRUE) ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), reset_pending = TRUE,
-				updated_at = CURRENT_TIMESTAMP(6)`, group, topic, part, next); err != nil {
-				return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mysql: offsets table %s: reset the offsets of %s: %w", m.offsetsName, group, err)
+	if err := m.offsets.Reset(ctx, group, offsets); err != nil {
+		return fmt.Errorf("mysql: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package aggregators
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,19 +15,22 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kanal-cdc/kanal/consumer"
-	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 )
 
 // postgres is a Postgres target (pgx). A batch is two round trips: BEGIN, the
 // offset lock and the state reads pipelined; then every write and COMMIT
 // pipelined.
 type postgres struct {
-	pool        *pgxpool.Pool
-	log         *slog.Logger
-	offsets     string // quoted
-	offsetsName string // as configured, for errors
+	pool *pgxpool.Pool
+	// db is database/sql over pool, for the offsets table's setup, loads and
+	// resets; batches pipeline its statements on pool.
+	db      *sql.DB
+	log     *slog.Logger
+	offsets *sqloffsets.Table
 
 	mu      sync.Mutex
 	setUpOK bool
@@ -43,62 +47,15 @@ func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aggregators: postgres pool: %w", err)
 	}
-	return &postgres{pool: pool, log: log, offsets: quoteTable(cfg.OffsetsTable, '"'), offsetsName: cfg.OffsetsTable}, nil
+	db := stdlib.OpenDBFromPool(pool)
+	return &postgres{pool: pool, db: db, log: log, offsets: sqloffsets.New(sqloffsets.Postgres, db, cfg.OffsetsTable)}, nil
 }
 
-func (p *postgres) close()           { p.pool.Close() }
-func (p *postgres) dialect() dialect { return pgDialect{} }
-
-type pgDialect struct{}
-
-func (pgDialect) groupType(c schemas.Column) string {
-	switch c.Kind() {
-	case schemas.KindInt, schemas.KindYear:
-		return "bigint"
-	case schemas.KindUint, schemas.KindBit:
-		return "numeric(20,0)"
-	case schemas.KindDecimal:
-		if p, s := precision(c.Type); p != "" {
-			if s == "" {
-				s = "0"
-			}
-			return "numeric(" + p + "," + s + ")"
-		}
-		return "numeric"
-	case schemas.KindFloat, schemas.KindDouble:
-		return "double precision"
-	case schemas.KindBytes:
-		return "bytea"
-	}
-	p, _ := precision(c.Type)
-	switch baseType(c.Type) {
-	case "date":
-		return "date"
-	case "datetime":
-		if p != "" {
-			return "timestamp(" + p + ")"
-		}
-		return "timestamp"
-	case "timestamp":
-		if p != "" {
-			return "timestamptz(" + p + ")"
-		}
-		return "timestamptz"
-	}
-	return "text"
+func (p *postgres) close() {
+	p.db.Close()
+	p.pool.Close()
 }
-
-func (pgDialect) sumType(*schemas.Column) string { return "numeric" }
-
-func (pgDialect) derivedType(fn string) string {
-	switch fn {
-	case "year":
-		return "bigint"
-	case "hour":
-		return "timestamp"
-	}
-	return "date"
-}
+func (p *postgres) dialect() *dialect { return &pgTypes }
 
 // ignoreExists treats "already exists" races of concurrent CREATE … IF NOT
 // EXISTS as success.
@@ -116,17 +73,8 @@ func (p *postgres) setup(ctx context.Context) error {
 	if p.setUpOK {
 		return nil
 	}
-	_, err := p.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+p.offsets+` (
-	consumer_group  text        NOT NULL,
-	topic           text        NOT NULL,
-	kafka_partition integer     NOT NULL,
-	next_offset     bigint      NOT NULL,
-	reset_pending   boolean     NOT NULL DEFAULT false,
-	updated_at      timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (consumer_group, topic, kafka_partition)
-)`)
-	if err = ignoreExists(err); err != nil {
-		return fmt.Errorf("aggregators: postgres: create offsets table %s: %w", p.offsetsName, err)
+	if err := p.offsets.Setup(ctx); err != nil {
+		return fmt.Errorf("aggregators: postgres: %w", err)
 	}
 	p.setUpOK = true
 	return nil
@@ -200,23 +148,7 @@ func (p *postgres) createSummary(ctx context.Context, s *summaryRT, groupTypes, 
 	for _, c := range types {
 		byName[c[0]] = c[1]
 	}
-	gt := make([]string, len(groupTypes))
-	st := make([]string, len(sumTypes))
-	need := []string{"kanal_group", s.countColumn()}
-	for i, g := range s.GroupBy {
-		gt[i] = byName[g.Column]
-		need = append(need, g.Column)
-	}
-	for i, m := range s.Sums {
-		st[i] = byName[m.Column]
-		need = append(need, m.Column)
-	}
-	for _, c := range need {
-		if byName[c] == "" {
-			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
-		}
-	}
-	return gt, st, nil
+	return s.columnTypes(byName, func(c string) string { return c })
 }
 
 type pgTxn struct {
@@ -239,8 +171,8 @@ type pgLoc struct {
 	xmin uint32
 }
 
-func (p *postgres) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, offsetState, []map[string]*rowState, error) {
-	var off offsetState
+func (p *postgres) begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error) {
+	off := sqloffsets.State{Next: -1}
 	if err := p.setup(ctx); err != nil {
 		return nil, off, nil, err
 	}
@@ -256,10 +188,8 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	// statistics yet) may scan the whole table instead, and keep doing so once
 	// it has grown: one sequential scan per batch per summary.
 	b.Queue("SET LOCAL enable_seqscan = off")
-	b.Queue(`INSERT INTO `+p.offsets+` (consumer_group, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, -1)
-		ON CONFLICT DO NOTHING`, group, topic, partition)
-	b.Queue(`SELECT next_offset, reset_pending FROM `+p.offsets+`
-		WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 FOR UPDATE`, group, topic, partition)
+	b.Queue(p.offsets.ClaimSQL(), group, topic, partition)
+	b.Queue(p.offsets.LockSQL(), group, topic, partition)
 	for _, s := range sums {
 		b.Queue(pgLoadSQL(s), keys)
 	}
@@ -267,13 +197,13 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		for _, what := range []string{"begin", "set enable_seqscan", "offsets table " + p.offsetsName + ": create the partition's row"} {
+		for _, what := range []string{"begin", "set enable_seqscan", "offsets table " + p.offsets.Name() + ": create the partition's row"} {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		if err := br.QueryRow().Scan(&off.next, &off.resetPending); err != nil {
-			return fmt.Errorf("offsets table %s: lock the partition's row: %w", p.offsetsName, err)
+		if err := br.QueryRow().Scan(&off.Next, &off.ResetPending); err != nil {
+			return fmt.Errorf("offsets table %s: lock the partition's row: %w", p.offsets.Name(), err)
 		}
 		for i, s := range sums {
 			rows, err := br.Query()
@@ -338,18 +268,8 @@ func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowStat
 		st.version = uint64(version)
 		*locs = append(*locs, loc)
 		st.ref = len(*locs)
-		if st.gkey != nil {
-			st.sums = make([]decimal, nsums)
-			for i, v := range sums {
-				if v == nil {
-					continue
-				}
-				d, err := parseDecimal(*v)
-				if err != nil {
-					return nil, fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
-				}
-				st.sums[i] = d
-			}
+		if err := st.parseSums(s, sums); err != nil {
+			return nil, err
 		}
 		out[st.key] = st
 	}
@@ -377,9 +297,9 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 		}
 	}
 	if w.next >= 0 {
-		b.Queue(`UPDATE `+t.p.offsets+` SET next_offset = $4, updated_at = now()
-			WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3`, t.group, t.topic, t.part, w.next)
-		what = append(what, fmt.Sprintf("offsets table %s: store next offset %d", t.p.offsetsName, w.next))
+		q, args := t.p.offsets.Store(t.group, t.topic, t.part, w.next)
+		b.Queue(q, args...)
+		what = append(what, fmt.Sprintf("offsets table %s: store next offset %d", t.p.offsets.Name(), w.next))
 	}
 	b.Queue("COMMIT")
 	what = append(what, "commit")
@@ -608,58 +528,16 @@ func pgStateArrays(s *summaryRT, rows []*rowState, locs []pgLoc) ([]any, []strin
 }
 
 func (p *postgres) loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
-	out := map[string]map[int32]int64{}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		for topic, parts := range partitions {
-			rows, err := tx.Query(ctx, `UPDATE `+p.offsets+` SET reset_pending = false
-				WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3::integer[])
-				RETURNING kafka_partition, next_offset`, group, topic, parts)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var part int32
-				var next int64
-				if err := rows.Scan(&part, &next); err != nil {
-					rows.Close()
-					return err
-				}
-				if next >= 0 {
-					if out[topic] == nil {
-						out[topic] = map[int32]int64{}
-					}
-					out[topic][part] = next
-				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	out, err := p.offsets.Load(ctx, group, partitions)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: offsets table %s: load the offsets of %s: %w", p.offsetsName, group, err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return out, nil
 }
 
 func (p *postgres) resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		for topic, parts := range offsets {
-			for part, next := range parts {
-				if _, err := tx.Exec(ctx, `INSERT INTO `+p.offsets+` (consumer_group, topic, kafka_partition, next_offset, reset_pending)
-					VALUES ($1, $2, $3, $4, true)
-					ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
-					SET next_offset = EXCLUDED.next_offset, reset_pending = true, updated_at = now()`, group, topic, part, next); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("postgres: offsets table %s: reset the offsets of %s: %w", p.offsetsName, group, err)
+	if err := p.offsets.Reset(ctx, group, offsets); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kanal-cdc/kanal/aggregators/filter"
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -42,14 +44,6 @@ func precision(typ string) (p, s string) {
 	return m[1], m[2]
 }
 
-func baseType(typ string) string {
-	t := strings.ToLower(typ)
-	if i := strings.IndexAny(t, "( "); i >= 0 {
-		t = t[:i]
-	}
-	return t
-}
-
 // quoteTable quotes "name" or "schema.name" with q.
 func quoteTable(name string, q byte) string {
 	parts := strings.Split(name, ".")
@@ -71,7 +65,7 @@ func zeroDate(v any) bool {
 	if !ok {
 		return false
 	}
-	_, zero, err := parseTime(s)
+	_, zero, err := filter.ParseTime(s)
 	return err == nil && zero
 }
 
@@ -90,7 +84,7 @@ func pgText(v any, typ string) *string {
 		if isTimeType(typ) && zeroDate(v) {
 			return nil
 		}
-		s = text(v)
+		s = filter.Text(v)
 	}
 	return &s
 }
@@ -103,7 +97,7 @@ func mysqlValue(v any, typ string) any {
 		return x
 	case schemas.Decimal:
 		return string(x)
-	case decimal:
+	case decimal.Decimal:
 		return x.String()
 	case string:
 		if isTimeType(typ) {
@@ -116,5 +110,49 @@ func mysqlValue(v any, typ string) any {
 		}
 		return x
 	}
-	return text(v)
+	return filter.Text(v)
+}
+
+// columnTypes returns the types of s's group and sum columns as the target
+// reports them (byName: the summary table's column name, as fold renders it,
+// → its type), so that casts use the real ones when the table existed with
+// other types. A column the table lacks is an error.
+func (s *summaryRT) columnTypes(byName map[string]string, fold func(string) string) (gt, st []string, err error) {
+	gt = make([]string, len(s.GroupBy))
+	st = make([]string, len(s.Sums))
+	need := []string{"kanal_group", s.countColumn()}
+	for i, g := range s.GroupBy {
+		gt[i] = byName[fold(g.Column)]
+		need = append(need, g.Column)
+	}
+	for i, m := range s.Sums {
+		st[i] = byName[fold(m.Column)]
+		need = append(need, m.Column)
+	}
+	for _, c := range need {
+		if byName[fold(c)] == "" {
+			return nil, nil, fmt.Errorf("summary table %s exists without column %q: drop it or fix its columns (see docs/aggregators.md)", s.Table, c)
+		}
+	}
+	return gt, st, nil
+}
+
+// parseSums sets the row's contribution to s's sums from their text as the
+// state table holds it (nil: NULL); a row that contributes nothing has none.
+func (st *rowState) parseSums(s *summaryRT, sums []*string) error {
+	if st.gkey == nil {
+		return nil
+	}
+	st.sums = make([]decimal.Decimal, len(sums))
+	for i, v := range sums {
+		if v == nil {
+			continue
+		}
+		d, err := decimal.Parse(*v)
+		if err != nil {
+			return fmt.Errorf("key %s: column %q: %w", st.key, s.Sums[i].Column, err)
+		}
+		st.sums[i] = d
+	}
+	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/kanal-cdc/kanal/aggregators/filter"
+	"github.com/kanal-cdc/kanal/aggregators/internal/decimal"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -198,14 +200,11 @@ func (c SummaryConfig) Compile() (Summary, error) {
 		return fmt.Errorf("%w: %s%s: %w", ErrConfig, where, field, err)
 	}
 	if strings.TrimSpace(c.Where) != "" {
-		n, err := parseFilter(c.Where)
+		cond, err := filter.Parse(c.Where)
 		if err != nil {
 			return s, bad("where", err)
 		}
-		s.Filter = func(r Row) (bool, error) {
-			v, err := evalBool(n, r)
-			return v == triTrue, err
-		}
+		s.Filter = func(r Row) (bool, error) { return cond.Match(r) }
 	}
 	for i, item := range c.GroupBy {
 		g, err := parseGroupItem(item)
@@ -252,99 +251,53 @@ func (c SummaryConfig) Compile() (Summary, error) {
 	return s, nil
 }
 
-// splitAs splits "expr AS name".
-func splitAs(item string) (expr, name string, err error) {
-	toks, err := lex(item)
-	if err != nil {
-		return "", "", err
-	}
-	n := len(toks) - 1 // without EOF
-	if n >= 3 && toks[n-2].kind == tIdent && strings.EqualFold(toks[n-2].text, "as") &&
-		(toks[n-1].kind == tIdent || toks[n-1].kind == tQuotedIdent) {
-		return strings.TrimSpace(item[:toks[n-2].pos]), toks[n-1].text, nil
-	}
-	return strings.TrimSpace(item), "", nil
-}
-
+// parseGroupItem compiles a group-by item. The target column is named after
+// the source column, "<func>_<column>" for a derived group, unless AS names it.
 func parseGroupItem(item string) (Group, error) {
-	expr, name, err := splitAs(item)
+	g, err := filter.ParseGroup(item)
 	if err != nil {
 		return Group{}, err
 	}
-	toks, err := lex(expr)
-	if err != nil {
-		return Group{}, err
-	}
-	p := &parser{toks: toks}
-	v, err := p.value()
-	if err != nil {
-		return Group{}, err
-	}
-	if p.peek().kind != tEOF {
-		return Group{}, p.errorf("a group is a column or day/month/year/hour(column)")
-	}
-	switch x := v.(type) {
-	case *colRef:
+	name := g.As
+	if g.Func == "" {
 		if name == "" {
-			name = x.name
+			name = g.Column
 		}
-		return Group{Column: name, SourceColumn: x.name}, nil
-	case *call:
-		if name == "" {
-			name = x.fn + "_" + x.arg.name
-		}
-		fn, col := x.fn, x.arg.name
-		return Group{Column: name, derived: fn, Value: func(r Row) (any, error) {
-			v, ok := r[col]
-			if !ok {
-				return nil, fmt.Errorf("%w %q", errNoColumn, col)
-			}
-			return derive(fn, v)
-		}}, nil
+		return Group{Column: name, SourceColumn: g.Column}, nil
 	}
-	return Group{}, fmt.Errorf("a group is a column or day/month/year/hour(column), not a literal")
+	if name == "" {
+		name = g.Func + "_" + g.Column
+	}
+	return Group{Column: name, derived: g.Func, Value: func(r Row) (any, error) { return g.Value(r) }}, nil
 }
 
+// parseMeasure compiles a measure. The target column is named row_count for
+// the count and sum_<column> for a sum, unless AS names it.
 func parseMeasure(item string) (name, col string, isCount bool, err error) {
-	expr, name, err := splitAs(item)
+	m, err := filter.ParseMeasure(item)
 	if err != nil {
 		return "", "", false, err
 	}
-	toks, err := lex(expr)
-	if err != nil {
-		return "", "", false, err
-	}
-	texts := make([]string, 0, len(toks))
-	for _, t := range toks[:len(toks)-1] {
-		texts = append(texts, t.text)
-	}
+	name = m.As
 	switch {
-	case len(texts) == 1 && strings.EqualFold(texts[0], "count"),
-		len(texts) == 4 && strings.EqualFold(texts[0], "count") && texts[1] == "(" && texts[2] == "*" && texts[3] == ")":
-		if name == "" {
-			name = "row_count"
-		}
-		return name, "", true, nil
-	case len(texts) == 4 && strings.EqualFold(texts[0], "sum") && texts[1] == "(" && texts[3] == ")" &&
-		(toks[2].kind == tIdent || toks[2].kind == tQuotedIdent):
-		if name == "" {
-			name = "sum_" + texts[2]
-		}
-		return name, texts[2], false, nil
+	case m.Count && name == "":
+		name = "row_count"
+	case !m.Count && name == "":
+		name = "sum_" + m.Column
 	}
-	return "", "", false, fmt.Errorf("%q: a measure is count, count(*) or sum(column), optionally AS name", item)
+	return name, m.Column, m.Count, nil
 }
 
 // contribution is what one source row adds to its summary.
 type contribution struct {
 	gkey   []byte
 	groups []any // group values, in GroupBy order
-	sums   []decimal
+	sums   []decimal.Decimal
 
 	// Backing arrays for the common small summaries: one allocation per row
 	// instead of three.
 	groupsBuf [2]any
-	sumsBuf   [2]decimal
+	sumsBuf   [2]decimal.Decimal
 }
 
 // maxMemo bounds a gkeyMemo: with many distinct groups per batch (per-user
@@ -377,7 +330,7 @@ func (s *Summary) contributeMemo(row Row, memo gkeyMemo) (*contribution, error) 
 	}
 	c.groups = c.groups[:len(s.GroupBy)]
 	if c.sums = c.sumsBuf[:0]; len(s.Sums) > len(c.sumsBuf) {
-		c.sums = make([]decimal, 0, len(s.Sums))
+		c.sums = make([]decimal.Decimal, 0, len(s.Sums))
 	}
 	c.sums = c.sums[:len(s.Sums)]
 	for i, g := range s.GroupBy {
@@ -388,7 +341,7 @@ func (s *Summary) contributeMemo(row Row, memo gkeyMemo) (*contribution, error) 
 		} else {
 			var ok bool
 			if v, ok = row[g.SourceColumn]; !ok {
-				err = fmt.Errorf("%w %q", errNoColumn, g.SourceColumn)
+				err = fmt.Errorf("%w %q", filter.ErrNoColumn, g.SourceColumn)
 			}
 		}
 		if err != nil {
@@ -408,11 +361,11 @@ func (s *Summary) contributeMemo(row Row, memo gkeyMemo) (*contribution, error) 
 		} else {
 			var ok bool
 			if v, ok = row[m.SourceColumn]; !ok {
-				err = fmt.Errorf("%w %q", errNoColumn, m.SourceColumn)
+				err = fmt.Errorf("%w %q", filter.ErrNoColumn, m.SourceColumn)
 			}
 		}
 		if err == nil {
-			c.sums[i], _, err = decimalOf(v)
+			c.sums[i], _, err = decimal.Of(v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sum %s: %w", m.Column, err)
@@ -451,7 +404,7 @@ func groupKeyMemo(vals []any, memo gkeyMemo) []byte {
 		case string:
 			tag, s = 's', x
 		default:
-			tag, s = 'n', text(v)
+			tag, s = 'n', filter.Text(v)
 		}
 		buf = append(buf, tag)
 		buf = binary.AppendUvarint(buf, uint64(len(s)))

@@ -15,6 +15,7 @@ import (
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/consumer/internal/pgtest"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -130,7 +131,7 @@ func (e *e2e) diffSource(t *testing.T, s stateSink) string {
 			want[k] = v
 		}
 	}
-	if d := cdctest.Diff(want, got); d != "" {
+	if d := testdiff.Rows(want, got); d != "" {
 		return fmt.Sprintf("sink has %d rows, source %d:\n%s", len(got), len(want), d)
 	}
 	return ""

@@ -77,7 +77,7 @@ func (r *Registry) Register(h Handler, opts ...RouteOption) error {
 		o(rt)
 	}
 	if rt.Group == "" {
-		rt.Group = "kanal-" + name
+		rt.Group = DefaultGroup(name)
 	}
 	switch {
 	case !nameRE.MatchString(name):

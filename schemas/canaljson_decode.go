@@ -217,7 +217,7 @@ func canalValue(c Column, s string, sqlType int) (any, error) {
 	case KindBytes:
 		return latin1Bytes(s)
 	}
-	switch baseType(c.Type) {
+	switch BaseType(c.Type) {
 	case "timestamp":
 		return kanalTimestamp(s), nil
 	case "enum":

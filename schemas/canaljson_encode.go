@@ -168,15 +168,6 @@ func hasPK(cols []Column) bool {
 	return false
 }
 
-// baseType returns the lower-case type name without length, members or attributes:
-// "bigint(20) unsigned" → "bigint".
-func baseType(typ string) string {
-	if i := strings.IndexAny(typ, "( "); i >= 0 {
-		typ = typ[:i]
-	}
-	return strings.ToLower(typ)
-}
-
 // fspOf returns the fractional-second precision in a type like "datetime(3)".
 func fspOf(typ string) int {
 	i := strings.IndexByte(typ, '(')
@@ -199,7 +190,7 @@ func appendCanalValue(dst []byte, c Column, v any) []byte {
 	case []byte:
 		return appendLatin1JSON(dst, x)
 	case string:
-		if baseType(c.Type) == "timestamp" {
+		if BaseType(c.Type) == "timestamp" {
 			return appendJSONString(dst, canalTimestamp(x, fspOf(c.Type)))
 		}
 		return appendJSONString(dst, x)
@@ -376,7 +367,7 @@ func appendJavaFloat(dst []byte, f float64, bits int) []byte {
 // one type up (TINYINT → SMALLINT → INTEGER, INT → BIGINT, BIGINT → DECIMAL). YEAR is
 // VARCHAR 12, FLOAT is REAL 7. ENUM and SET are CHAR 1 because kanal writes their text.
 func canalSQLType(c Column, v any) int {
-	base := baseType(c.Type)
+	base := BaseType(c.Type)
 	null := v == nil
 	over := func(max uint64) bool {
 		u, ok := v.(uint64)

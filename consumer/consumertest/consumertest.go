@@ -29,13 +29,13 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -226,46 +226,9 @@ func expectState(t *testing.T, s Sink, want map[string]map[string]string, what s
 	if err != nil {
 		t.Fatalf("State: %v", err)
 	}
-	if d := diff(want, got); d != "" {
+	if d := testdiff.Rows(want, got); d != "" {
 		t.Fatalf("%s: the sink's state is wrong (%d rows, want %d):\n%s", what, len(got), len(want), d)
 	}
-}
-
-func diff(want, got map[string]map[string]string) string {
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for k := range got {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	var lines []string
-	for _, k := range sorted {
-		w, wok := want[k]
-		g, gok := got[k]
-		switch {
-		case !gok:
-			lines = append(lines, fmt.Sprintf("missing %s: %v", k, w))
-		case !wok:
-			lines = append(lines, fmt.Sprintf("extra %s: %v", k, g))
-		default:
-			for c, wv := range w {
-				if g[c] != wv {
-					lines = append(lines, fmt.Sprintf("%s.%s: want %q, got %q", k, c, wv, g[c]))
-				}
-			}
-		}
-		if len(lines) >= 10 {
-			lines = append(lines, "…")
-			break
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Run runs every check against fresh sinks from newSink.

@@ -16,6 +16,7 @@ import (
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -102,7 +103,7 @@ func TestBuiltinAndCustomHandlerFromOneFile(t *testing.T) {
 		for k, r := range want {
 			wantCached[k] = map[string]string{"id": r["id"], "name": r["name"], "email": r["email"]} // options.columns
 		}
-		dm, dc := cdctest.Diff(want, mirror), cdctest.Diff(wantCached, cache)
+		dm, dc := testdiff.Rows(want, mirror), testdiff.Rows(wantCached, cache)
 		if dm == "" && dc == "" {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -187,16 +186,30 @@ func Render(v any) string {
 // values are bytes (rendered as hex).
 func SourceRows(t testing.TB, db *sql.DB, table string, keyOf func(map[string]string) string, binaryCols ...string) map[string]map[string]string {
 	t.Helper()
+	out, err := ReadRows(context.Background(), db, "SELECT * FROM "+table, keyOf, binaryCols...)
+	if err != nil {
+		t.Fatalf("read %s: %v", table, err)
+	}
+	return out
+}
+
+// ReadRows runs query and returns its rows rendered as text like Render (NULL as
+// "NULL", the columns listed in binaryCols as 0x-hex), keyed by keyOf: how tests
+// read a source or a target table to compare it.
+func ReadRows(ctx context.Context, db *sql.DB, query string, keyOf func(map[string]string) string, binaryCols ...string) (map[string]map[string]string, error) {
 	isBin := map[string]bool{}
 	for _, c := range binaryCols {
 		isBin[c] = true
 	}
-	rows, err := db.Query("SELECT * FROM " + table)
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
-		t.Fatalf("read %s: %v", table, err)
+		return nil, err
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]map[string]string{}
 	for rows.Next() {
 		vals := make([]sql.RawBytes, len(cols))
@@ -205,7 +218,7 @@ func SourceRows(t testing.TB, db *sql.DB, table string, keyOf func(map[string]st
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		row := map[string]string{}
 		for i, c := range cols {
@@ -220,46 +233,17 @@ func SourceRows(t testing.TB, db *sql.DB, table string, keyOf func(map[string]st
 		}
 		out[keyOf(row)] = row
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, rows.Err()
 }
 
-// Diff describes how two table images differ (at most a few lines), or "".
-func Diff(want, got map[string]map[string]string) string {
-	var lines []string
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
+// OpenDB opens a database/sql handle, closed when the test ends. The caller
+// imports the driver.
+func OpenDB(t testing.TB, driver, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for k := range got {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		w, wok := want[k]
-		g, gok := got[k]
-		switch {
-		case !gok:
-			lines = append(lines, fmt.Sprintf("missing %s: %v", k, w))
-		case !wok:
-			lines = append(lines, fmt.Sprintf("extra %s: %v", k, g))
-		default:
-			for c, wv := range w {
-				if g[c] != wv {
-					lines = append(lines, fmt.Sprintf("%s.%s: want %q got %q", k, c, wv, g[c]))
-				}
-			}
-		}
-		if len(lines) >= 10 {
-			lines = append(lines, "…")
-			break
-		}
-	}
-	return strings.Join(lines, "\n")
+	t.Cleanup(func() { db.Close() })
+	return db
 }

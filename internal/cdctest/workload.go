@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -259,7 +260,7 @@ func CheckTables(t testing.TB, db *sql.DB, recs []Record) {
 	} {
 		want := SourceRows(t, db, tc.table, tc.key, tc.bin...)
 		got := Replay(t, byTable[tc.table])
-		if d := Diff(want, got); d != "" {
+		if d := testdiff.Rows(want, got); d != "" {
 			t.Errorf("%s: replayed topic differs from the source (%d rows vs %d):\n%s", tc.table, len(got), len(want), d)
 		}
 	}

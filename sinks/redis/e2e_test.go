@@ -2,7 +2,6 @@ package redissink_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -16,10 +15,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/producer"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
@@ -81,7 +80,7 @@ func newPipeline(t *testing.T, seed uint64, cleanup string, sink redissink.Confi
 
 func (p *pipeline) startProducer() {
 	t := p.t
-	pr, err := producer.New(p.pcfg, testLogger(t).With("role", "producer"))
+	pr, err := producer.New(p.pcfg, cdctest.Logger(t).With("role", "producer"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +99,10 @@ func (p *pipeline) startProducer() {
 
 // runner is a consumer Runner with the Redis handler, started by a test.
 type runner struct {
-	h      *redissink.Handler
-	group  string
-	cancel context.CancelFunc
-	done   chan error
-	net    *cdctest.NetCut
-	dead   atomic.Bool // set by kill: the handler stops writing at once
-	once   sync.Once
+	*cdctest.Runner
+	h     *redissink.Handler
+	group string
+	dead  atomic.Bool // set by kill: the handler stops writing at once
 
 	// budget, when positive, is the number of batches applied before the runner
 	// holds: Handle then blocks (after closing held) until resume is closed.
@@ -127,8 +123,7 @@ func (p *pipeline) startRunnerHeld(group string, budget int64) *runner {
 	t := p.t
 	t.Helper()
 	h := newHandler(t, p.sink)
-	rr := &runner{h: h, group: group, net: &cdctest.NetCut{}, done: make(chan error, 1),
-		held: make(chan struct{}), resume: make(chan struct{})}
+	rr := &runner{h: h, group: group, held: make(chan struct{}), resume: make(chan struct{})}
 	if budget <= 0 {
 		close(rr.resume)
 	}
@@ -171,15 +166,7 @@ func (p *pipeline) startRunnerHeld(group string, budget int64) *runner {
 	cfg.QueueMaxRecords = 2000
 	cfg.Heartbeats = false
 	cfg.Retry = consumer.RetryConfig{MaxAttempts: 20, InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond}
-	r, err := consumer.NewRunner(cfg, reg, testLogger(t).With("group", group),
-		consumer.WithKafkaOptions(kgo.Dialer(rr.net.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rr.cancel = cancel
-	go func() { rr.done <- r.Run(ctx) }()
-	t.Cleanup(func() { rr.stop(t, false) })
+	rr.Runner = cdctest.StartRunner(t, group, cfg, reg, cdctest.Logger(t).With("group", group), 60*time.Second)
 	return rr
 }
 
@@ -188,21 +175,12 @@ func (p *pipeline) startRunnerHeld(group string, budget int64) *runner {
 // the group is not left (its partitions move after the session timeout).
 func (rr *runner) stop(t *testing.T, kill bool) {
 	t.Helper()
-	rr.once.Do(func() {
-		if kill {
-			rr.dead.Store(true)
-			rr.net.Cut()
-		}
-		rr.cancel()
-		select {
-		case err := <-rr.done:
-			if err != nil && !kill {
-				t.Errorf("runner %s: %v", rr.group, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("runner %s did not stop within 60s", rr.group)
-		}
-	})
+	if kill {
+		rr.dead.Store(true)
+		rr.Kill(t)
+		return
+	}
+	rr.Stop(t)
 }
 
 // steps runs n random source transactions.
@@ -212,37 +190,13 @@ func (p *pipeline) steps(n int) {
 	}
 }
 
-// masterPos returns the server's current binlog file and position.
-func masterPos(t testing.TB, db *sql.DB) (string, uint32) {
-	t.Helper()
-	rows, err := db.Query("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		t.Fatal("SHOW MASTER STATUS: no row")
-	}
-	var file string
-	var pos uint32
-	vals := []any{&file, &pos}
-	for i := 2; i < len(cols); i++ {
-		vals = append(vals, new(sql.RawBytes))
-	}
-	if err := rows.Scan(vals...); err != nil {
-		t.Fatal(err)
-	}
-	return file, pos
-}
-
 // waitApplied waits until the producer has committed everything the source wrote so
 // far and every given group has committed (so applied) every record of the wl
 // topics: consumer lag 0.
 func (p *pipeline) waitApplied(groups ...string) {
 	t := p.t
 	t.Helper()
-	file, pos := masterPos(t, p.m.DB())
+	file, pos := cdctest.MasterPos(t, p.m.DB())
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -387,7 +341,7 @@ func (p *pipeline) check() int {
 	} {
 		want := cdctest.SourceRows(t, db, tc.table, tc.key, tc.bin...)
 		got := p.image(tc.table)
-		if d := cdctest.Diff(want, got); d != "" {
+		if d := testdiff.Rows(want, got); d != "" {
 			t.Errorf("%s in Redis differs from the source (%d keys vs %d rows):\n%s", tc.table, len(got), len(want), d)
 		}
 		total += len(want)

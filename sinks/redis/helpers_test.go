@@ -2,8 +2,6 @@ package redissink_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -12,17 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
 )
-
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -40,7 +32,7 @@ func oneInstance(addr string, tables ...redissink.TableConfig) redissink.Config 
 
 func newHandler(t testing.TB, cfg redissink.Config) *redissink.Handler {
 	t.Helper()
-	h, err := redissink.New(cfg, testLogger(t))
+	h, err := redissink.New(cfg, cdctest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path"
 	"sync"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -23,7 +24,7 @@ type router struct {
 // table is a compiled TableConfig.
 type table struct {
 	match   string
-	layout  byte // 'h' or 'j'
+	layout  layout
 	prefix  string
 	names   []string // instance names
 	ring    *Ring    // nil when the table has one instance
@@ -63,7 +64,9 @@ func newRouter(cfg Config) (*router, error) {
 			// The pipeline of one batch is written and read on one connection; a
 			// context deadline, not a socket one, bounds it.
 			ContextTimeoutEnabled: true,
-			ClientName:            "kanal-" + cfg.Name,
+			// Named like the handler's default consumer group, so that CLIENT
+			// LIST tells which handler a connection belongs to.
+			ClientName: consumer.DefaultGroup(cfg.Name),
 			// go-redis would otherwise send CLIENT SETINFO, which Redis < 7.2
 			// rejects (harmlessly, but with a log line per connection).
 			DisableIdentity: true,
@@ -77,9 +80,9 @@ func newRouter(cfg Config) (*router, error) {
 }
 
 func compileTable(cfg *Config, tc *TableConfig) (*table, error) {
-	t := &table{match: tc.Match, layout: 'h', prefix: cfg.KeyPrefix, names: tc.Instances, rename: tc.Columns.Rename}
+	t := &table{match: tc.Match, layout: layoutHash, prefix: cfg.KeyPrefix, names: tc.Instances, rename: tc.Columns.Rename}
 	if tc.Layout == LayoutJSON {
-		t.layout = 'j'
+		t.layout = layoutJSON
 	}
 	if tc.KeyPrefix != nil {
 		t.prefix = *tc.KeyPrefix

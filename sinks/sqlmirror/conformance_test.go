@@ -9,6 +9,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kanal-cdc/kanal/consumer/consumertest"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
@@ -22,7 +23,7 @@ func ctItemsKey(r map[string]string) string {
 // PostgreSQL target: every check gets a table and offsets table of its own.
 func TestConformancePostgres(t *testing.T) {
 	pg := testenv.Postgres(t)
-	db := openDB(t, "pgx", pg.DSN)
+	db := cdctest.OpenDB(t, "pgx", pg.DSN)
 	var n atomic.Int64
 	consumertest.Run(t, func(t *testing.T) consumertest.Sink {
 		i := n.Add(1)
@@ -38,7 +39,7 @@ func TestConformancePostgres(t *testing.T) {
 		h := newMirror(t, cfg)
 		q := fmt.Sprintf(`SELECT id::text AS id, name, amount::text AS amount, data FROM %s`, table)
 		return consumertest.Sink{Handler: h, Versioned: true, State: func(ctx context.Context) (map[string]map[string]string, error) {
-			return readRows(ctx, db, q, ctItemsKey, "data")
+			return cdctest.ReadRows(ctx, db, q, ctItemsKey, "data")
 		}}
 	})
 }
@@ -48,7 +49,7 @@ func TestConformancePostgres(t *testing.T) {
 func TestConformanceMariaDB(t *testing.T) {
 	m := testenv.MariaDB(t)
 	mustExec(t, m.DB(), "CREATE DATABASE ct")
-	db := openDB(t, "mysql", m.DSN("ct"))
+	db := cdctest.OpenDB(t, "mysql", m.DSN("ct"))
 	var n atomic.Int64
 	consumertest.Run(t, func(t *testing.T) consumertest.Sink {
 		i := n.Add(1)
@@ -64,7 +65,7 @@ func TestConformanceMariaDB(t *testing.T) {
 		h := newMirror(t, cfg)
 		q := fmt.Sprintf(`SELECT id, name, amount, data FROM %s`, table)
 		return consumertest.Sink{Handler: h, Versioned: true, State: func(ctx context.Context) (map[string]map[string]string, error) {
-			return readRows(ctx, db, q, ctItemsKey, "data")
+			return cdctest.ReadRows(ctx, db, q, ctItemsKey, "data")
 		}}
 	})
 }

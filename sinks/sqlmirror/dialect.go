@@ -19,10 +19,6 @@ type dialect interface {
 	// delete deletes the row with the key; when guarded, only if its version is
 	// NULL or older than the last parameter.
 	delete(table string, key []string, version string, guarded bool) string
-	createOffsets(table string) string
-	selectOffset(table string) string
-	loadOffsets(table string) string
-	storeOffset(table string) string
 	// convert turns a kanal value of column typ into the value bound for the
 	// target, or says why the target cannot hold it.
 	convert(typ string, v any) (any, error)
@@ -105,24 +101,6 @@ func (d pgDialect) delete(table string, key []string, version string, guarded bo
 	return q
 }
 
-func (d pgDialect) createOffsets(table string) string {
-	return "CREATE TABLE IF NOT EXISTS " + d.quote(table) +
-		" (grp text NOT NULL, topic text NOT NULL, part integer NOT NULL, next_offset bigint NOT NULL, PRIMARY KEY (grp, topic, part))"
-}
-
-func (d pgDialect) selectOffset(table string) string {
-	return "SELECT next_offset FROM " + d.quote(table) + " WHERE grp = $1 AND topic = $2 AND part = $3 FOR UPDATE"
-}
-
-func (d pgDialect) loadOffsets(table string) string {
-	return "SELECT topic, part, next_offset FROM " + d.quote(table) + " WHERE grp = $1"
-}
-
-func (d pgDialect) storeOffset(table string) string {
-	return "INSERT INTO " + d.quote(table) + " (grp, topic, part, next_offset) VALUES ($1, $2, $3, $4)" +
-		" ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-}
-
 // ---- MySQL / MariaDB ----
 
 type mysqlDialect struct{}
@@ -161,25 +139,6 @@ func (d mysqlDialect) delete(table string, key []string, version string, guarded
 	return q
 }
 
-func (d mysqlDialect) createOffsets(table string) string {
-	return "CREATE TABLE IF NOT EXISTS " + d.quote(table) +
-		" (grp VARCHAR(200) CHARACTER SET ascii NOT NULL, topic VARCHAR(249) CHARACTER SET ascii NOT NULL, part INT NOT NULL," +
-		" next_offset BIGINT NOT NULL, PRIMARY KEY (grp, topic, part))"
-}
-
-func (d mysqlDialect) selectOffset(table string) string {
-	return "SELECT next_offset FROM " + d.quote(table) + " WHERE grp = ? AND topic = ? AND part = ? FOR UPDATE"
-}
-
-func (d mysqlDialect) loadOffsets(table string) string {
-	return "SELECT topic, part, next_offset FROM " + d.quote(table) + " WHERE grp = ?"
-}
-
-func (d mysqlDialect) storeOffset(table string) string {
-	return "INSERT INTO " + d.quote(table) + " (grp, topic, part, next_offset) VALUES (?, ?, ?, ?)" +
-		" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
-}
-
 // ---- Phoenix ----
 
 // phoenixDialect writes Phoenix SQL. Identifiers are always double-quoted (so
@@ -213,24 +172,4 @@ func (d phoenixDialect) delete(table string, key []string, version string, guard
 		q += " AND (" + d.quote(version) + " IS NULL OR " + d.quote(version) + " < ?)"
 	}
 	return q
-}
-
-func (d phoenixDialect) createOffsets(table string) string {
-	return "CREATE TABLE IF NOT EXISTS " + d.quote(table) + " (" + d.quote("grp") + " VARCHAR NOT NULL, " +
-		d.quote("topic") + " VARCHAR NOT NULL, " + d.quote("part") + " INTEGER NOT NULL, " + d.quote("next_offset") +
-		" BIGINT, CONSTRAINT " + d.quote("pk") + " PRIMARY KEY (" + joinQuoted(d, []string{"grp", "topic", "part"}) + "))"
-}
-
-func (d phoenixDialect) selectOffset(table string) string {
-	return "SELECT " + d.quote("next_offset") + " FROM " + d.quote(table) + " WHERE " +
-		keyWhere(d, []string{"grp", "topic", "part"})
-}
-
-func (d phoenixDialect) loadOffsets(table string) string {
-	return "SELECT " + joinQuoted(d, []string{"topic", "part", "next_offset"}) + " FROM " + d.quote(table) +
-		" WHERE " + d.quote("grp") + " = ?"
-}
-
-func (d phoenixDialect) storeOffset(table string) string {
-	return "UPSERT INTO " + d.quote(table) + " (" + joinQuoted(d, []string{"grp", "topic", "part", "next_offset"}) + ") VALUES (?, ?, ?, ?)"
 }

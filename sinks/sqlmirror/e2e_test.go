@@ -6,17 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
 )
@@ -38,18 +37,15 @@ func (g gated) Handle(ctx context.Context, b consumer.Batch) error {
 
 // runner is a consumer Runner with one mirror, started by a test.
 type runner struct {
-	h      *sqlmirror.Handler
-	cancel context.CancelFunc
-	done   chan error
-	net    *cdctest.NetCut
-	dead   atomic.Bool
-	once   sync.Once
+	*cdctest.Runner
+	h    *sqlmirror.Handler
+	dead atomic.Bool
 }
 
 func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmirror.Config, tables ...string) *runner {
 	t.Helper()
 	h := newMirror(t, cfg)
-	rr := &runner{h: h, net: &cdctest.NetCut{}, done: make(chan error, 1)}
+	rr := &runner{h: h}
 	reg := consumer.NewRegistry()
 	if err := reg.Register(gated{Handler: h, dead: &rr.dead}, consumer.Tables(tables...)); err != nil {
 		t.Fatal(err)
@@ -64,15 +60,7 @@ func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmi
 	ccfg.BatchMaxRecords = 200
 	ccfg.Heartbeats = false
 	ccfg.Retry = consumer.RetryConfig{MaxAttempts: 50, InitialInterval: 20 * time.Millisecond, MaxInterval: 300 * time.Millisecond}
-	r, err := consumer.NewRunner(ccfg, reg, testLogger(t).With("mirror", cfg.Name),
-		consumer.WithKafkaOptions(kgo.Dialer(rr.net.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rr.cancel = cancel
-	go func() { rr.done <- r.Run(ctx) }()
-	t.Cleanup(func() { rr.stop(t, false) })
+	rr.Runner = cdctest.StartRunner(t, cfg.Name, ccfg, reg, cdctest.Logger(t).With("mirror", cfg.Name), 60*time.Second)
 	return rr
 }
 
@@ -81,21 +69,12 @@ func startRunner(t *testing.T, k *testenv.KafkaCluster, prefix string, cfg sqlmi
 // and the group is not left.
 func (rr *runner) stop(t *testing.T, kill bool) {
 	t.Helper()
-	rr.once.Do(func() {
-		if kill {
-			rr.dead.Store(true)
-			rr.net.Cut()
-		}
-		rr.cancel()
-		select {
-		case err := <-rr.done:
-			if err != nil && !errors.Is(err, context.Canceled) && !kill {
-				t.Errorf("runner %s: %v", rr.h.Name(), err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("runner %s did not stop within 60s", rr.h.Name())
-		}
-	})
+	if kill {
+		rr.dead.Store(true)
+		rr.Kill(t)
+		return
+	}
+	rr.Stop(t)
 }
 
 type image func(ctx context.Context) (map[string]map[string]string, error)
@@ -116,7 +95,7 @@ func waitEqual(t *testing.T, what string, want, got image) {
 		if err != nil {
 			t.Fatalf("%s: read target: %v", what, err)
 		}
-		d := cdctest.Diff(w, g)
+		d := testdiff.Rows(w, g)
 		if d == "" {
 			if len(w) == 0 {
 				t.Fatalf("%s: the source is empty: the test proves nothing", what)
@@ -149,7 +128,7 @@ func merge(parts ...image) image {
 
 func rowsOf(db *sql.DB, query string, keyOf func(map[string]string) string, bin ...string) image {
 	return func(ctx context.Context) (map[string]map[string]string, error) {
-		return readRows(ctx, db, query, keyOf, bin...)
+		return cdctest.ReadRows(ctx, db, query, keyOf, bin...)
 	}
 }
 
@@ -180,10 +159,10 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	pcfg.Tables.Include = []string{"wl.items", "wl.pairs"}
 	prod := cdctest.StartProducer(t, pcfg)
 
-	pgdb := openDB(t, "pgx", pg.DSN)
+	pgdb := cdctest.OpenDB(t, "pgx", pg.DSN)
 	mustExec(t, pgdb, wlItemsPG, wlPairsPG)
 	mustExec(t, tm.DB(), "CREATE DATABASE wl", wlItemsMySQL, wlPairsMySQL)
-	mydb := openDB(t, "mysql", tm.DSN("wl"))
+	mydb := cdctest.OpenDB(t, "mysql", tm.DSN("wl"))
 
 	pgCfg := sqlmirror.DefaultConfig()
 	pgCfg.Name = "pg-mirror"
@@ -245,10 +224,10 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	}
 	for _, c := range []sqlmirror.Config{pgCfg, myCfg} {
 		h := newMirror(t, c)
-		if _, err := consumer.ResetGroup(ctxT(t), adm, "kanal-"+c.Name, re, consumer.ResetTo{Earliest: true}, h); err != nil {
+		if _, err := consumer.ResetGroup(ctxT(t), adm, consumer.DefaultGroup(c.Name), re, consumer.ResetTo{Earliest: true}, h); err != nil {
 			t.Fatalf("reset %s: %v", c.Name, err)
 		}
-		got, err := h.LoadOffsets(ctxT(t), "kanal-"+c.Name, map[string][]int32{"kanal.wl.items": {0, 1, 2}})
+		got, err := h.LoadOffsets(ctxT(t), consumer.DefaultGroup(c.Name), map[string][]int32{"kanal.wl.items": {0, 1, 2}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,8 +241,8 @@ func TestMirrorsThroughKillsAndReplay(t *testing.T) {
 	myR = startRunner(t, k, "kanal", myCfg, tables...)
 	steps(30)
 	prod.CaughtUp(t, m.DB())
-	waitApplied(t, k, pgR.h, "kanal-"+pgCfg.Name, re)
-	waitApplied(t, k, myR.h, "kanal-"+myCfg.Name, re)
+	waitApplied(t, k, pgR.h, consumer.DefaultGroup(pgCfg.Name), re)
+	waitApplied(t, k, myR.h, consumer.DefaultGroup(myCfg.Name), re)
 	waitEqual(t, "postgres after a replay from earliest onto a full target", source, pgImage)
 	waitEqual(t, "mariadb rebuilt by a replay from earliest", source, myImage)
 	pgR.stop(t, false)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -107,7 +108,7 @@ func avaticaRep(v any, declared string) string {
 // phoenixDeclared is the Phoenix type the mapping table in docs/sqlmirror.md
 // gives each source type.
 func phoenixDeclared(typ string) string {
-	switch baseType(typ) {
+	switch schemas.BaseType(typ) {
 	case "decimal":
 		return "DECIMAL"
 	case "date":
@@ -163,8 +164,14 @@ func TestGoldenSQL(t *testing.T) {
 			fmt.Fprintf(&out, "-- %s: upsert\n%s\n-- delete\n%s\n-- delete (tombstone of unknown version)\n%s\n",
 				table, p.upsertSQL, p.delSQL, p.delAnySQL)
 		}
-		fmt.Fprintf(&out, "-- offsets\n%s\n%s\n%s\n%s\n", h.d.createOffsets(cfg.OffsetsTable), h.d.selectOffset(cfg.OffsetsTable),
-			h.d.loadOffsets(cfg.OffsetsTable), h.d.storeOffset(cfg.OffsetsTable))
+		switch off := h.off.(type) {
+		case *sqloffsets.Table:
+			store, _ := off.Store("g", "t", 0, 1)
+			fmt.Fprintf(&out, "-- offsets (internal/sqloffsets)\n%s\n%s\n%s\n%s\n", off.CreateSQL(), off.ClaimSQL(), off.LockSQL(), store)
+		case *phoenixOffsets:
+			fmt.Fprintf(&out, "-- offsets\n%s\n%s\n%s\n%s\n", off.d.createOffsets(off.table), off.d.selectOffset(off.table),
+				off.d.loadOffsets(off.table), off.d.storeOffset(off.table))
+		}
 		if cfg.Dialect == Phoenix {
 			out.WriteString("-- parameters\n")
 			p, _ := h.planFor("wl.items", everyType)

@@ -33,6 +33,7 @@ type Handler struct {
 	log    *slog.Logger
 	db     *sql.DB
 	d      dialect
+	off    offsetStore
 	tables map[string]*TableConfig
 	skip   map[uint32]bool
 
@@ -73,11 +74,13 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.SetMaxIdleConns(cfg.MaxOpenConns)
+	d := newDialect(&cfg)
 	h := &Handler{
 		cfg:    cfg,
 		log:    log.With("handler", cfg.Name, "dialect", cfg.Dialect),
 		db:     db,
-		d:      newDialect(&cfg),
+		d:      d,
+		off:    newOffsetStore(&cfg, db, d),
 		tables: map[string]*TableConfig{},
 		skip:   map[uint32]bool{},
 		plans:  map[string]*plan{},
@@ -146,8 +149,8 @@ func (h *Handler) init(ctx context.Context) error {
 	if h.inited {
 		return nil
 	}
-	if _, err := h.db.ExecContext(ctx, h.d.createOffsets(h.cfg.OffsetsTable)); err != nil {
-		return fmt.Errorf("sqlmirror %s: create offsets table %s: %w", h.cfg.Name, h.cfg.OffsetsTable, err)
+	if err := h.off.Setup(ctx); err != nil {
+		return fmt.Errorf("sqlmirror %s: %w", h.cfg.Name, err)
 	}
 	h.inited = true
 	return nil
@@ -179,11 +182,11 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	next := int64(-1)
-	err = tx.QueryRowContext(ctx, h.d.selectOffset(h.cfg.OffsetsTable), b.Group, b.Topic, int64(b.Partition)).Scan(&next)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlmirror %s: read offset of %s/%d: %w", h.cfg.Name, b.Topic, b.Partition, err)
+	st, err := h.off.Lock(ctx, tx, b.Group, b.Topic, b.Partition)
+	if err != nil {
+		return fmt.Errorf("sqlmirror %s: %s/%d: %w", h.cfg.Name, b.Topic, b.Partition, err)
 	}
+	next := st.Next
 	if next >= b.NextOffset() {
 		err = tx.Rollback()
 		return nil
@@ -224,8 +227,12 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) (err error) {
 		// knows to skip the tombstone.
 		store = mark.offset
 	}
-	if _, err = tx.ExecContext(ctx, h.d.storeOffset(h.cfg.OffsetsTable), b.Group, b.Topic, int64(b.Partition), store); err != nil {
-		return fmt.Errorf("sqlmirror %s: store offset of %s/%d: %w", h.cfg.Name, b.Topic, b.Partition, err)
+	if !st.ResetPending {
+		// A pending reset (kanal offsets reset while this member ran) stays in
+		// place until the offsets are loaded again.
+		if err = h.off.StoreNext(ctx, tx, b.Group, b.Topic, b.Partition, store); err != nil {
+			return fmt.Errorf("sqlmirror %s: %s/%d: %w", h.cfg.Name, b.Topic, b.Partition, err)
+		}
 	}
 	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("sqlmirror %s: commit %s/%d: %w", h.cfg.Name, b.Topic, b.Partition, err)
@@ -240,69 +247,30 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) (err error) {
 	return nil
 }
 
-// LoadOffsets returns the offsets stored for group in the target.
+// LoadOffsets returns the offsets stored for group in the target. Loading them
+// also ends a pending `kanal offsets reset` of those partitions.
 func (h *Handler) LoadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error) {
 	if err := h.init(ctx); err != nil {
 		return nil, err
 	}
-	want := map[string]map[int32]bool{}
-	for t, ps := range partitions {
-		want[t] = map[int32]bool{}
-		for _, p := range ps {
-			want[t][p] = true
-		}
-	}
-	rows, err := h.db.QueryContext(ctx, h.d.loadOffsets(h.cfg.OffsetsTable), group)
+	out, err := h.off.Load(ctx, group, partitions)
 	if err != nil {
-		return nil, fmt.Errorf("sqlmirror %s: load offsets: %w", h.cfg.Name, err)
-	}
-	defer rows.Close()
-	out := map[string]map[int32]int64{}
-	for rows.Next() {
-		var topic string
-		var part, next int64
-		if err := rows.Scan(&topic, &part, &next); err != nil {
-			return nil, fmt.Errorf("sqlmirror %s: load offsets: %w", h.cfg.Name, err)
-		}
-		if !want[topic][int32(part)] {
-			continue
-		}
-		if out[topic] == nil {
-			out[topic] = map[int32]int64{}
-		}
-		out[topic][int32(part)] = next
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlmirror %s: load offsets: %w", h.cfg.Name, err)
+		return nil, fmt.Errorf("sqlmirror %s: %w", h.cfg.Name, err)
 	}
 	return out, nil
 }
 
 // ResetOffsets sets the stored next offset of each given partition (used by
 // `kanal offsets reset`). After a reset to earlier offsets the changes are
-// applied again; the version column keeps rows from going back in time.
-func (h *Handler) ResetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) (err error) {
+// applied again; the version column keeps rows from going back in time. The
+// new offsets take effect when the partitions are next assigned: members
+// running meanwhile leave them in place (PostgreSQL, MySQL).
+func (h *Handler) ResetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error {
 	if err := h.init(ctx); err != nil {
 		return err
 	}
-	tx, err := h.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlmirror %s: reset offsets: %w", h.cfg.Name, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	for topic, ps := range offsets {
-		for p, off := range ps {
-			if _, err = tx.ExecContext(ctx, h.d.storeOffset(h.cfg.OffsetsTable), group, topic, int64(p), off); err != nil {
-				return fmt.Errorf("sqlmirror %s: reset offset of %s/%d: %w", h.cfg.Name, topic, p, err)
-			}
-		}
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("sqlmirror %s: reset offsets: %w", h.cfg.Name, err)
+	if err := h.off.Reset(ctx, group, offsets); err != nil {
+		return fmt.Errorf("sqlmirror %s: %w", h.cfg.Name, err)
 	}
 	return nil
 }

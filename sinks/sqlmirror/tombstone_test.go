@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
@@ -46,7 +47,7 @@ func checkTombstones(t *testing.T, h *sqlmirror.Handler, db *sql.DB, table strin
 	if err := h.Handle(ctxT(t), b); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readRows(context.Background(), db, "SELECT a, b FROM "+table, func(r map[string]string) string { return r["a"] + "/" + r["b"] })
+	got, err := cdctest.ReadRows(context.Background(), db, "SELECT a, b FROM "+table, func(r map[string]string) string { return r["a"] + "/" + r["b"] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func checkTombstones(t *testing.T, h *sqlmirror.Handler, db *sql.DB, table strin
 func TestTombstoneOfUnseenTable(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		pg := testenv.Postgres(t)
-		db := openDB(t, "pgx", pg.DSN)
+		db := cdctest.OpenDB(t, "pgx", pg.DSN)
 		mustExec(t, db, `CREATE TABLE pairs (a bigint, b text, c bytea, _kanal_version bigint NOT NULL, PRIMARY KEY (a, b, c))`,
 			`INSERT INTO pairs VALUES (1, 'a,b', '\xcafe', 5), (2, 'back\slash', '', 5), (3, 'keep', '\x00', 5)`)
 		cfg := sqlmirror.DefaultConfig()

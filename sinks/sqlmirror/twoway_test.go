@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -156,7 +157,7 @@ func TestTwoWayNoPingPong(t *testing.T) {
 			s.prod.CaughtUp(t, s.m.DB())
 		}
 		for _, s := range sides {
-			waitApplied(t, k, s.mirror.h, "kanal-"+s.mirror.h.Name(), `^k`+s.name+`\.tw\.items$`)
+			waitApplied(t, k, s.mirror.h, consumer.DefaultGroup(s.mirror.h.Name()), `^k`+s.name+`\.tw\.items$`)
 		}
 	}
 	for _, s := range sides {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
@@ -71,7 +72,7 @@ func checkRow(t *testing.T, got map[string]map[string]string, want map[string]st
 // batch is written.
 func TestTypesPostgres(t *testing.T) {
 	pg := testenv.Postgres(t)
-	db := openDB(t, "pgx", pg.DSN)
+	db := cdctest.OpenDB(t, "pgx", pg.DSN)
 	mustExec(t, db, `CREATE TABLE all_types (id bigint PRIMARY KEY, i8 smallint, u32 bigint, u64 numeric(20,0),
 		amount numeric(30,10), f real, d double precision, flags bigint, yr smallint, day date, at timestamp(6),
 		ts timestamptz(6), tod interval, name text, doc jsonb, state text, tags text, data bytea,
@@ -102,7 +103,7 @@ func TestTypesPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := readRows(ctxT(t), db, `SELECT id::text AS id, i8::text AS i8, u32::text AS u32, u64::text AS u64,
+	got, err := cdctest.ReadRows(ctxT(t), db, `SELECT id::text AS id, i8::text AS i8, u32::text AS u32, u64::text AS u64,
 		amount::text AS amount, f::text AS f, d::text AS d, flags::text AS flags, yr::text AS yr, day::text AS day,
 		to_char(at, 'YYYY-MM-DD HH24:MI:SS.US') AS at, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts,
 		tod::text AS tod, name, doc::text AS doc, state, tags, data FROM all_types`,
@@ -149,7 +150,7 @@ func TestTypesMariaDB(t *testing.T) {
 	if err := h.Handle(ctxT(t), typesBatch(1, allTypesRow())); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readRows(ctxT(t), m.DB(), `SELECT id, i8, u32, u64, amount, f, d, flags+0 AS flags, yr, day, at,
+	got, err := cdctest.ReadRows(ctxT(t), m.DB(), `SELECT id, i8, u32, u64, amount, f, d, flags+0 AS flags, yr, day, at,
 		CONVERT_TZ(ts, @@session.time_zone, '+00:00') AS ts, tod, name, doc, state, tags, data FROM dst.all_types`,
 		func(r map[string]string) string { return r["id"] }, "data")
 	if err != nil {

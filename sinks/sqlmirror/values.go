@@ -52,15 +52,6 @@ func showValue(v any) string {
 	return s
 }
 
-// baseType is the lower-case type name without length, precision or flags.
-func baseType(typ string) string {
-	typ = strings.ToLower(typ)
-	if i := strings.IndexAny(typ, "( "); i >= 0 {
-		typ = typ[:i]
-	}
-	return typ
-}
-
 func isZeroDate(s string) bool {
 	return strings.HasPrefix(s, "0000-") || strings.Contains(s, "-00")
 }
@@ -82,7 +73,7 @@ func (pgDialect) convert(typ string, v any) (any, error) {
 	case schemas.Decimal:
 		return string(x), nil
 	case string:
-		switch baseType(typ) {
+		switch schemas.BaseType(typ) {
 		case "date", "datetime", "timestamp":
 			if isZeroDate(x) {
 				return nil, cannot("PostgreSQL has no zero date")
@@ -113,7 +104,7 @@ func (mysqlDialect) convert(typ string, v any) (any, error) {
 	case schemas.Decimal:
 		return string(x), nil
 	case string:
-		if baseType(typ) == "timestamp" && !isZeroDate(x) {
+		if schemas.BaseType(typ) == "timestamp" && !isZeroDate(x) {
 			// The mirror's sessions run with time_zone '+00:00'.
 			t, err := time.Parse(time.RFC3339Nano, x)
 			if err != nil {
@@ -154,7 +145,7 @@ func (d phoenixDialect) convert(typ string, v any) (any, error) {
 		}
 		return string(x), nil
 	case string:
-		switch baseType(typ) {
+		switch schemas.BaseType(typ) {
 		case "date", "datetime", "timestamp":
 			if isZeroDate(x) {
 				return nil, cannot("Phoenix has no zero date")

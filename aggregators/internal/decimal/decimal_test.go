@@ -1,4 +1,4 @@
-package aggregators
+package decimal
 
 import (
 	"fmt"
@@ -27,12 +27,12 @@ func TestParseSmallDecimal(t *testing.T) {
 		inputs = append(inputs, s)
 	}
 	for _, in := range inputs {
-		fast, ok := parseSmallDecimal(in)
+		fast, ok := parseSmall(in)
 		if !ok {
 			continue
 		}
 		// The general path, without the fast one in front of it.
-		want, err := parseDecimalSlow(in)
+		want, err := parseSlow(in)
 		if err != nil {
 			t.Errorf("%q: fast path accepted what the parser rejects (%v)", in, err)
 			continue
@@ -42,7 +42,7 @@ func TestParseSmallDecimal(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"+5", "1e3", "1.2.3", "", "-", ".", "1234567890123456789"} {
-		if _, ok := parseSmallDecimal(in); ok {
+		if _, ok := parseSmall(in); ok {
 			t.Errorf("%q: fast path accepted it", in)
 		}
 	}
@@ -51,8 +51,8 @@ func TestParseSmallDecimal(t *testing.T) {
 // TestDecimalAddSub: sums keep the larger scale and add exactly, also when
 // a decimal is added to itself.
 func TestDecimalAddSub(t *testing.T) {
-	d, _ := parseDecimal("1.5")
-	x, _ := parseDecimal("-0.25")
+	d, _ := Parse("1.5")
+	x, _ := Parse("-0.25")
 	d.Add(&x)
 	if got := d.String(); got != "1.25" {
 		t.Fatalf("1.5 + -0.25 = %s", got)
@@ -61,7 +61,7 @@ func TestDecimalAddSub(t *testing.T) {
 	if got := d.String(); got != "2.50" {
 		t.Fatalf("1.25 + 1.25 = %s", got)
 	}
-	y, _ := parseDecimal("3")
+	y, _ := Parse("3")
 	y.Sub(&x)
 	if got := y.String(); got != "3.25" {
 		t.Fatalf("3 - -0.25 = %s", got)
@@ -80,7 +80,7 @@ func TestDecimalString(t *testing.T) {
 		"-922337203685477580.8": "-922337203685477580.8", "9223372036854775808": "9223372036854775808",
 		"0.0000000000000000000001": "0.0000000000000000000001", "123456789012345678901234567890.12": "123456789012345678901234567890.12"}
 	for in, want := range cases {
-		d, err := parseDecimal(in)
+		d, err := Parse(in)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,6 @@
-package aggregators
+// Package decimal is the exact decimal arithmetic of summary sums, and the
+// numbers of the filter language.
+package decimal
 
 import (
 	"fmt"
@@ -10,10 +12,10 @@ import (
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
-// decimal is an exact decimal number: unscaled × 10^-Scale. The zero value is 0.
+// Decimal is an exact decimal number: unscaled × 10^-Scale. The zero value is 0.
 // Sums are kept as decimals so that DECIMAL columns add up exactly; the scale of a
 // sum is the largest scale of its terms, as in SQL.
-type decimal struct {
+type Decimal struct {
 	unscaled big.Int
 	scale    int32
 }
@@ -22,18 +24,18 @@ type decimal struct {
 // Postgres 16383); more is almost certainly a bug in a value function.
 const maxScale = 1000
 
-// parseDecimal parses decimal text: an optional sign, digits with an optional
+// Parse parses decimal text: an optional sign, digits with an optional
 // point, and an optional exponent ("12.50", "-0.001", "1e3").
-func parseDecimal(s string) (decimal, error) {
-	if d, ok := parseSmallDecimal(s); ok {
+func Parse(s string) (Decimal, error) {
+	if d, ok := parseSmall(s); ok {
 		return d, nil
 	}
-	return parseDecimalSlow(s)
+	return parseSlow(s)
 }
 
-// parseDecimalSlow is parseDecimal for any input it accepts.
-func parseDecimalSlow(s string) (decimal, error) {
-	var d decimal
+// parseSlow is Parse for any input it accepts.
+func parseSlow(s string) (Decimal, error) {
+	var d Decimal
 	orig := s
 	if s == "" {
 		return d, fmt.Errorf("empty decimal")
@@ -82,10 +84,10 @@ func parseDecimalSlow(s string) (decimal, error) {
 	return d, nil
 }
 
-// parseSmallDecimal parses the common case without going through big.Int's
+// parseSmall parses the common case without going through big.Int's
 // text scanner: an optional '-', at most 18 digits with at most one point, no
-// exponent. ok is false for anything else (parseDecimal then handles it).
-func parseSmallDecimal(s string) (d decimal, ok bool) {
+// exponent. ok is false for anything else (Parse then handles it).
+func parseSmall(s string) (d Decimal, ok bool) {
 	neg := false
 	if len(s) > 0 && s[0] == '-' {
 		neg, s = true, s[1:]
@@ -121,14 +123,14 @@ func parseSmallDecimal(s string) (d decimal, ok bool) {
 	return d, true
 }
 
-// decimalOf converts a change value to a Decimal: int64, uint64, schemas.Decimal,
+// Of converts a change value to a Decimal: int64, uint64, schemas.Decimal,
 // float32/float64 (their shortest decimal form), decimal text, or another
 // Decimal. ok is false for nil (SQL NULL).
-func decimalOf(v any) (d decimal, ok bool, err error) {
+func Of(v any) (d Decimal, ok bool, err error) {
 	switch x := v.(type) {
 	case nil:
 		return d, false, nil
-	case decimal:
+	case Decimal:
 		d.unscaled.Set(&x.unscaled)
 		d.scale = x.scale
 		return d, true, nil
@@ -143,26 +145,33 @@ func decimalOf(v any) (d decimal, ok bool, err error) {
 	case uint32:
 		d.unscaled.SetUint64(uint64(x))
 	case schemas.Decimal:
-		d, err = parseDecimal(string(x))
+		d, err = Parse(string(x))
 	case string:
-		d, err = parseDecimal(x)
+		d, err = Parse(x)
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return d, false, fmt.Errorf("cannot sum %v", x)
 		}
-		d, err = parseDecimal(strconv.FormatFloat(x, 'f', -1, 64))
+		d, err = Parse(strconv.FormatFloat(x, 'f', -1, 64))
 	case float32:
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return d, false, fmt.Errorf("cannot sum %v", x)
 		}
-		d, err = parseDecimal(strconv.FormatFloat(float64(x), 'f', -1, 32))
+		d, err = Parse(strconv.FormatFloat(float64(x), 'f', -1, 32))
 	default:
 		return d, false, fmt.Errorf("cannot sum a %T", v)
 	}
 	if err != nil {
-		return decimal{}, false, err
+		return Decimal{}, false, err
 	}
 	return d, true, nil
+}
+
+// FromInt64 returns v as a Decimal of scale 0.
+func FromInt64(v int64) Decimal {
+	var d Decimal
+	d.unscaled.SetInt64(v)
+	return d
 }
 
 // pow10Small holds 10^0 … 10^39; never modified after package initialisation.
@@ -183,7 +192,7 @@ func pow10(n int) *big.Int {
 }
 
 // rescaled returns d's unscaled value at scale s (s >= d.scale).
-func (d *decimal) rescaled(s int32) *big.Int {
+func (d *Decimal) rescaled(s int32) *big.Int {
 	if s == d.scale {
 		return &d.unscaled
 	}
@@ -191,12 +200,12 @@ func (d *decimal) rescaled(s int32) *big.Int {
 }
 
 // Add sets d to d + x.
-func (d *decimal) Add(x *decimal) { d.addSign(x, false) }
+func (d *Decimal) Add(x *Decimal) { d.addSign(x, false) }
 
 // Sub sets d to d - x.
-func (d *decimal) Sub(x *decimal) { d.addSign(x, true) }
+func (d *Decimal) Sub(x *Decimal) { d.addSign(x, true) }
 
-func (d *decimal) addSign(x *decimal, neg bool) {
+func (d *Decimal) addSign(x *Decimal, neg bool) {
 	s := max(d.scale, x.scale)
 	if d.scale < s {
 		d.unscaled.Mul(&d.unscaled, pow10(int(s-d.scale)))
@@ -211,18 +220,18 @@ func (d *decimal) addSign(x *decimal, neg bool) {
 }
 
 // IsZero reports whether d is 0 (at any scale).
-func (d *decimal) IsZero() bool { return d.unscaled.Sign() == 0 }
+func (d *Decimal) IsZero() bool { return d.unscaled.Sign() == 0 }
 
 // Equal reports whether d and x have the same value and scale.
-func (d *decimal) Equal(x *decimal) bool {
+func (d *Decimal) Equal(x *Decimal) bool {
 	return d.scale == x.scale && d.unscaled.Cmp(&x.unscaled) == 0
 }
 
 // Scale returns the number of digits after the point.
-func (d *decimal) Scale() int32 { return d.scale }
+func (d *Decimal) Scale() int32 { return d.scale }
 
 // Rat returns d as a rational number.
-func (d *decimal) Rat() *big.Rat {
+func (d *Decimal) Rat() *big.Rat {
 	r := new(big.Rat).SetInt(&d.unscaled)
 	if d.scale > 0 {
 		r.Quo(r, new(big.Rat).SetInt(pow10(int(d.scale))))
@@ -231,7 +240,7 @@ func (d *decimal) Rat() *big.Rat {
 }
 
 // String renders d with exactly Scale digits after the point ("-0.50").
-func (d decimal) String() string {
+func (d Decimal) String() string {
 	if d.unscaled.IsInt64() && d.scale < 19 {
 		// Without big.Int's conversion: one allocation, for the result.
 		var buf [48]byte

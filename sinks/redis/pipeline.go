@@ -1,0 +1,105 @@
+package redissink
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// delChunk bounds the keys of one DEL in a fenced transaction: the rows' DELs are
+// sent as a few multi-key commands instead of one per row, which saves Redis a
+// command dispatch per row.
+const delChunk = 512
+
+// slotKind is what one queued command of a fenced transaction does.
+type slotKind uint8
+
+const (
+	slotMoves     slotKind = iota + 1 // setsScript moving rows between their sets
+	slotDel                           // a DEL of rows' old keys and tombstones
+	slotWrite                         // one row's plain write (HSET, SET)
+	slotScript                        // applyScript applying rows version-checked
+	slotWatermark                     // the SET of the new watermark, last
+)
+
+// slot is one queued command of a fenced transaction and the rows it applies, so
+// that its reply can be matched with them.
+type slot struct {
+	kind slotKind
+	rows []*op
+}
+
+// queueFenced queues the commands of one instance's fenced transaction on p, in
+// the order they must run, and the SET of the watermark next last. It returns
+// what each command applies, in queue order.
+func (h *Handler) queueFenced(ctx context.Context, p redis.Pipeliner, s *sorted, wmKey string, next watermark) []slot {
+	slots := make([]slot, 0, len(s.plain)+len(s.moves)/chunkRows+len(s.scripted)/chunkRows+4)
+	// Set moves read the rows' stored memberships, so they go first.
+	for rest := s.moves; len(rest) > 0; {
+		k := min(len(rest), chunkRows)
+		keys := make([]string, k)
+		args := make([]any, 0, 2*k)
+		for i, o := range rest[:k] {
+			keys[i] = o.key
+			args = append(args, o.t.layout.code(), o.sets)
+		}
+		p.Eval(ctx, setsScript, keys, args...)
+		slots = append(slots, slot{kind: slotMoves, rows: rest[:k]})
+		rest = rest[k:]
+	}
+	// Then the rows' old keys and tombstones go, in a few DELs.
+	for rest := s.plain; len(rest) > 0; {
+		keys := make([]string, 0, min(delChunk, 2*len(rest)))
+		k := 0
+		for k < len(rest) && len(keys) < delChunk {
+			keys = appendDelKeys(keys, rest[k])
+			k++
+		}
+		if len(keys) > 0 {
+			p.Del(ctx, keys...)
+			slots = append(slots, slot{kind: slotDel, rows: rest[:k]})
+		}
+		rest = rest[k:]
+	}
+	for i, o := range s.plain {
+		h.queueWrite(ctx, p, o)
+		slots = append(slots, slot{kind: slotWrite, rows: s.plain[i : i+1]})
+	}
+	for _, c := range h.scriptCalls(s.scripted) {
+		p.Eval(ctx, applyScript, c.keys, c.args...)
+		slots = append(slots, slot{kind: slotScript, rows: c.rows})
+	}
+	p.Set(ctx, wmKey, next.String(), 0)
+	return append(slots, slot{kind: slotWatermark})
+}
+
+// appendDelKeys adds the keys a row's plain write removes first: an upsert
+// replaces the row (the hash is deleted so that fields of columns that became
+// NULL or are no longer stored go; a JSON SET replaces the value by itself) and
+// removes its tombstone, whether the change is a create or an update — after a
+// compacted-away re-create, an update is the first change of the row since its
+// delete; a delete removes the row and then writes the tombstone.
+func appendDelKeys(keys []string, o *op) []string {
+	switch {
+	case o.kind != opUpsert:
+		return append(keys, o.key)
+	case o.t.layout == layoutJSON:
+		return append(keys, o.tomb)
+	default:
+		return append(keys, o.key, o.tomb)
+	}
+}
+
+// queueWrite queues the one plain command that writes a row's last change in the
+// batch, after its DEL (see appendDelKeys): HSET or SET of the row, or SET of the
+// tombstone of a delete.
+func (h *Handler) queueWrite(ctx context.Context, p redis.Pipeliner, o *op) {
+	switch {
+	case o.kind != opUpsert:
+		p.Set(ctx, o.tomb, o.ver, h.r.cfg.TombstoneTTL)
+	case o.t.layout == layoutJSON:
+		p.Set(ctx, o.key, o.values[0], 0)
+	default:
+		p.HSet(ctx, o.key, o.values...)
+	}
+}
