@@ -128,7 +128,7 @@ func (s *Spec) GroupName() string {
 	if s.Group != "" {
 		return s.Group
 	}
-	return "kanal-" + s.Name
+	return consumer.DefaultGroup(s.Name)
 }
 
 // DecodeOptions decodes the entry's options into v (on top of what v holds),
