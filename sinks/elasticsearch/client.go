@@ -124,10 +124,15 @@ func (c *client) do(ctx context.Context, path, contentType string, body []byte, 
 	return lastErr
 }
 
-// bulkResponse is the part of a _bulk answer the sink reads.
+// bulkResponse is the part of a _bulk answer the sink reads: one item per
+// action, under the action's name.
 type bulkResponse struct {
-	Errors bool                        `json:"errors"`
-	Items  []map[string]bulkItemResult `json:"items"`
+	Errors bool `json:"errors"`
+	Items  []struct {
+		Index  *bulkItemResult `json:"index"`
+		Create *bulkItemResult `json:"create"`
+		Delete *bulkItemResult `json:"delete"`
+	} `json:"items"`
 }
 
 type bulkItemResult struct {
@@ -168,8 +173,15 @@ func (c *client) bulk(ctx context.Context, body []byte, actions int) ([]bulkItem
 	}
 	out := make([]bulkItemResult, len(resp.Items))
 	for i, it := range resp.Items {
-		for _, r := range it { // one key: the action
-			out[i] = r
+		switch {
+		case it.Index != nil:
+			out[i] = *it.Index
+		case it.Create != nil:
+			out[i] = *it.Create
+		case it.Delete != nil:
+			out[i] = *it.Delete
+		default:
+			return nil, fmt.Errorf("_bulk answered item %d without an index, create or delete result", i)
 		}
 	}
 	return out, nil

@@ -42,7 +42,7 @@ import (
 // of the next requests fail with 503.
 type esServer struct {
 	*httptest.Server
-	t *testing.T
+	t testing.TB
 
 	mu         sync.Mutex
 	indexes    map[string]*esIndex
@@ -51,6 +51,9 @@ type esServer struct {
 	fail503    int
 	bulkBodies [][]byte // every _bulk body received, in order
 	requests   int
+	// ackOnly answers every bulk action with 201 without parsing or storing the
+	// documents: for benchmarks of the handler's side.
+	ackOnly bool
 }
 
 type esIndex struct {
@@ -67,7 +70,7 @@ type esDoc struct {
 	deletedAt time.Time
 }
 
-func newESServer(t *testing.T) *esServer {
+func newESServer(t testing.TB) *esServer {
 	s := &esServer{t: t, indexes: map[string]*esIndex{}, gcDeletes: 60 * time.Second}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
@@ -86,6 +89,8 @@ func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p := strings.Trim(r.URL.Path, "/")
 	switch {
+	case r.Method == http.MethodPost && p == "_bulk" && s.ackOnly:
+		s.ack(w, body)
 	case r.Method == http.MethodPost && p == "_bulk":
 		s.bulkBodies = append(s.bulkBodies, body)
 		s.bulk(w, body)
@@ -98,6 +103,27 @@ func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "not implemented here: " + r.Method + " " + p}})
 	}
+}
+
+// ack answers a _bulk body's actions with 201 each: every line that is not a
+// document source (it has no _index) is an action.
+func (s *esServer) ack(w http.ResponseWriter, body []byte) {
+	var out bytes.Buffer
+	out.WriteString(`{"took":1,"errors":false,"items":[`)
+	n := 0
+	for _, line := range bytes.Split(body, []byte{'\n'}) {
+		if !bytes.HasPrefix(line, []byte(`{"index":{"_index"`)) && !bytes.HasPrefix(line, []byte(`{"delete":{"_index"`)) {
+			continue
+		}
+		if n > 0 {
+			out.WriteByte(',')
+		}
+		n++
+		out.WriteString(`{"index":{"status":201,"result":"created"}}`)
+	}
+	out.WriteString("]}")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out.Bytes())
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

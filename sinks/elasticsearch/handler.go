@@ -66,6 +66,7 @@ type rule struct {
 	rename  map[string]string
 	join    *JoinConfig
 	kind    string
+	names   sync.Map // table → index name
 }
 
 // Stats are counters of what the handler did since it was created.
@@ -184,8 +185,13 @@ func (h *Handler) Index(table string) (string, bool) {
 }
 
 func (r *rule) indexName(table string) string {
+	if v, ok := r.names.Load(table); ok {
+		return v.(string)
+	}
 	db, tbl, _ := strings.Cut(table, ".")
-	return strings.ToLower(strings.NewReplacer("{db}", db, "{table}", tbl).Replace(r.index))
+	name := strings.ToLower(strings.NewReplacer("{db}", db, "{table}", tbl).Replace(r.index))
+	r.names.Store(table, name)
+	return name
 }
 
 // stored reports whether a source column is indexed, and under which name.
