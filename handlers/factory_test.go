@@ -40,7 +40,7 @@ func (f *fake) Close() error                                 { *f.closed++; retu
 
 func TestFactoriesAdd(t *testing.T) {
 	r := Builtin()
-	if got := strings.Join(r.Names(), ","); got != "aggregate,redis,sqlmirror,stdout" {
+	if got := strings.Join(r.Names(), ","); got != "aggregate,elasticsearch,memcached,rabbitmq,redis,sqlmirror,stdout" {
 		t.Errorf("Builtin names %s", got)
 	}
 	for _, tc := range []struct {
@@ -85,7 +85,7 @@ func TestBuildErrorsNameTheEntry(t *testing.T) {
 	}})
 	head := "handlers:\n  - {handler: fake, name: first, tables: [d.t]}\n"
 	for _, tc := range []struct{ doc, want string }{
-		{head + "  - {handler: nosuch, name: b, tables: [d.t]}\n", `consumers.handlers[1].handler: unknown handler "nosuch" (known: aggregate, fake, misnamed, redis, sqlmirror, stdout)`},
+		{head + "  - {handler: nosuch, name: b, tables: [d.t]}\n", `consumers.handlers[1].handler: unknown handler "nosuch" (known: aggregate, elasticsearch, fake, memcached, misnamed, rabbitmq, redis, sqlmirror, stdout)`},
 		{head + "  - {handler: fake, name: b, tables: [d.t], options: {adr: x}}\n", "consumers.handlers[1] (b): consumer: invalid configuration: options: yaml: unmarshal errors:\n  line 1: field adr not found"},
 		{head + "  - {handler: fake, name: b, tables: [d.t], options: {name: c}}\n", "consumers.handlers[1].options.name: not an option here"},
 		{head + "  - {handler: fake, name: b, tables: [d.t], options: {fail: true}}\n", "consumers.handlers[1] (b): refused by the factory"},

@@ -15,9 +15,11 @@ import (
 // those on comment lines and those with defaults need none.
 func exampleEnv(name string) (string, bool) {
 	v, ok := map[string]string{
-		"KANAL_DB_PASSWORD": "secret",
-		"KANAL_SUMMARY_DSN": "postgres://kanal:secret@127.0.0.1:5432/kanal",
-		"KANAL_MIRROR_DSN":  "postgres://kanal:secret@127.0.0.1:5432/mirror",
+		"KANAL_DB_PASSWORD":       "secret",
+		"KANAL_SUMMARY_DSN":       "postgres://kanal:secret@127.0.0.1:5432/kanal",
+		"KANAL_MIRROR_DSN":        "postgres://kanal:secret@127.0.0.1:5432/mirror",
+		"KANAL_ES_PASSWORD":       "secret",
+		"KANAL_RABBITMQ_PASSWORD": "secret",
 	}[name]
 	return v, ok
 }

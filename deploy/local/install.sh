@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kanal's tests and demo need from Debian packages: the servers
-# they run as private child processes (MariaDB, Redis, Postgres), kcat, and
+# they run as private child processes (MariaDB, Redis, Postgres, RabbitMQ,
+# memcached), kcat, and
 # make plus a C toolchain (`go test -race` needs cgo). Safe to run again: when
 # everything is present it only checks and exits.
 #
@@ -15,6 +16,8 @@ have_servers() {
 	command -v mariadb-install-db >/dev/null 2>&1 || return 1
 	command -v mariadb >/dev/null 2>&1 || return 1
 	command -v redis-server >/dev/null 2>&1 || return 1
+	command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || return 1
+	command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || return 1
 	command -v kcat >/dev/null 2>&1 || return 1
 	# Debian keeps the Postgres server binaries out of PATH.
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || return 1
@@ -25,7 +28,7 @@ have_servers() {
 }
 
 if have_servers; then
-	echo "install.sh: mariadb, redis, postgres, kcat, make and gcc already installed"
+	echo "install.sh: mariadb, redis, postgres, rabbitmq, memcached, kcat, make and gcc already installed"
 else
 	if [ "$(id -u)" -eq 0 ]; then
 		SUDO=()
@@ -36,13 +39,14 @@ else
 		exit 1
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "install.sh: apt-get not found; install mariadb-server redis-server postgresql kcat make gcc by hand" >&2
+		echo "install.sh: apt-get not found; install mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc by hand" >&2
 		exit 1
 	fi
-	echo "install.sh: installing mariadb-server redis-server postgresql kcat make gcc"
+	echo "install.sh: installing mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc"
 	"${SUDO[@]}" apt-get update
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-		mariadb-server mariadb-client redis-server postgresql kcat make gcc libc6-dev
+		mariadb-server mariadb-client redis-server postgresql rabbitmq-server memcached \
+		kcat make gcc libc6-dev
 	if ! have_servers; then
 		echo "install.sh: packages installed but binaries still missing" >&2
 		exit 1

@@ -134,6 +134,8 @@ type procSpec struct {
 	dir     string
 	logPath string
 	cred    *syscall.Credential
+	// env, when not nil, is the child's whole environment.
+	env []string
 }
 
 // proc is a started child process whose exit is observed by one goroutine,
@@ -158,6 +160,7 @@ func startProc(s procSpec) (*proc, error) {
 
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Dir = s.dir
+	cmd.Env = s.env
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr(s.cred)

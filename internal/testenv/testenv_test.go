@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -258,4 +260,99 @@ func TestRequireBinary(t *testing.T) {
 	if _, ok := lookBinary("kanal-no-such-binary"); ok {
 		t.Fatal("found a binary that does not exist")
 	}
+}
+
+func TestMemcached(t *testing.T) {
+	t.Parallel()
+	var pid int
+	t.Run("server", func(t *testing.T) {
+		m := Memcached(t)
+		pid = m.Pid()
+		conn, err := net.DialTimeout("tcp", m.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte("set k 0 0 1\r\nv\r\nget k\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		want := "STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != want {
+			t.Fatalf("set/get: got %q, %v", got, err)
+		}
+		m.Kill()
+		requireGone(t, "memcached after Kill", pid)
+	})
+	if pid == 0 {
+		return
+	}
+	requireGone(t, "memcached after cleanup", pid)
+}
+
+func TestRabbitMQ(t *testing.T) {
+	t.Parallel()
+	var pid int
+	t.Run("server", func(t *testing.T) {
+		r := RabbitMQ(t)
+		pid = r.Pid()
+		publish := func(body string) {
+			t.Helper()
+			conn, err := amqp.Dial(r.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ch.QueueDeclare("q", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.PublishWithContext(t.Context(), "", "q", false, false,
+				amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		publish("before")
+		// A durable queue's persistent messages survive a restart on the same port.
+		r.Stop()
+		requireGone(t, "RabbitMQ after Stop", pid)
+		r.Restart()
+		pid = r.Pid()
+		publish("after")
+		conn, err := amqp.Dial(r.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			d, ok, err := ch.Get("q", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			got = append(got, string(d.Body))
+		}
+		if strings.Join(got, ",") != "before,after" {
+			t.Fatalf("queue after a restart holds %q, want before,after", got)
+		}
+		// The private epmd: another node on the machine cannot see ours.
+		if !strings.HasPrefix(r.Node, "kanal_") {
+			t.Errorf("node name %q", r.Node)
+		}
+	})
+	if pid == 0 {
+		return
+	}
+	requireGone(t, "RabbitMQ after cleanup", pid)
 }

@@ -1,0 +1,233 @@
+package essink
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+)
+
+// client speaks the few REST endpoints the sink uses (_bulk, _mget) to the
+// configured URLs in turn. Why not elastic/go-elasticsearch or opensearch-go:
+// the sink needs two endpoints whose request and response bodies are the same
+// on Elasticsearch 7 and 8 and OpenSearch 2, while go-elasticsearch v8 refuses
+// servers that are not Elasticsearch (its product check fails on OpenSearch) and
+// opensearch-go targets OpenSearch; either would still leave the NDJSON
+// encoding and the per-item classification to the sink.
+type client struct {
+	urls  []string
+	next  atomic.Uint32
+	http  *http.Client
+	auth  string // the Authorization header, or ""
+	query string // appended to _bulk
+}
+
+func newClient(cfg *Config) (*client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: ca_file: %v", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: ca_file: no PEM certificate in %s", ErrConfig, cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	c := &client{http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
+	for _, u := range cfg.URLs {
+		c.urls = append(c.urls, strings.TrimRight(u, "/"))
+	}
+	switch {
+	case cfg.APIKey != "":
+		c.auth = "ApiKey " + cfg.APIKey
+	case cfg.Username != "":
+		req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
+		req.SetBasicAuth(cfg.Username, cfg.Password)
+		c.auth = req.Header.Get("Authorization")
+	}
+	if cfg.Refresh != "" {
+		c.query = "?refresh=" + cfg.Refresh
+	}
+	return c, nil
+}
+
+// httpError is a response with an unexpected status.
+type httpError struct {
+	status int
+	body   string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
+
+// retryable reports whether a failed request may succeed when sent again: the
+// cluster was unreachable, overloaded (429) or failing (5xx).
+func retryable(err error) bool {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he.status == http.StatusTooManyRequests || he.status >= 500
+	}
+	return true // transport errors, timeouts
+}
+
+// do sends body to path (under each URL in turn until one answers) and decodes a
+// 2xx JSON answer into out.
+func (c *client) do(ctx context.Context, path, contentType string, body []byte, out any) error {
+	var lastErr error
+	for range c.urls {
+		base := c.urls[int(c.next.Add(1)-1)%len(c.urls)]
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", contentType)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The URL has no credentials (Validate), so the error may name it.
+			lastErr = err
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+		resp.Body.Close()
+		if err != nil {
+			lastErr = fmt.Errorf("%s%s: reading the answer: %w", base, path, err)
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			snippet := string(data)
+			if len(snippet) > 512 {
+				snippet = snippet[:512] + "…"
+			}
+			return fmt.Errorf("%s%s: %w", base, path, &httpError{status: resp.StatusCode, body: snippet})
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s%s: unexpected answer: %w", base, path, err)
+		}
+		return nil
+	}
+	return lastErr
+}
+
+// bulkResponse is the part of a _bulk answer the sink reads: one item per
+// action, under the action's name.
+type bulkResponse struct {
+	Errors bool `json:"errors"`
+	Items  []struct {
+		Index  *bulkItemResult `json:"index"`
+		Create *bulkItemResult `json:"create"`
+		Delete *bulkItemResult `json:"delete"`
+	} `json:"items"`
+}
+
+type bulkItemResult struct {
+	Index  string     `json:"_index"`
+	ID     string     `json:"_id"`
+	Status int        `json:"status"`
+	Result string     `json:"result"`
+	Error  *itemError `json:"error"`
+}
+
+type itemError struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	// CausedBy is ES's nested cause (a mapper error's "failed to parse" has the
+	// parsing error there).
+	CausedBy *itemError `json:"caused_by"`
+}
+
+func (e *itemError) String() string {
+	if e == nil {
+		return "no reason given"
+	}
+	s := e.Type + ": " + e.Reason
+	if e.CausedBy != nil {
+		s += " (caused by " + e.CausedBy.String() + ")"
+	}
+	return s
+}
+
+// bulk sends one _bulk request and returns one result per action, in order.
+func (c *client) bulk(ctx context.Context, body []byte, actions int) ([]bulkItemResult, error) {
+	var resp bulkResponse
+	if err := c.do(ctx, "/_bulk"+c.query, "application/x-ndjson", body, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Items) != actions {
+		return nil, fmt.Errorf("_bulk answered %d items for %d actions", len(resp.Items), actions)
+	}
+	out := make([]bulkItemResult, len(resp.Items))
+	for i, it := range resp.Items {
+		switch {
+		case it.Index != nil:
+			out[i] = *it.Index
+		case it.Create != nil:
+			out[i] = *it.Create
+		case it.Delete != nil:
+			out[i] = *it.Delete
+		default:
+			return nil, fmt.Errorf("_bulk answered item %d without an index, create or delete result", i)
+		}
+	}
+	return out, nil
+}
+
+// mgetDoc is one document of an _mget answer.
+type mgetDoc struct {
+	Index       string          `json:"_index"`
+	ID          string          `json:"_id"`
+	Found       bool            `json:"found"`
+	SeqNo       *int64          `json:"_seq_no"`
+	PrimaryTerm *int64          `json:"_primary_term"`
+	Source      json.RawMessage `json:"_source"`
+	Error       *itemError      `json:"error"`
+}
+
+// mget reads documents by index and id.
+func (c *client) mget(ctx context.Context, refs []docRef) ([]mgetDoc, error) {
+	type ref struct {
+		Index string `json:"_index"`
+		ID    string `json:"_id"`
+	}
+	req := struct {
+		Docs []ref `json:"docs"`
+	}{Docs: make([]ref, len(refs))}
+	for i, r := range refs {
+		req.Docs[i] = ref{r.index, r.id}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Docs []mgetDoc `json:"docs"`
+	}
+	if err := c.do(ctx, "/_mget", "application/json", body, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Docs) != len(refs) {
+		return nil, fmt.Errorf("_mget answered %d documents for %d", len(resp.Docs), len(refs))
+	}
+	for i, d := range resp.Docs {
+		// A missing index is an error per document; it holds no document either.
+		if d.Error != nil && d.Error.Type != "index_not_found_exception" {
+			return nil, fmt.Errorf("_mget %s/%s: %s", refs[i].index, refs[i].id, d.Error)
+		}
+	}
+	return resp.Docs, nil
+}

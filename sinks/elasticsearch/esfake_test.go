@@ -1,0 +1,449 @@
+package essink_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// esServer is an in-test server for the subset of the Elasticsearch REST API the
+// sink uses, with the semantics Elastic documents for it:
+//
+//   - _bulk with index, create and delete actions; version + version_type=external
+//     (the write succeeds only when the given version is strictly higher than the
+//     document's, or there is no document; otherwise 409
+//     version_conflict_engine_exception for that item); if_seq_no +
+//     if_primary_term (409 unless the document exists with exactly those); create
+//     (409 when the document exists). A deleted document's version is kept for
+//     index.gc_deletes (60s by default) and compared like a live one's.
+//   - dynamic mapping: a field's type is fixed by its first non-null value (long,
+//     double, boolean, object, date for strings that look like dates, text
+//     otherwise); a value that cannot be read as that type fails its item with 400
+//     mapper_parsing_exception ("failed to parse field [f] of type [long] in
+//     document with id 'x'"). Numeric strings are accepted for numbers (coerce).
+//   - _mget (found, _seq_no, _primary_term, _source; a missing index is an
+//     index_not_found_exception per document), _refresh, _search with match_all
+//     and size over index names or patterns.
+//
+// Faults are injected per test: reject429 makes that many of the next bulk
+// items fail with 429 es_rejected_execution_exception; fail503 makes that many
+// of the next requests fail with 503.
+type esServer struct {
+	*httptest.Server
+	t testing.TB
+
+	mu         sync.Mutex
+	indexes    map[string]*esIndex
+	gcDeletes  time.Duration
+	reject429  int
+	fail503    int
+	bulkBodies [][]byte // every _bulk body received, in order
+	requests   int
+	// ackOnly answers every bulk action with 201 without parsing or storing the
+	// documents: for benchmarks of the handler's side.
+	ackOnly bool
+}
+
+type esIndex struct {
+	docs    map[string]*esDoc
+	mapping map[string]string // field path → type
+	seqNo   int64
+}
+
+type esDoc struct {
+	source    json.RawMessage
+	version   int64
+	seqNo     int64
+	deleted   bool
+	deletedAt time.Time
+}
+
+func newESServer(t testing.TB) *esServer {
+	s := &esServer{t: t, indexes: map[string]*esIndex{}, gcDeletes: 60 * time.Second}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if s.fail503 > 0 {
+		s.fail503--
+		writeJSON(w, 503, map[string]any{"error": map[string]any{"type": "unavailable_shards_exception", "reason": "injected"}, "status": 503})
+		return
+	}
+	p := strings.Trim(r.URL.Path, "/")
+	switch {
+	case r.Method == http.MethodPost && p == "_bulk" && s.ackOnly:
+		s.ack(w, body)
+	case r.Method == http.MethodPost && p == "_bulk":
+		s.bulkBodies = append(s.bulkBodies, body)
+		s.bulk(w, body)
+	case r.Method == http.MethodPost && p == "_mget":
+		s.mget(w, body)
+	case strings.HasSuffix(p, "/_refresh"):
+		writeJSON(w, 200, map[string]any{"_shards": map[string]int{"total": 1, "successful": 1, "failed": 0}})
+	case strings.HasSuffix(p, "/_search"):
+		s.search(w, strings.TrimSuffix(p, "/_search"), body)
+	default:
+		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "not implemented here: " + r.Method + " " + p}})
+	}
+}
+
+// ack answers a _bulk body's actions with 201 each: every line that is not a
+// document source (it has no _index) is an action.
+func (s *esServer) ack(w http.ResponseWriter, body []byte) {
+	var out bytes.Buffer
+	out.WriteString(`{"took":1,"errors":false,"items":[`)
+	n := 0
+	for _, line := range bytes.Split(body, []byte{'\n'}) {
+		if !bytes.HasPrefix(line, []byte(`{"index":{"_index"`)) && !bytes.HasPrefix(line, []byte(`{"delete":{"_index"`)) {
+			continue
+		}
+		if n > 0 {
+			out.WriteByte(',')
+		}
+		n++
+		out.WriteString(`{"index":{"status":201,"result":"created"}}`)
+	}
+	out.WriteString("]}")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out.Bytes())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type bulkMeta struct {
+	Index         string `json:"_index"`
+	ID            string `json:"_id"`
+	Version       *int64 `json:"version"`
+	VersionType   string `json:"version_type"`
+	IfSeqNo       *int64 `json:"if_seq_no"`
+	IfPrimaryTerm *int64 `json:"if_primary_term"`
+}
+
+func (s *esServer) bulk(w http.ResponseWriter, body []byte) {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var items []map[string]any
+	errors := false
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var act map[string]bulkMeta
+		if err := json.Unmarshal(line, &act); err != nil || len(act) != 1 {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": fmt.Sprintf("Malformed action/metadata line: %s", line)}})
+			return
+		}
+		for op, m := range act {
+			var src json.RawMessage
+			if op == "index" || op == "create" {
+				if !sc.Scan() {
+					writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "The bulk request must be terminated by a newline"}})
+					return
+				}
+				src = append(json.RawMessage(nil), sc.Bytes()...)
+			}
+			res := s.item(op, m, src)
+			if _, bad := res["error"]; bad {
+				errors = true
+			}
+			items = append(items, map[string]any{op: res})
+		}
+	}
+	writeJSON(w, 200, map[string]any{"took": 1, "errors": errors, "items": items})
+}
+
+func failure(m bulkMeta, status int, typ, reason string) map[string]any {
+	return map[string]any{"_index": m.Index, "_id": m.ID, "status": status,
+		"error": map[string]any{"type": typ, "reason": reason, "index": m.Index}}
+}
+
+// item applies one bulk action.
+func (s *esServer) item(op string, m bulkMeta, src json.RawMessage) map[string]any {
+	if s.reject429 > 0 {
+		s.reject429--
+		return failure(m, 429, "es_rejected_execution_exception", "rejected execution of coordinating operation (injected)")
+	}
+	if op != "index" && op != "create" && op != "delete" {
+		return failure(m, 400, "illegal_argument_exception", "unsupported action "+op)
+	}
+	idx := s.indexes[m.Index]
+	if idx == nil {
+		if op == "delete" && m.Version == nil && m.IfSeqNo == nil {
+			return map[string]any{"_index": m.Index, "_id": m.ID, "status": 404, "result": "not_found"}
+		}
+		idx = &esIndex{docs: map[string]*esDoc{}, mapping: map[string]string{}}
+		s.indexes[m.Index] = idx
+	}
+	cur := idx.docs[m.ID]
+	if cur != nil && cur.deleted && time.Since(cur.deletedAt) > s.gcDeletes {
+		delete(idx.docs, m.ID) // the deleted document's version is forgotten
+		cur = nil
+	}
+	live := cur != nil && !cur.deleted
+	external := m.VersionType == "external"
+	switch {
+	case external && m.Version == nil:
+		return failure(m, 400, "action_request_validation_exception", "Validation Failed: 1: an external version is required;")
+	case external && cur != nil && *m.Version <= cur.version:
+		return failure(m, 409, "version_conflict_engine_exception",
+			fmt.Sprintf("[%s]: version conflict, current version [%d] is higher or equal to the one provided [%d]", m.ID, cur.version, *m.Version))
+	case m.IfSeqNo != nil && !live:
+		return failure(m, 409, "version_conflict_engine_exception",
+			fmt.Sprintf("[%s]: version conflict, required seqNo [%d], primary term [%d]. but no document was found", m.ID, *m.IfSeqNo, *m.IfPrimaryTerm))
+	case m.IfSeqNo != nil && (cur.seqNo != *m.IfSeqNo || m.IfPrimaryTerm == nil || *m.IfPrimaryTerm != 1):
+		return failure(m, 409, "version_conflict_engine_exception",
+			fmt.Sprintf("[%s]: version conflict, required seqNo [%d], primary term [%d]. current document has seqNo [%d] and primary term [1]", m.ID, *m.IfSeqNo, *m.IfPrimaryTerm, cur.seqNo))
+	case op == "create" && live:
+		return failure(m, 409, "version_conflict_engine_exception", fmt.Sprintf("[%s]: version conflict, document already exists (current version [%d])", m.ID, cur.version))
+	}
+	version := int64(1)
+	switch {
+	case external:
+		version = *m.Version
+	case cur != nil:
+		version = cur.version + 1
+	}
+	if op == "delete" {
+		if !live && !external {
+			return map[string]any{"_index": m.Index, "_id": m.ID, "status": 404, "result": "not_found"}
+		}
+		idx.seqNo++
+		idx.docs[m.ID] = &esDoc{version: version, seqNo: idx.seqNo, deleted: true, deletedAt: time.Now()}
+		status, result := 200, "deleted"
+		if !live {
+			status, result = 404, "not_found"
+		}
+		return map[string]any{"_index": m.Index, "_id": m.ID, "_version": version, "result": result, "status": status,
+			"_seq_no": idx.seqNo, "_primary_term": 1}
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return failure(m, 400, "mapper_parsing_exception", "failed to parse: "+err.Error())
+	}
+	if err := idx.checkMapping("", doc, m.ID); err != nil {
+		return failure(m, 400, "mapper_parsing_exception", err.Error())
+	}
+	idx.seqNo++
+	idx.docs[m.ID] = &esDoc{source: src, version: version, seqNo: idx.seqNo}
+	status, result := 201, "created"
+	if live {
+		status, result = 200, "updated"
+	}
+	return map[string]any{"_index": m.Index, "_id": m.ID, "_version": version, "result": result, "status": status,
+		"_seq_no": idx.seqNo, "_primary_term": 1}
+}
+
+var dateLike = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$`)
+
+// checkMapping maps new fields and checks values against mapped types. It maps
+// as it goes: a document that fails leaves the fields it mapped before the bad
+// one, as Elasticsearch's dynamic mapping updates would.
+func (idx *esIndex) checkMapping(prefix string, doc map[string]any, id string) error {
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := idx.checkValue(prefix+k, doc[k], id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (idx *esIndex) checkValue(field string, v any, id string) error {
+	if arr, ok := v.([]any); ok {
+		for _, e := range arr {
+			if err := idx.checkValue(field, e, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if v == nil {
+		return nil
+	}
+	kind := ""
+	switch x := v.(type) {
+	case json.Number:
+		kind = "long"
+		if strings.ContainsAny(string(x), ".eE") {
+			kind = "float"
+		}
+	case string:
+		kind = "text"
+		if dateLike.MatchString(x) {
+			kind = "date"
+		}
+	case bool:
+		kind = "boolean"
+	case map[string]any:
+		kind = "object"
+	}
+	mapped, ok := idx.mapping[field]
+	if !ok {
+		idx.mapping[field] = kind
+		mapped = kind
+	}
+	bad := func() error {
+		return fmt.Errorf("failed to parse field [%s] of type [%s] in document with id '%s'. Preview of field's value: '%v'", field, mapped, id, v)
+	}
+	switch mapped {
+	case "object":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("object mapping for [%s] tried to parse field [%s] as object, but found a concrete value", field, field)
+		}
+		return idx.checkMapping(field+".", m, id)
+	case "long", "float":
+		switch x := v.(type) {
+		case json.Number:
+		case string:
+			if _, err := strconv.ParseFloat(x, 64); err != nil {
+				return bad()
+			}
+		default:
+			return bad()
+		}
+	case "boolean":
+		if s, ok := v.(string); ok && s != "true" && s != "false" {
+			return bad()
+		}
+		if _, ok := v.(json.Number); ok {
+			return bad()
+		}
+	case "date":
+		s, ok := v.(string)
+		if !ok || !dateLike.MatchString(s) {
+			if _, num := v.(json.Number); !num {
+				return bad()
+			}
+		}
+	case "text":
+		if _, ok := v.(map[string]any); ok {
+			return fmt.Errorf("failed to parse field [%s] of type [text] in document with id '%s'. Preview of field's value: '%v'", field, id, v)
+		}
+	}
+	return nil
+}
+
+func (s *esServer) mget(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Docs []struct {
+			Index string `json:"_index"`
+			ID    string `json:"_id"`
+		} `json:"docs"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "parse_exception", "reason": err.Error()}})
+		return
+	}
+	docs := make([]map[string]any, 0, len(req.Docs))
+	for _, d := range req.Docs {
+		idx := s.indexes[d.Index]
+		if idx == nil {
+			docs = append(docs, map[string]any{"_index": d.Index, "_id": d.ID,
+				"error": map[string]any{"type": "index_not_found_exception", "reason": "no such index [" + d.Index + "]"}})
+			continue
+		}
+		doc := idx.docs[d.ID]
+		if doc == nil || doc.deleted {
+			docs = append(docs, map[string]any{"_index": d.Index, "_id": d.ID, "found": false})
+			continue
+		}
+		docs = append(docs, map[string]any{"_index": d.Index, "_id": d.ID, "found": true, "_version": doc.version,
+			"_seq_no": doc.seqNo, "_primary_term": 1, "_source": doc.source})
+	}
+	writeJSON(w, 200, map[string]any{"docs": docs})
+}
+
+func (s *esServer) search(w http.ResponseWriter, target string, body []byte) {
+	size := 10
+	if len(body) > 0 {
+		var req struct {
+			Size  *int           `json:"size"`
+			Query map[string]any `json:"query"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "parse_exception", "reason": err.Error()}})
+			return
+		}
+		if _, ok := req.Query["match_all"]; len(req.Query) > 0 && !ok {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "only match_all here"}})
+			return
+		}
+		if req.Size != nil {
+			size = *req.Size
+		}
+	}
+	var names []string
+	for name := range s.indexes {
+		for _, pat := range strings.Split(target, ",") {
+			if ok, _ := path.Match(pat, name); ok {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	sort.Strings(names)
+	var hits []map[string]any
+	for _, name := range names {
+		ids := make([]string, 0, len(s.indexes[name].docs))
+		for id, d := range s.indexes[name].docs {
+			if !d.deleted {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			hits = append(hits, map[string]any{"_index": name, "_id": id, "_source": s.indexes[name].docs[id].source})
+		}
+	}
+	total := len(hits)
+	if len(hits) > size {
+		hits = hits[:size]
+	}
+	writeJSON(w, 200, map[string]any{"hits": map[string]any{"total": map[string]any{"value": total, "relation": "eq"}, "hits": hits}})
+}
+
+// inject sets the fault counters.
+func (s *esServer) inject(reject429, fail503 int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reject429, s.fail503 = reject429, fail503
+}
+
+// bodies returns and forgets the _bulk bodies received so far.
+func (s *esServer) bodies() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.bulkBodies
+	s.bulkBodies = nil
+	return b
+}

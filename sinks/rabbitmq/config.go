@@ -1,0 +1,212 @@
+package rabbitmqsink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("rabbitmq sink: invalid configuration")
+
+// Message body formats.
+const (
+	// FormatJSON is the kanal JSON change envelope (docs/formats.md).
+	FormatJSON = "json"
+	// FormatCanalJSON is Canal's FlatMessage, as Canal's RabbitMQ mode publishes it.
+	FormatCanalJSON = "canal-json"
+)
+
+// Header names set on every message, besides the AMQP properties.
+const (
+	HeaderSeq   = "kanal.seq"   // the change's sequence, decimal: the dedupe key with kanal.key
+	HeaderOp    = "kanal.op"    // c, u, d or r
+	HeaderPos   = "kanal.pos"   // binlog file:pos of the change
+	HeaderKey   = "kanal.key"   // the Kafka record key "<db>.<table>:<pk>"
+	HeaderTable = "kanal.table" // "db.table"
+	// HeaderTombstone is "true" on the message of a delete whose change record
+	// was compacted away (only its tombstone was left): its body carries the key
+	// only.
+	HeaderTombstone = "kanal.tombstone"
+)
+
+// Config configures the RabbitMQ publisher. Start from DefaultConfig.
+type Config struct {
+	// Name is the handler name: metrics, logs, dead letters and the default consumer
+	// group "kanal-<name>". It must stay stable.
+	Name string `yaml:"name"`
+	// URL is the broker, "amqp://user:password@host:5672/vhost" (amqps:// for
+	// TLS). The password never appears in logs or errors.
+	URL string `yaml:"url"`
+	// Exchange is where messages are published.
+	Exchange string `yaml:"exchange"`
+	// ExchangeType is the type the exchange is declared with: topic (default),
+	// direct, fanout or headers.
+	ExchangeType string `yaml:"exchange_type"`
+	// Declare declares the exchange (durable) on every connection; false expects
+	// it to exist.
+	Declare bool `yaml:"declare"`
+	// RoutingKey is the routing key template of tables without their own: "{db}",
+	// "{table}", "{op}" (c, u, d, r), "{key}" (the record key) and "{pk}" are
+	// replaced; "{{" and "}}" are literal braces. Default "{db}.{table}".
+	RoutingKey string `yaml:"routing_key"`
+	// Format is the body: "json" (the kanal envelope, default) or "canal-json".
+	Format string `yaml:"format"`
+	// Mandatory publishes with the mandatory flag: a message no queue is bound
+	// for comes back, and its record goes to the dead-letter topic. Default true.
+	Mandatory bool `yaml:"mandatory"`
+	// Window bounds the messages of one channel awaiting confirmation.
+	Window int `yaml:"window"`
+	// ConfirmTimeout bounds the wait for the broker's confirmation of a window.
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
+	// DialTimeout bounds connecting (TCP, TLS and the AMQP handshake).
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Heartbeat is the AMQP heartbeat interval.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Retry is how a batch is retried inside Handle when the broker is down, a
+	// channel or connection closes or the broker nacks: messages not yet confirmed
+	// are published again after a backoff. When attempts run out Handle returns
+	// the error and the Runner retries the batch with its own backoff.
+	Retry RetryConfig `yaml:"retry"`
+	// Tables says which tables are published and how; the first entry whose
+	// Match matches "db.table" applies. Tables matching no entry are skipped.
+	Tables []TableConfig `yaml:"tables"`
+}
+
+// RetryConfig is the in-handler backoff: waits double from InitialInterval up
+// to MaxInterval.
+type RetryConfig struct {
+	// MaxAttempts bounds the tries, the first included.
+	MaxAttempts int `yaml:"max_attempts"`
+	// InitialInterval is the wait before the second try.
+	InitialInterval time.Duration `yaml:"initial_interval"`
+	// MaxInterval caps the doubling waits.
+	MaxInterval time.Duration `yaml:"max_interval"`
+}
+
+// TableConfig is the publishing rule of matching tables.
+type TableConfig struct {
+	// Match is a "db.table" glob (path.Match syntax: "shop.orders", "shop.*").
+	Match string `yaml:"match"`
+	// RoutingKey overrides Config.RoutingKey for these tables.
+	RoutingKey string `yaml:"routing_key"`
+}
+
+// DefaultConfig returns a Config with every default filled in; the URL and
+// tables still need to be set.
+func DefaultConfig() Config {
+	return Config{
+		Name:           "rabbitmq",
+		Exchange:       "kanal",
+		ExchangeType:   "topic",
+		Declare:        true,
+		RoutingKey:     "{db}.{table}",
+		Format:         FormatJSON,
+		Mandatory:      true,
+		Window:         1000,
+		ConfirmTimeout: 30 * time.Second,
+		DialTimeout:    10 * time.Second,
+		Heartbeat:      10 * time.Second,
+		Retry:          RetryConfig{MaxAttempts: 5, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second},
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+// Validate checks the configuration and names the first bad field. It never
+// includes the password.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+	}
+	if !nameRE.MatchString(c.Name) {
+		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	}
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return bad("url", "required")
+	case err != nil:
+		return bad("url", "not a URL") // the parse error would repeat the password
+	case u.Scheme != "amqp" && u.Scheme != "amqps":
+		return bad("url", "scheme %q is not amqp or amqps", u.Scheme)
+	case u.Host == "":
+		return bad("url", "no host")
+	}
+	switch c.ExchangeType {
+	case "topic", "direct", "fanout", "headers":
+	default:
+		return bad("exchange_type", "%q is not topic, direct, fanout or headers", c.ExchangeType)
+	}
+	if _, err := parseTemplate(c.RoutingKey); err != nil {
+		return bad("routing_key", "%v", err)
+	}
+	switch {
+	case c.Exchange == "" && c.Declare:
+		return bad("exchange", "the default exchange cannot be declared; name one or set declare: false")
+	case c.Format != FormatJSON && c.Format != FormatCanalJSON:
+		return bad("format", "%q is not json or canal-json", c.Format)
+	case c.Window < 1:
+		return bad("window", "must be >= 1")
+	case c.ConfirmTimeout <= 0:
+		return bad("confirm_timeout", "must be positive")
+	case c.DialTimeout <= 0:
+		return bad("dial_timeout", "must be positive")
+	case c.Heartbeat < 0:
+		return bad("heartbeat", "must be >= 0")
+	case c.Retry.MaxAttempts < 1:
+		return bad("retry.max_attempts", "must be >= 1")
+	case c.Retry.InitialInterval <= 0:
+		return bad("retry.initial_interval", "must be positive")
+	case c.Retry.MaxInterval < c.Retry.InitialInterval:
+		return bad("retry.max_interval", "must be >= initial_interval")
+	case len(c.Tables) == 0:
+		return bad("tables", "at least one table is required")
+	}
+	for i, t := range c.Tables {
+		f := fmt.Sprintf("tables[%d]", i)
+		db, table, ok := strings.Cut(t.Match, ".")
+		if !ok || db == "" || table == "" || strings.Contains(table, ".") {
+			return bad(f+".match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
+		}
+		if _, err := path.Match(t.Match, ""); err != nil {
+			return bad(f+".match", "%q: %v", t.Match, err)
+		}
+		if t.RoutingKey != "" {
+			if _, err := parseTemplate(t.RoutingKey); err != nil {
+				return bad(f+".routing_key", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// TablePatterns returns the Match patterns of the configured tables, for
+// consumer.Tables when registering the handler.
+func (c *Config) TablePatterns() []string {
+	out := make([]string, 0, len(c.Tables))
+	for _, t := range c.Tables {
+		out = append(out, t.Match)
+	}
+	return out
+}
+
+// Redacted returns the URL without its password, for logs and errors.
+func (c *Config) Redacted() string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}
+
+// LogValue keeps the password out of logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", c.Name), slog.String("url", c.Redacted()),
+		slog.String("exchange", c.Exchange), slog.String("format", c.Format))
+}
