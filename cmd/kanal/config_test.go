@@ -50,7 +50,7 @@ func TestConfigExampleAndSchema(t *testing.T) {
 	env := []string{"KANAL_DB_PASSWORD=hunter2", "KANAL_SUMMARY_DSN=postgres://u:hunter2@127.0.0.1:1/db", "KANAL_MIRROR_DSN=postgres://u:hunter2@127.0.0.1:1/db", "KANAL_ES_PASSWORD=hunter2", "KANAL_RABBITMQ_PASSWORD=hunter2"}
 	out, code := kanalExit(t, env, "config", "check", "--config", "../../examples/kanal.yaml")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 1 || !strings.Contains(out, "valid: source shop (db.internal:3306); kafka 2 brokers; 4 handlers: audit (stdout), redis-users (redis)") {
+	if code != 0 || len(lines) != 1 || !strings.Contains(out, "valid: source shop (db.internal:3306); kafka 2 brokers; 7 handlers: audit (stdout), redis-users (redis)") {
 		t.Errorf("check of the example: exit %d:\n%s", code, out)
 	}
 	if strings.Contains(out, "hunter2") {
