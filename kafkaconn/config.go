@@ -38,6 +38,9 @@ type Config struct {
 	SASL *SASLConfig `yaml:"sasl"`
 	// TLS enables TLS with the system roots.
 	TLS bool `yaml:"tls"`
+	// SchemaRegistry, when set, is the schema registry of the avro-confluent
+	// format (required by it).
+	SchemaRegistry *SchemaRegistryConfig `yaml:"schema_registry"`
 }
 
 // SASLConfig holds SASL credentials for Kafka.
@@ -82,6 +85,9 @@ func (c *Config) Validate() error {
 			return bad("sasl.user", "required with sasl")
 		}
 	}
+	if c.SchemaRegistry != nil {
+		return c.SchemaRegistry.Validate()
+	}
 	return nil
 }
 
@@ -101,6 +107,11 @@ func (c Config) Redacted() Config {
 		s := *c.SASL
 		s.Password = Redact(s.Password)
 		c.SASL = &s
+	}
+	if c.SchemaRegistry != nil {
+		r := *c.SchemaRegistry
+		r.Password = Redact(r.Password)
+		c.SchemaRegistry = &r
 	}
 	return c
 }

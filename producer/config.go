@@ -50,7 +50,10 @@ type KafkaConfig struct {
 	// CleanupPolicy of table topics: "compact" (default: each row's latest change is
 	// kept forever), "delete" or "compact,delete".
 	CleanupPolicy string `yaml:"cleanup_policy"`
-	// Format of record values: "json" (kanal envelope) or "canal-json" (Canal FlatMessage).
+	// Format of record values: "json" (kanal envelope), "canal-json" (Canal
+	// FlatMessage), "avro" (Avro single-object encoding, schemas in
+	// "<prefix>._schemas") or "avro-confluent" (Confluent wire format, schemas in
+	// the kafka.schema_registry).
 	Format string `yaml:"format"`
 	// Tombstones: follow every delete with a null-value record so compaction drops
 	// the row's key.
@@ -180,6 +183,8 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.cleanup_policy", "%q is not compact, delete or compact,delete", k.CleanupPolicy)
 	case !schemas.KnownFormat(k.Format):
 		return bad("kafka.format", "%q is not one of %s", k.Format, strings.Join(schemas.Formats(), ", "))
+	case schemas.FormatNeedsRegistry(k.Format) && k.SchemaRegistry == nil:
+		return bad("kafka.schema_registry.url", "required with kafka.format %s", k.Format)
 	case k.FlushRecords < 1:
 		return bad("kafka.flush_records", "must be >= 1")
 	case k.FlushBytes < 1024:

@@ -43,14 +43,33 @@ func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 		return fmt.Errorf("%w: %s.%s (source.no_primary_key is refuse: add a primary key, exclude the table, or set no_primary_key: all-columns)",
 			ErrNoPrimaryKey, db, table)
 	}
-	if ti.enc, err = s.enc.Table(&schemas.TableVersion{DB: db, Table: table, Columns: ti.columns, KeyFallback: ti.keyFallback}); err != nil {
+	ti.topic = schemas.TopicName(s.cfg.Kafka.TopicPrefix, db, table)
+	tv := &schemas.TableVersion{DB: db, Table: table, Topic: ti.topic, Columns: ti.columns, Nullable: ti.nullable, KeyFallback: ti.keyFallback}
+	if ti.enc, err = s.enc.Table(tv); err != nil {
 		return fmt.Errorf("encoder for %s.%s: %w", db, table, err)
 	}
-	ti.topic = schemas.TopicName(s.cfg.Kafka.TopicPrefix, db, table)
+	ti.prep, _ = ti.enc.(schemas.TablePreparer)
 	if err := s.w.ensureTableTopic(ctx, ti.topic); err != nil {
 		return err
 	}
 	s.tables[tm.TableID] = ti
+	s.rememberTable(tv)
+	return nil
+}
+
+// prepare runs the table encoder's preparation (schema registration or
+// publication) before the first record of its table version and writes the
+// records it asks for into the open Kafka transaction.
+func (s *session) prepare(ctx context.Context, prep schemas.TablePreparer) error {
+	recs, err := prep.Prepare(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := s.w.produce(ctx, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: s.eventTime}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -219,10 +238,19 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	// slices come from chunks.
 	key := s.key(ti, row)
 	// The value is encoded straight into the arena's free space.
+	if ti.prep != nil {
+		if err := s.prepare(ctx, ti.prep); err != nil {
+			return fmt.Errorf("%s.%s: %w", ti.db, ti.table, err)
+		}
+		ti.prep = nil
+	}
 	c := &s.change
 	c.Op, c.Seq, c.Source, c.Event, c.Before, c.After = op, s.seq, src, s.event, before, after
-	dst := ti.enc.AppendValue(s.arena.reserve(ti.lastValueLen), c)
+	dst, err := ti.enc.AppendValue(s.arena.reserve(ti.lastValueLen), c)
 	c.Before, c.After = nil, nil
+	if err != nil {
+		return &RowError{Table: ti.db + "." + ti.table, Pos: string(s.posText), Row: idx, Err: err}
+	}
 	value := s.arena.commit(dst)
 	ti.lastValueLen = len(value)
 	opHdr := opHeader[op]

@@ -35,6 +35,33 @@ func compressionCodec(name string) []kgo.CompressionCodec {
 	return nil
 }
 
+// explicitPartition marks records that name their own partition (Record.Context):
+// a truncate is written once to every partition of its table's topic.
+var explicitPartition = context.WithValue(context.Background(), explicitPartitionKey{}, true)
+
+type explicitPartitionKey struct{}
+
+// partitioner is Kafka's default key partitioning (murmur2), except for records
+// marked with explicitPartition.
+type partitioner struct{ kgo.Partitioner }
+
+func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return topicPartitioner{p.Partitioner.ForTopic(topic)}
+}
+
+type topicPartitioner struct{ kgo.TopicPartitioner }
+
+func (p topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return r.Context == explicitPartition || p.TopicPartitioner.RequiresConsistency(r)
+}
+
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if r.Context == explicitPartition {
+		return int(r.Partition)
+	}
+	return p.TopicPartitioner.Partition(r, n)
+}
+
 // writer is the transactional side: it groups records into Kafka transactions, each
 // ending with the position record that covers them.
 type writer struct {
@@ -61,7 +88,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, erro
 	opts := append(cfg.ClientOptions(),
 		kgo.TransactionalID("kanal-"+source),
 		kgo.TransactionTimeout(cfg.TransactionTimeout),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil)}),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerBatchMaxBytes(1<<20),
@@ -126,9 +153,32 @@ func (w *writer) ensureTableTopic(ctx context.Context, topic string) error {
 	return w.ensureTopic(ctx, topic, w.cfg.Partitions, map[string]*string{"cleanup.policy": &policy})
 }
 
+// partitions returns the partition count of an existing topic.
+func (w *writer) partitions(ctx context.Context, topic string) (int32, error) {
+	td, err := w.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	t, ok := td[topic]
+	if !ok || t.Err != nil {
+		return 0, fmt.Errorf("describe topic %s: %v", topic, t.Err)
+	}
+	return int32(len(t.Partitions)), nil
+}
+
 func (w *writer) ensureInternalTopics(ctx context.Context) error {
 	compact := "compact"
 	if err := w.ensureTopic(ctx, schemas.PositionsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		return err
+	}
+	if w.cfg.Format == schemas.FormatAvro {
+		if err := w.ensureTopic(ctx, schemas.SchemasTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
+			return err
+		}
+	}
+	// Schema changes are kept like the table topics' history: no compaction
+	// (every statement matters), the broker's retention.
+	if err := w.ensureTopic(ctx, schemas.SchemaChangesTopic(w.cfg.TopicPrefix), 1, nil); err != nil {
 		return err
 	}
 	del, retention := "delete", strconv.Itoa(int((24 * time.Hour).Milliseconds()))

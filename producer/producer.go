@@ -7,11 +7,15 @@ package producer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 // Stats are counters a running producer keeps; read them with Producer.Stats.
@@ -39,6 +43,9 @@ type Producer struct {
 	cfg   Config
 	log   *slog.Logger
 	stats Stats
+	// registry registers Avro schemas (avro-confluent); it outlives sessions so
+	// that its cache spares reconnects the registrations.
+	registry schemas.SchemaRegistry
 	// emitHook, set only by tests, runs after each change is handed to Kafka.
 	emitHook func(changes uint64)
 }
@@ -51,7 +58,15 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Producer{cfg: cfg, log: log.With("source", cfg.Source.Name)}, nil
+	p := &Producer{cfg: cfg, log: log.With("source", cfg.Source.Name)}
+	if schemas.FormatNeedsRegistry(cfg.Kafka.Format) {
+		reg, err := schemastore.NewRegistry(cfg.Kafka.SchemaRegistry, p.log)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		p.registry = reg
+	}
+	return p, nil
 }
 
 // Stats returns the producer's live counters.
@@ -61,7 +76,7 @@ func (p *Producer) Stats() *Stats { return &p.stats }
 func permanent(err error) bool {
 	var rowErr *RowError
 	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) ||
-		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.As(err, &rowErr)
+		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.As(err, &rowErr)
 }
 
 // Run captures changes until ctx is cancelled (then it commits what it has and

@@ -28,6 +28,8 @@ type session struct {
 	filter filter
 
 	tables map[uint64]*tableInfo
+	// known is the last version seen of each captured table, by "db.table".
+	known map[string]*schemas.TableVersion
 
 	streamState
 	txnState
@@ -146,7 +148,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 	pos.Source, pos.Flavor, pos.ServerID = cfg.Source.Name, info.flavor, info.serverID
 
-	enc, err := schemas.NewEncoder(cfg.Kafka.Format)
+	enc, err := schemas.NewEncoder(cfg.Kafka.Format, schemas.EncoderConfig{TopicPrefix: cfg.Kafka.TopicPrefix, Registry: p.registry})
 	if err != nil {
 		return false, fmt.Errorf("%w: kafka.format: %w", ErrConfig, err)
 	}
@@ -471,12 +473,8 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		case s.inTxn && (strings.HasPrefix(upper, "SAVEPOINT") || strings.HasPrefix(upper, "ROLLBACK TO")):
 			// Statements inside a transaction; the rows around them are what counts.
 		default:
-			// DDL commits on its own. Table maps after it describe the new shape,
-			// so drop the cached ones.
-			s.log.Info("ddl", "schema", string(e.Schema), "query", truncate(q, 200), "pos", s.file+":"+strconv.FormatUint(uint64(h.LogPos), 10))
-			clear(s.tables)
-			s.beginTxn()
-			return s.endTxn(ctx, h.LogPos, idle)
+			// DDL commits on its own (see statement).
+			return s.statement(ctx, ev, e, idle)
 		}
 	case *replication.XIDEvent:
 		return s.endTxn(ctx, h.LogPos, idle)

@@ -35,7 +35,11 @@ type tableInfo struct {
 	db, table string
 	topic     string
 	columns   []schemas.Column
+	nullable  []bool               // per column: may hold NULL (from the table map's null bitmap)
 	enc       schemas.TableEncoder // the record value encoder of this table version
+	// prep, when the encoder needs it, is called before the version's first
+	// record (schemas.TablePreparer); nil once done.
+	prep schemas.TablePreparer
 	// lastValueLen is the size of the last record value encoded for this table:
 	// the estimate for the next one (see arena.reserve).
 	lastValueLen int
@@ -129,6 +133,7 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 		db:       string(tm.Schema),
 		table:    string(tm.Table),
 		columns:  make([]schemas.Column, n),
+		nullable: make([]bool, n),
 		decoders: make([]colDecoder, n),
 	}
 	unsigned := tm.UnsignedMap()
@@ -146,6 +151,8 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 		}
 		ti.decoders[i] = d
 		ti.columns[i] = schemas.Column{Name: string(tm.ColumnName[i]), Type: d.typeName()}
+		known, null := tm.Nullable(i)
+		ti.nullable[i] = null || !known
 	}
 	for _, p := range tm.PrimaryKey {
 		if int(p) < n {

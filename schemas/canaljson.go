@@ -6,11 +6,14 @@ import (
 
 // ErrDDL is wrapped (together with ErrDecode) by DecodeCanalJSON and Decode when a
 // canal-json message is a DDL statement or another message that carries no row
-// change (type QUERY, CREATE, ALTER, ERASE, TRUNCATE, RENAME, CINDEX, DINDEX, GTID,
+// change (type QUERY, CREATE, ALTER, ERASE, RENAME, CINDEX, DINDEX, GTID,
 // XACOMMIT, XAROLLBACK, MHEARTBEAT). Consumers of Canal topics usually skip those:
 //
 //	changes, err := schemas.Decode(format, value)
 //	if errors.Is(err, schemas.ErrDDL) { continue }
+//
+// A TRUNCATE message is a change of the rows, not only of the schema: it decodes
+// to one change with OpTruncate.
 var ErrDDL = errors.New("kanal: canal-json message is not a row change")
 
 // java.sql.Types codes of canal-json's sqlType map, and its message types.

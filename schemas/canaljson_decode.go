@@ -66,6 +66,10 @@ func DecodeCanalJSON(data []byte) ([]*Change, error) {
 		op = OpUpdate
 	case canalTypeDelete:
 		op = OpDelete
+	case "TRUNCATE":
+		// kanal writes a truncate as Canal does (isDdl, type TRUNCATE): it is a
+		// change of the table's rows, not only of its schema.
+		return []*Change{{Op: OpTruncate, Source: Source{DB: m.Database, Table: m.Table, TsMs: m.Es}}}, nil
 	default:
 		if m.IsDdl || canalNonRowTypes[m.Type] {
 			return nil, fmt.Errorf("%w: %w: canal-json: %s: %s message (isDdl=%t)", ErrDecode, ErrDDL, table, m.Type, m.IsDdl)
@@ -142,7 +146,7 @@ func DecodeCanalJSON(data []byte) ([]*Change, error) {
 
 // canalNonRowTypes are Canal's EventType names of messages without row data.
 var canalNonRowTypes = map[string]bool{
-	"QUERY": true, "CREATE": true, "ALTER": true, "ERASE": true, "TRUNCATE": true,
+	"QUERY": true, "CREATE": true, "ALTER": true, "ERASE": true,
 	"RENAME": true, "CINDEX": true, "DINDEX": true, "GTID": true, "XACOMMIT": true,
 	"XAROLLBACK": true, "MHEARTBEAT": true,
 }

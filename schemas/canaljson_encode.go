@@ -453,3 +453,25 @@ func canalSQLType(c Column, v any) int {
 	}
 	return javaOther
 }
+
+// appendCanalTruncate writes a truncate as Canal writes one: a DDL message of type
+// TRUNCATE with the statement in sql (kanal writes a canonical statement, not the
+// source's text).
+func (e *Envelope) appendCanalTruncate(dst []byte, c *RowChange, id, tsMs int64) []byte {
+	dst = append(dst, `{"data":null,"database":`...)
+	dst = appendJSONString(dst, c.Source.DB)
+	dst = append(dst, `,"es":`...)
+	dst = strconv.AppendInt(dst, c.Source.TsMs, 10)
+	dst = append(dst, `,"id":`...)
+	dst = strconv.AppendInt(dst, id, 10)
+	dst = append(dst, `,"isDdl":true,"mysqlType":null,"old":null,"pkNames":null,"sql":`...)
+	dst = appendJSONString(dst, "TRUNCATE TABLE "+QuoteIdent(c.Source.DB)+"."+QuoteIdent(c.Source.Table))
+	dst = append(dst, `,"sqlType":null,"table":`...)
+	dst = appendJSONString(dst, c.Source.Table)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, tsMs, 10)
+	return append(dst, `,"type":"TRUNCATE"}`...)
+}
+
+// QuoteIdent quotes a MySQL identifier with backquotes.
+func QuoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -24,6 +24,8 @@
 package schemas
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -36,15 +38,33 @@ const (
 	OpUpdate Op = "u" // a row was updated in place (same primary key)
 	OpDelete Op = "d" // a row was deleted (also the first half of a primary-key change)
 	OpRead   Op = "r" // a row was read by a snapshot
+	// OpTruncate: every row of the table written before this change is gone
+	// (TRUNCATE TABLE). Such a change has neither before nor after; see
+	// docs/formats.md for how it reaches every partition of the table's topic.
+	OpTruncate Op = "t"
 )
 
 // Valid reports whether op is one of the known operations.
 func (op Op) Valid() bool {
 	switch op {
-	case OpCreate, OpUpdate, OpDelete, OpRead:
+	case OpCreate, OpUpdate, OpDelete, OpRead, OpTruncate:
 		return true
 	}
 	return false
+}
+
+// checkImages checks that a decoded change has the row images its op needs: a
+// truncate none, every other op at least one.
+func checkImages(c *Change) error {
+	switch {
+	case !c.Op.Valid():
+		return fmt.Errorf("unknown op %q", c.Op)
+	case c.Op == OpTruncate && (c.Before != nil || c.After != nil):
+		return errors.New("truncate with a row image")
+	case c.Op != OpTruncate && c.Before == nil && c.After == nil:
+		return errors.New("neither before nor after")
+	}
+	return nil
 }
 
 // Decimal is an exact decimal number in its canonical MySQL text form ("-12.50").
@@ -186,8 +206,12 @@ func (c *Change) KeyColumns() []string {
 	return pk
 }
 
-// Key returns the Kafka record key of the change: "<db>.<table>:<pk>" (see EncodeKey).
+// Key returns the Kafka record key of the change: "<db>.<table>:<pk>" (see EncodeKey),
+// or for a truncate "<db>.<table>" (TruncateKey).
 func (c *Change) Key() string {
+	if c.Op == OpTruncate {
+		return TruncateKey(c.Source.DB, c.Source.Table)
+	}
 	row := c.Row()
 	vals := make([]any, 0, 2)
 	for _, col := range c.Columns {

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -26,16 +27,55 @@ type Encoder interface {
 // TableVersion is a table as one table map described it.
 type TableVersion struct {
 	DB, Table string
+	// Topic is the Kafka topic the table's records go to (subjects of a schema
+	// registry are named after it).
+	Topic string
 	// Columns in table order, as Change.Columns; the encoder may keep the slice.
 	Columns []Column
+	// Nullable tells, per column, whether the source column may hold NULL (nil:
+	// every column may). Formats with typed schemas (Avro) make only these
+	// nullable.
+	Nullable []bool
 	// KeyFallback: no primary key, every column forms the key.
 	KeyFallback bool
 }
 
+// nullable reports whether column i may hold NULL.
+func (t *TableVersion) nullable(i int) bool {
+	return t.Nullable == nil || i >= len(t.Nullable) || t.Nullable[i]
+}
+
 // TableEncoder encodes the changes of one table version.
 type TableEncoder interface {
-	// AppendValue appends the record value of c to dst and returns it.
-	AppendValue(dst []byte, c *RowChange) []byte
+	// AppendValue appends the record value of c to dst and returns it. An error
+	// (a value the format cannot represent) names the column; dst is then to be
+	// discarded.
+	AppendValue(dst []byte, c *RowChange) ([]byte, error)
+}
+
+// TablePreparer is implemented by table encoders that have work to do before
+// the first record of their table version is produced: register the schema
+// with a registry (avro-confluent), or publish it to the schemas topic in the
+// same Kafka transaction as that record (avro). The producer calls Prepare once
+// per table version, inside the Kafka transaction that will hold its first
+// record, and writes the records it returns ahead of that record.
+type TablePreparer interface {
+	Prepare(ctx context.Context) ([]OutRecord, error)
+}
+
+// OutRecord is a record an encoder asks the producer to write.
+type OutRecord struct {
+	Topic      string
+	Key, Value []byte
+}
+
+// EncoderConfig is what formats other than JSON need to know to encode.
+type EncoderConfig struct {
+	// TopicPrefix is kafka.topic_prefix: avro publishes its schemas to
+	// SchemasTopic(TopicPrefix).
+	TopicPrefix string
+	// Registry registers schemas for avro-confluent; required by that format.
+	Registry SchemaRegistry
 }
 
 // RowChange is one change in the producer's positional form: row images as values
@@ -56,23 +96,29 @@ type RowChange struct {
 // formats that carry several rows per record). A FormatDecoder is used by one
 // goroutine; errors wrap ErrDecode.
 type FormatDecoder interface {
-	Decode(value []byte) ([]*Change, error)
+	Decode(ctx context.Context, value []byte) ([]*Change, error)
 }
 
 // format is one record value format.
 type format struct {
 	name       string
-	newEncoder func() Encoder
+	newEncoder func(cfg EncoderConfig) (Encoder, error)
 	// decoder returns the format's decoder bound to d's caches.
 	decoder func(d *Decoder) FormatDecoder
+	// registry: the format needs a schema registry (kafka.schema_registry).
+	registry bool
 }
 
 // formats is the one place where formats are listed.
 var formats = []format{
-	{name: FormatJSON, newEncoder: func() Encoder { return &jsonEncoder{} },
+	{name: FormatJSON, newEncoder: func(EncoderConfig) (Encoder, error) { return &jsonEncoder{}, nil },
 		decoder: func(d *Decoder) FormatDecoder { return jsonFormatDecoder{d} }},
-	{name: FormatCanalJSON, newEncoder: func() Encoder { return &canalEncoder{now: time.Now} },
+	{name: FormatCanalJSON, newEncoder: func(EncoderConfig) (Encoder, error) { return &canalEncoder{now: time.Now}, nil },
 		decoder: func(*Decoder) FormatDecoder { return canalFormatDecoder{} }},
+	{name: FormatAvro, newEncoder: newAvroEncoder,
+		decoder: func(d *Decoder) FormatDecoder { return avroFormatDecoder{d: d} }},
+	{name: FormatAvroConfluent, newEncoder: newAvroConfluentEncoder, registry: true,
+		decoder: func(d *Decoder) FormatDecoder { return avroFormatDecoder{d: d, confluent: true} }},
 }
 
 func lookupFormat(name string) *format {
@@ -96,13 +142,20 @@ func Formats() []string {
 // KnownFormat reports whether name is a known format.
 func KnownFormat(name string) bool { return lookupFormat(name) != nil }
 
+// FormatNeedsRegistry reports whether the named format registers its schemas
+// with a schema registry (kafka.schema_registry must then be set).
+func FormatNeedsRegistry(name string) bool {
+	f := lookupFormat(name)
+	return f != nil && f.registry
+}
+
 // NewEncoder returns an encoder of the named format.
-func NewEncoder(name string) (Encoder, error) {
+func NewEncoder(name string, cfg EncoderConfig) (Encoder, error) {
 	f := lookupFormat(name)
 	if f == nil {
-		return nil, fmt.Errorf("unknown format %q", name)
+		return nil, fmt.Errorf("unknown format %q (known: %v)", name, Formats())
 	}
-	return f.newEncoder(), nil
+	return f.newEncoder(cfg)
 }
 
 // jsonEncoder writes the kanal JSON envelope. The source object of a rows event is
@@ -124,14 +177,14 @@ type jsonTable struct {
 	env Envelope
 }
 
-func (t *jsonTable) AppendValue(dst []byte, c *RowChange) []byte {
+func (t *jsonTable) AppendValue(dst []byte, c *RowChange) ([]byte, error) {
 	e := t.enc
 	if e.srcPrefix == nil || c.Event != e.event {
 		e.srcPrefix = AppendSourcePrefixJSON(e.srcPrefix[:0], c.Source)
 		e.event = c.Event
 	}
 	t.env.Op, t.env.Seq, t.env.Source = c.Op, c.Seq, c.Source
-	return t.env.AppendJSONValues(dst, e.srcPrefix, c.Before, c.After)
+	return t.env.AppendJSONValues(dst, e.srcPrefix, c.Before, c.After), nil
 }
 
 // canalEncoder writes Canal FlatMessages, one row per message, numbered from 1 per
@@ -153,16 +206,19 @@ type canalTable struct {
 	env Envelope
 }
 
-func (t *canalTable) AppendValue(dst []byte, c *RowChange) []byte {
+func (t *canalTable) AppendValue(dst []byte, c *RowChange) ([]byte, error) {
 	e := t.enc
 	e.id++
+	if c.Op == OpTruncate {
+		return t.env.appendCanalTruncate(dst, c, e.id, e.now().UnixMilli()), nil
+	}
 	t.env.Op, t.env.Seq, t.env.Source = c.Op, c.Seq, c.Source
 	t.env.Before, t.env.After = boxRow(&e.anyA, c.Before), boxRow(&e.anyB, c.After)
 	dst = t.env.AppendCanalJSON(dst, e.id, e.now().UnixMilli())
 	clear(e.anyA) // the boxed copies are garbage once encoded
 	clear(e.anyB)
 	t.env.Before, t.env.After = nil, nil
-	return dst
+	return dst, nil
 }
 
 // boxRow returns row boxed into *buf (nil for a nil row), for encoders that take
@@ -183,7 +239,7 @@ func boxRow(buf *[]any, row []Value) []any {
 
 type jsonFormatDecoder struct{ d *Decoder }
 
-func (j jsonFormatDecoder) Decode(value []byte) ([]*Change, error) {
+func (j jsonFormatDecoder) Decode(_ context.Context, value []byte) ([]*Change, error) {
 	c, err := j.d.DecodeJSON(value)
 	if err != nil {
 		return nil, err
@@ -193,4 +249,6 @@ func (j jsonFormatDecoder) Decode(value []byte) ([]*Change, error) {
 
 type canalFormatDecoder struct{}
 
-func (canalFormatDecoder) Decode(value []byte) ([]*Change, error) { return DecodeCanalJSON(value) }
+func (canalFormatDecoder) Decode(_ context.Context, value []byte) ([]*Change, error) {
+	return DecodeCanalJSON(value)
+}

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 )
@@ -16,8 +17,16 @@ func Decode(format string, value []byte) ([]*Change, error) {
 	return d.Decode(format, value)
 }
 
-// Decode is the package-level Decode with this decoder's cache.
+// Decode is the package-level Decode with this decoder's cache (and schema
+// resolver, for the Avro formats).
 func (d *Decoder) Decode(format string, value []byte) ([]*Change, error) {
+	return d.DecodeContext(context.Background(), format, value)
+}
+
+// DecodeContext is Decode with a context for looking up Avro writer schemas. An
+// error wrapping ErrSchemaUnavailable (and not ErrDecode) means the schema could
+// not be looked up now: decoding may succeed later.
+func (d *Decoder) DecodeContext(ctx context.Context, format string, value []byte) ([]*Change, error) {
 	if format == "" {
 		// What the fast path takes is kanal JSON (it has "op"): skip sniffing.
 		if c, ok := d.fastJSON(value); ok {
@@ -43,5 +52,5 @@ func (d *Decoder) Decode(format string, value []byte) ([]*Change, error) {
 	if f == nil {
 		return nil, fmt.Errorf("%w: unknown format %q", ErrDecode, format)
 	}
-	return f.decoder(d).Decode(value)
+	return f.decoder(d).Decode(ctx, value)
 }

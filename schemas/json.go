@@ -333,8 +333,8 @@ func decodeJSONStd(data []byte) (*Change, error) {
 	if c.After, err = decodeRow(w.Columns, w.After); err != nil {
 		return nil, fmt.Errorf("%w: %s.%s after: %v", ErrDecode, w.Source.DB, w.Source.Table, err)
 	}
-	if c.Before == nil && c.After == nil {
-		return nil, fmt.Errorf("%w: %s.%s: neither before nor after", ErrDecode, w.Source.DB, w.Source.Table)
+	if err := checkImages(c); err != nil {
+		return nil, fmt.Errorf("%w: %s.%s: %v", ErrDecode, w.Source.DB, w.Source.Table, err)
 	}
 	return c, nil
 }

@@ -24,8 +24,12 @@ type Decoder struct {
 	// only when the input bytes are never modified afterwards, as with a Kafka
 	// record's value (franz-go never reuses them).
 	Alias bool
+	// Schemas looks up the writer schemas of Avro records; without it Avro
+	// records cannot be decoded. It may be shared by many Decoders.
+	Schemas SchemaResolver
 
 	cols map[string]*colsInfo
+	avro map[avroSchemaKey]*avroPlan // compiled Avro writer schemas
 }
 
 // colsInfo is a decoded "columns" array with each column's value kind.
@@ -312,7 +316,7 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 		return nil, false
 	}
 	c.Columns = info.cols
-	if c.Before == nil && c.After == nil {
+	if checkImages(c) != nil {
 		return nil, false
 	}
 	return c, true

@@ -44,3 +44,16 @@ func HeartbeatsTopic(prefix string) string { return prefix + "._heartbeats" }
 
 // DLQTopic is the dead-letter topic of a consumer group.
 func DLQTopic(prefix, group string) string { return prefix + "._dlq." + group }
+
+// SchemasTopic is the compacted topic of the avro format's writer schemas, keyed
+// by fingerprint (FingerprintKey); a schema is written in the same Kafka
+// transaction as the first record that uses it.
+func SchemasTopic(prefix string) string { return prefix + "._schemas" }
+
+// SchemaChangesTopic is the topic of schema-change records (SchemaChange): the
+// DDL statements of captured tables, keyed by "<db>.<table>".
+func SchemaChangesTopic(prefix string) string { return prefix + "._schema_changes" }
+
+// TruncateKey is the record key of a truncate: "<db>.<table>", without the ':'
+// every row key has, so it never names a row.
+func TruncateKey(db, table string) string { return db + "." + table }

@@ -39,6 +39,10 @@ var depRules = []depRule{{
 	forbid: under(module+"/producer", module+"/consumer", module+"/schemas"),
 	why:    "the Kafka connection is shared by both sides and knows neither",
 }, {
+	pkg:    module + "/schemastore",
+	forbid: under(module+"/producer", module+"/consumer"),
+	why:    "the schema store serves both sides and knows neither",
+}, {
 	pkg:    module + "/producer",
 	forbid: under(module + "/consumer"),
 	why:    "producer and consumer meet only at the wire contract (schemas)",
