@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -87,7 +88,7 @@ func tableOfKey(key string) string {
 
 // decode turns a Kafka record into records for handlers. A canal-json DDL message
 // decodes to no records (skip is true); a value that cannot be decoded returns err.
-func decode(d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
+func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
 	base := Record{
 		Topic:     kr.Topic,
 		Partition: kr.Partition,
@@ -107,7 +108,7 @@ func decode(d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
 		base.Seq = hseq
 		return []Record{base}, nil
 	}
-	changes, err := d.Decode(header(kr, schemas.HeaderFormat), kr.Value)
+	changes, err := d.DecodeContext(ctx, header(kr, schemas.HeaderFormat), kr.Value)
 	if err != nil {
 		return nil, err
 	}

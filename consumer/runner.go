@@ -20,6 +20,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 // Runner runs the registered handlers: one consumer group client per group.
@@ -30,6 +31,10 @@ type Runner struct {
 	kopts   []kgo.Opt
 	promReg *prometheus.Registry
 	m       *metrics
+	// schemas resolves the writer schemas of Avro records for every worker's
+	// decoder; closeSchemas releases what it holds (nil for a caller's resolver).
+	schemas      schemas.SchemaResolver
+	closeSchemas func()
 
 	running atomic.Bool
 	// heartbeatMs is the producer clock of the newest heartbeat read (0 = none).
@@ -82,6 +87,13 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 	return func(r *Runner) { r.kopts = append(r.kopts, opts...) }
 }
 
+// WithSchemaResolver makes the Runner look up the writer schemas of Avro records
+// with sr instead of kanal's own (the "<prefix>._schemas" topic and the
+// configured kafka.schema_registry).
+func WithSchemaResolver(sr schemas.SchemaResolver) Option {
+	return func(r *Runner) { r.schemas = sr }
+}
+
 // WithPrometheusRegistry registers the Runner's metrics on reg instead of a
 // registry of its own, so a program can serve them with its own.
 func WithPrometheusRegistry(reg *prometheus.Registry) Option {
@@ -106,6 +118,13 @@ func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Ru
 	}
 	if r.promReg == nil {
 		r.promReg = prometheus.NewRegistry()
+	}
+	if r.schemas == nil {
+		res, err := schemastore.NewResolver(cfg.Kafka, log, r.kopts...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		r.schemas, r.closeSchemas = res, res.Close
 	}
 	r.m = newMetrics(r.promReg)
 	byGroup := map[string]*group{}
@@ -152,6 +171,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.healthMu.Lock()
 		r.stopped = true
 		r.healthMu.Unlock()
+		if r.closeSchemas != nil {
+			r.closeSchemas()
+		}
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

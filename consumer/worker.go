@@ -60,7 +60,7 @@ func newWorker(g *group, topic string, partition int32) *worker {
 		log: g.log.With("topic", topic, "partition", partition),
 		ctx: ctx, cancel: cancel,
 		stopping: make(chan struct{}), done: make(chan struct{}),
-		wake: make(chan struct{}, 1), dec: newDecoder(), nextQueued: -1, next: -1, committedO: -1, end: -1,
+		wake: make(chan struct{}, 1), dec: newDecoder(g.r.schemas), nextQueued: -1, next: -1, committedO: -1, end: -1,
 	}
 	for _, rt := range g.routes {
 		if rt.re.MatchString(topic) {
@@ -74,8 +74,11 @@ func newWorker(g *group, topic string, partition int32) *worker {
 // a slice of the whole fetched (or decompressed) batch, so a handler that keeps a
 // decoded string (a cache of rows, say) would keep the batch alive with it. With
 // one copy per record it keeps only that record (about 0.3 µs per record).
-func newDecoder() *schemas.Decoder {
-	return schemas.NewDecoder()
+// Avro writer schemas are looked up with sr.
+func newDecoder(sr schemas.SchemaResolver) *schemas.Decoder {
+	d := schemas.NewDecoder()
+	d.Schemas = sr
+	return d
 }
 
 // enqueue adds polled records; it pauses fetching the partition when the queue is
@@ -240,8 +243,10 @@ func (w *worker) process(krecs []*kgo.Record) error {
 		if kr.Attrs.IsControl() {
 			continue
 		}
-		recs, err := decode(w.dec, kr)
+		recs, err := w.decode(kr)
 		switch {
+		case w.stopped():
+			return errStopped
 		case errors.Is(err, schemas.ErrDDL):
 			w.g.r.m.skipped.WithLabelValues(w.g.name, "ddl").Inc()
 			continue
@@ -280,6 +285,29 @@ func (w *worker) process(krecs []*kgo.Record) error {
 	w.mark(last.Offset+1, last.LeaderEpoch)
 	w.updateLag()
 	return nil
+}
+
+// decode decodes a record; while its Avro writer schema cannot be looked up (a
+// registry or Kafka that does not answer) it retries with backoff rather than
+// dead-letter a record that is fine.
+func (w *worker) decode(kr *kgo.Record) ([]Record, error) {
+	var recs []Record
+	cfg := RetryConfig{MaxAttempts: 1 << 30, InitialInterval: 200 * time.Millisecond, MaxInterval: 10 * time.Second}
+	err := retry(w.ctx, cfg, func(int) error {
+		var err error
+		recs, err = decode(w.ctx, w.dec, kr)
+		if err != nil && !errors.Is(err, schemas.ErrSchemaUnavailable) {
+			return Permanent(err)
+		}
+		return err
+	}, func(attempt int, err error, wait time.Duration) {
+		w.log.Warn("record's schema unavailable; retrying", "offset", kr.Offset, "attempt", attempt, "err", err)
+	})
+	var perm *permanentError
+	if errors.As(err, &perm) {
+		err = perm.err
+	}
+	return recs, err
 }
 
 // applyAll applies recs with every matching route, one route after the other.

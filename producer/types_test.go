@@ -14,7 +14,9 @@ import (
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 const allTypesDDL = `CREATE TABLE ty.all_types (
@@ -74,11 +76,45 @@ func TestEveryTypeGolden(t *testing.T) {
 		"b'0', b'0', 'small', '', '[]')")
 	exec("INSERT INTO ty.all_types (id) VALUES (3)")
 
-	cfg := cdctest.ProducerConfig(m, k, "types")
-	cfg.Tables.Include = []string{"ty.*"}
-	r := cdctest.StartProducer(t, cfg)
-	r.CaughtUp(t, m.DB())
-	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.ty\.all_types$`, time.Minute)
+	// The same rows through every format: the values must come out identical.
+	reg := testenv.SchemaRegistry(t)
+	for _, format := range schemas.Formats() {
+		if format == schemas.FormatCanalJSON {
+			continue // canal-json renders values as text (its own golden: schemas/canaljson_test.go)
+		}
+		t.Run(format, func(t *testing.T) {
+			cfg := cdctest.ProducerConfig(m, k, "types-"+format)
+			cfg.Kafka.Format = format
+			cfg.Kafka.TopicPrefix = "k-" + format
+			if format == schemas.FormatAvroConfluent {
+				cfg.Kafka.SchemaRegistry = &kafkaconn.SchemaRegistryConfig{URL: reg.URL, User: reg.User, Password: reg.Password}
+			}
+			cfg.Tables.Include = []string{"ty.*"}
+			r := cdctest.StartProducer(t, cfg)
+			r.CaughtUp(t, m.DB())
+			res, err := schemastore.NewResolver(cfg.Kafka.Config, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Close()
+			recs := cdctest.ReadAllWith(t, k.Brokers, `^k-`+format+`\.ty\.all_types$`, time.Minute, res)
+			checkEveryType(t, cols, recs)
+			switch format {
+			case schemas.FormatAvro:
+				if n := len(cdctest.ReadAll(t, k.Brokers, `^k-avro\._schemas$`, time.Minute)); n == 0 {
+					t.Error("no schema in k-avro._schemas")
+				}
+			case schemas.FormatAvroConfluent:
+				if ids := reg.Subjects()["k-avro-confluent.ty.all_types-value"]; len(ids) != 1 {
+					t.Errorf("registry subjects %v", reg.Subjects())
+				}
+			}
+		})
+	}
+}
+
+func checkEveryType(t *testing.T, cols string, recs []cdctest.Record) {
+	t.Helper()
 
 	nulls := map[string]any{}
 	for _, c := range strings.Split(cols, ",") {

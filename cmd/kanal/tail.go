@@ -15,11 +15,12 @@ import (
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 func tailCmd() *cobra.Command {
 	var (
-		brokers, tables, prefix string
+		brokers, tables, prefix, registry string
 		fromBeginning           bool
 		max                     int
 		timeout                 time.Duration
@@ -48,7 +49,20 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 			if fromBeginning {
 				start = kgo.NewOffset().AtStart()
 			}
-			cl, err := kgo.NewClient(append((&kafkaconn.Config{Brokers: strings.Split(brokers, ",")}).ClientOptions(),
+			kc := kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}
+			if registry != "" {
+				kc.SchemaRegistry = &kafkaconn.SchemaRegistryConfig{URL: registry}
+			}
+			// Avro records are decoded with the schemas of "<prefix>._schemas" or
+			// of the registry.
+			res, err := schemastore.NewResolver(kc, nil)
+			if err != nil {
+				return usageError{err}
+			}
+			defer res.Close()
+			dec := schemas.NewDecoder()
+			dec.Schemas = res
+			cl, err := kgo.NewClient(append(kc.ClientOptions(),
 				kgo.ConsumeRegex(), kgo.ConsumeTopics(re),
 				kgo.ConsumeResetOffset(start),
 				kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -76,7 +90,7 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 					if r.Value == nil {
 						continue
 					}
-					changes, err := schemas.Decode(headerValue(r, schemas.HeaderFormat), r.Value)
+					changes, err := dec.DecodeContext(ctx, headerValue(r, schemas.HeaderFormat), r.Value)
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "kanal tail: %s/%d@%d key %q: %v\n", r.Topic, r.Partition, r.Offset, r.Key, err)
 						continue
@@ -96,6 +110,7 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 	cmd.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers")
 	cmd.Flags().StringVar(&tables, "tables", "", "comma-separated db.table patterns (glob)")
 	cmd.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
+	cmd.Flags().StringVar(&registry, "schema-registry", "", "schema registry URL, to read avro-confluent records")
 	cmd.Flags().BoolVar(&fromBeginning, "from-beginning", false, "start at the oldest retained change instead of new ones")
 	cmd.Flags().IntVar(&max, "max", 0, "exit after printing this many changes (0 = no limit)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "exit after this long (0 = until interrupted)")

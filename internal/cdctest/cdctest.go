@@ -15,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 // Record is a decoded change with where it was read.
@@ -31,8 +33,21 @@ type Record struct {
 // ReadAll reads, with read_committed, every record of the topics matching re that is
 // below the stable end at the time of the call, in partition order. It fails the test
 // if that takes longer than timeout.
+//
+// Avro records are decoded with the schemas of the "kanal._schemas" topic; use
+// ReadAllWith for another resolver (a schema registry).
 func ReadAll(t testing.TB, brokers []string, re string, timeout time.Duration) []Record {
 	t.Helper()
+	res := schemastore.NewTopicSchemas(kafkaconn.Config{Brokers: brokers, TopicPrefix: kafkaconn.DefaultTopicPrefix}, nil)
+	defer res.Close()
+	return ReadAllWith(t, brokers, re, timeout, &schemastore.Resolver{Topic: res})
+}
+
+// ReadAllWith is ReadAll with the given resolver of Avro writer schemas.
+func ReadAllWith(t testing.TB, brokers []string, re string, timeout time.Duration, sr schemas.SchemaResolver) []Record {
+	t.Helper()
+	dec := schemas.NewDecoder()
+	dec.Schemas = sr
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -110,7 +125,7 @@ func ReadAll(t testing.TB, brokers []string, re string, timeout time.Duration) [
 						format = string(h.Value)
 					}
 				}
-				cs, err := schemas.Decode(format, r.Value)
+				cs, err := dec.DecodeContext(ctx, format, r.Value)
 				if err != nil {
 					t.Fatalf("decode %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
 				}
