@@ -21,9 +21,9 @@ import (
 func tailCmd() *cobra.Command {
 	var (
 		brokers, tables, prefix, registry string
-		fromBeginning           bool
-		max                     int
-		timeout                 time.Duration
+		fromBeginning                     bool
+		max                               int
+		timeout                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "tail --brokers B --tables db.table[,..]",
