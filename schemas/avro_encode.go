@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/hamba/avro/v2"
 )
 
 // Format names of the Avro formats.
@@ -81,12 +79,8 @@ func (e *avroEncoder) Table(t *TableVersion) (TableEncoder, error) {
 	}
 	at := &avroTable{enc: e, schema: s, topic: t.Topic, table: t.DB + "." + t.Table, cols: t.Columns}
 	if !e.confluent {
-		fp, err := s.schema.FingerprintUsing(avro.CRC64AvroLE)
-		if err != nil {
-			return nil, fmt.Errorf("avro schema of %s: %w", at.table, err)
-		}
-		at.fp = binary.LittleEndian.Uint64(fp)
-		at.header = append([]byte{0xc3, 0x01}, fp...)
+		at.fp = avroFingerprint(s.schema)
+		at.header = binary.LittleEndian.AppendUint64([]byte{0xc3, 0x01}, at.fp)
 	}
 	return at, nil
 }

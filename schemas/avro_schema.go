@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
+	"github.com/hamba/avro/v2/pkg/crc64"
 )
 
 // Avro record schemas: one per table version, derived from the table map's
@@ -321,4 +322,98 @@ func avroSourceSchema() (*avro.RecordSchema, error) {
 		fields = append(fields, sf)
 	}
 	return avro.NewRecordSchema("Source", "kanal", fields)
+}
+
+// avroFingerprint is the CRC-64-AVRO fingerprint of s's Parsing Canonical Form,
+// as the Avro specification defines it (and Apache Avro's Java implementation,
+// the reference, computes it). hamba/avro's own canonical form keeps logical
+// types, which the specification strips, so its fingerprints differ from
+// other implementations' for schemas with decimals or timestamps.
+func avroFingerprint(s avro.Schema) uint64 {
+	h := crc64.New()
+	_, _ = h.Write([]byte(canonicalForm(s)))
+	return h.Sum64()
+}
+
+// canonicalForm renders s in Parsing Canonical Form: full names, only the
+// attributes that matter for parsing (type, name, fields, symbols, items,
+// values, size), primitives in their simple form, each named type spelled out
+// once and referred to by full name afterwards.
+func canonicalForm(s avro.Schema) string {
+	var b strings.Builder
+	writeCanonical(&b, s, map[string]bool{})
+	return b.String()
+}
+
+func writeCanonical(b *strings.Builder, s avro.Schema, seen map[string]bool) {
+	quote := func(x string) {
+		q, _ := json.Marshal(x)
+		b.Write(q)
+	}
+	switch x := s.(type) {
+	case *avro.RefSchema:
+		quote(x.Schema().FullName())
+	case *avro.RecordSchema:
+		if seen[x.FullName()] {
+			quote(x.FullName())
+			return
+		}
+		seen[x.FullName()] = true
+		b.WriteString(`{"name":`)
+		quote(x.FullName())
+		b.WriteString(`,"type":"record","fields":[`)
+		for i, f := range x.Fields() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"name":`)
+			quote(f.Name())
+			b.WriteString(`,"type":`)
+			writeCanonical(b, f.Type(), seen)
+			b.WriteByte('}')
+		}
+		b.WriteString(`]}`)
+	case *avro.EnumSchema:
+		if seen[x.FullName()] {
+			quote(x.FullName())
+			return
+		}
+		seen[x.FullName()] = true
+		b.WriteString(`{"name":`)
+		quote(x.FullName())
+		b.WriteString(`,"type":"enum","symbols":`)
+		syms, _ := json.Marshal(x.Symbols())
+		b.Write(syms)
+		b.WriteByte('}')
+	case *avro.FixedSchema:
+		if seen[x.FullName()] {
+			quote(x.FullName())
+			return
+		}
+		seen[x.FullName()] = true
+		b.WriteString(`{"name":`)
+		quote(x.FullName())
+		b.WriteString(`,"type":"fixed","size":`)
+		b.WriteString(strconv.Itoa(x.Size()))
+		b.WriteByte('}')
+	case *avro.ArraySchema:
+		b.WriteString(`{"type":"array","items":`)
+		writeCanonical(b, x.Items(), seen)
+		b.WriteByte('}')
+	case *avro.MapSchema:
+		b.WriteString(`{"type":"map","values":`)
+		writeCanonical(b, x.Values(), seen)
+		b.WriteByte('}')
+	case *avro.UnionSchema:
+		b.WriteByte('[')
+		for i, t := range x.Types() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeCanonical(b, t, seen)
+		}
+		b.WriteByte(']')
+	default:
+		quote(string(s.Type()))
+	}
 }

@@ -234,9 +234,27 @@ func TestAvroIndependentDecode(t *testing.T) {
 	if got["op"] != "c" || got["seq"] != int64(9) {
 		t.Errorf("hamba decoded %v", got)
 	}
-	fp, _ := schema.FingerprintUsing(avro.CRC64AvroLE)
-	if string(fp) != string(val[2:10]) {
+	if fp := binary.LittleEndian.AppendUint64(nil, avroFingerprint(schema)); string(fp) != string(val[2:10]) {
 		t.Errorf("record fingerprint %x, schema's %x", val[2:10], fp)
+	}
+}
+
+// TestAvroCanonicalForm: the fingerprint covers the specification's Parsing
+// Canonical Form, which strips logical types (hamba's keeps them), and agrees
+// with hamba's where there are none.
+func TestAvroCanonicalForm(t *testing.T) {
+	plain := avro.MustParse(`{"type":"record","name":"R","namespace":"n","fields":[{"name":"a","type":["null","string"],"default":null,"doc":"x"},
+		{"name":"b","type":{"type":"array","items":{"type":"enum","name":"E","symbols":["X","Y"]}}},{"name":"c","type":["null","E"]},
+		{"name":"d","type":{"type":"map","values":{"type":"fixed","name":"F","size":2}}}]}`)
+	fp, _ := plain.FingerprintUsing(avro.CRC64Avro)
+	if got := avroFingerprint(plain); got != binary.BigEndian.Uint64(fp) {
+		t.Errorf("fingerprint %x, hamba's %x\n%s\n%s", got, fp, canonicalForm(plain), plain.String())
+	}
+	logical := avro.MustParse(`{"type":"record","name":"R","fields":[{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":5,"scale":2}},
+		{"name":"t","type":["null",{"type":"long","logicalType":"timestamp-micros"}]}]}`)
+	want := `{"name":"R","type":"record","fields":[{"name":"d","type":"bytes"},{"name":"t","type":["null","long"]}]}`
+	if got := canonicalForm(logical); got != want {
+		t.Errorf("canonical form\n got %s\nwant %s", got, want)
 	}
 }
 

@@ -25,10 +25,14 @@ have_servers() {
 	command -v make >/dev/null 2>&1 || return 1
 	command -v gcc >/dev/null 2>&1 || return 1
 	[ -e /usr/include/stdlib.h ] || return 1 # libc6-dev, for cgo
+	# Apache Avro's own Python implementation: the independent decoder of the
+	# Avro format tests.
+	# Debian's own interpreter: a python3 earlier on PATH (pyenv) lacks it.
+	/usr/bin/python3 -c 'import avro.schema, avro.io' >/dev/null 2>&1 || return 1
 }
 
 if have_servers; then
-	echo "install.sh: mariadb, redis, postgres, rabbitmq, memcached, kcat, make and gcc already installed"
+	echo "install.sh: mariadb, redis, postgres, rabbitmq, memcached, kcat, make, gcc and python3-avro already installed"
 else
 	if [ "$(id -u)" -eq 0 ]; then
 		SUDO=()
@@ -39,14 +43,14 @@ else
 		exit 1
 	fi
 	if ! command -v apt-get >/dev/null 2>&1; then
-		echo "install.sh: apt-get not found; install mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc by hand" >&2
+		echo "install.sh: apt-get not found; install mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc python3-avro by hand" >&2
 		exit 1
 	fi
-	echo "install.sh: installing mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc"
+	echo "install.sh: installing mariadb-server redis-server postgresql rabbitmq-server memcached kcat make gcc python3-avro"
 	"${SUDO[@]}" apt-get update
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
 		mariadb-server mariadb-client redis-server postgresql rabbitmq-server memcached \
-		kcat make gcc libc6-dev
+		kcat make gcc libc6-dev python3-avro
 	if ! have_servers; then
 		echo "install.sh: packages installed but binaries still missing" >&2
 		exit 1
