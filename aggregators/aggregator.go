@@ -307,6 +307,9 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	if len(sums) == 0 {
 		return nil
 	}
+	if err := truncateError(b, sums); err != nil {
+		return err
+	}
 	// Tables whose types come from the changes are created before the
 	// transaction (MySQL commits DDL implicitly).
 	var ready []*summaryRT

@@ -120,6 +120,14 @@ func (c *rowCache) Handle(ctx context.Context, b consumer.Batch) error {
 	for _, r := range b.Records {
 		old, known := c.rows[r.Key]
 		switch {
+		case !r.Tombstone && r.Op == schemas.OpTruncate:
+			// TRUNCATE TABLE: every row of the table older than it is gone (it
+			// reaches each partition; rows written after it are newer).
+			for k, e := range c.rows {
+				if t, _, _ := strings.Cut(k, ":"); t == r.Table && e.seq < r.Seq {
+					c.rows[k] = entry{seq: r.Seq, deleted: true}
+				}
+			}
 		case r.Tombstone && r.Seq == 0:
 			// A tombstone whose delete was compacted away: the row is gone.
 			c.rows[r.Key] = entry{seq: old.seq, deleted: true}

@@ -116,6 +116,9 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
+	if done, err := h.handleTruncates(ctx, b); done {
+		return err
+	}
 	pk := partKey{b.Topic, b.Partition}
 	isFenced := fenced(b)
 	h.mu.Lock()

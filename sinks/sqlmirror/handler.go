@@ -355,6 +355,9 @@ func (h *Handler) apply(ctx context.Context, tx *sql.Tx, r *consumer.Record) err
 		return h.tombstone(ctx, tx, r)
 	}
 	c := r.Change
+	if c.Op == schemas.OpTruncate {
+		return h.truncate(ctx, tx, r)
+	}
 	if c.KeyFallback {
 		return consumer.Permanent(fmt.Errorf("sqlmirror: table %s has no primary key: a mirror needs one", r.Table))
 	}
