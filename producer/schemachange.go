@@ -93,10 +93,9 @@ func (s *session) schemaChange(ctx context.Context, ev *replication.BinlogEvent,
 	case schemas.SchemaDrop:
 		sc.Columns = []schemas.Column{}
 		delete(s.known, name)
-	case schemas.SchemaAlter:
-		if t.newTable != "" {
-			delete(s.known, name)
-		}
+	case schemas.SchemaAlter, schemas.SchemaCreate:
+		// The columns change: unknown until the table's next table map.
+		delete(s.known, name)
 	}
 	return s.w.produce(ctx, &kgo.Record{
 		Topic: schemas.SchemaChangesTopic(s.cfg.Kafka.TopicPrefix), Key: []byte(sc.Key()), Value: sc.Marshal(), Timestamp: s.eventTime,
