@@ -84,8 +84,9 @@ func startPipeline(t *testing.T, m *testenv.MariaDBServer, k *testenv.KafkaClust
 	cfg := cdctest.ProducerConfig(m, k, p.prefix)
 	cfg.Kafka.TopicPrefix = p.prefix
 	cfg.Kafka.Format = format
-	cfg.Kafka.CleanupPolicy = "compact"
+	cfg.Kafka.CleanupPolicy = "delete" // every change stays, so the collector can count them
 	cfg.Tables.Include = []string{table}
+	cfg.Source.ServerID = 1001 + uint32(redisDB) // each producer is a replica of its own
 	if format == schemas.FormatAvroConfluent {
 		cfg.Kafka.SchemaRegistry = &kafkaconn.SchemaRegistryConfig{URL: reg.URL, User: reg.User, Password: reg.Password}
 	}
