@@ -290,7 +290,7 @@ func appendAvroBytes(dst, b []byte) []byte {
 // byte that is not part of valid UTF-8 becomes U+FFFD, exactly as the JSON
 // envelope writes it, so both formats give the same Change.
 func appendAvroText(dst []byte, s string) []byte {
-	if utf8.ValidString(s) {
+	if isASCII(s) || utf8.ValidString(s) {
 		return appendAvroString(dst, s)
 	}
 	var b strings.Builder
@@ -304,6 +304,23 @@ func appendAvroText(dst []byte, s string) []byte {
 		i += size
 	}
 	return appendAvroString(dst, b.String())
+}
+
+// isASCII reports whether s is plain ASCII, eight bytes at a time: most text
+// values are, and utf8.ValidString was the Avro encoder's largest cost.
+func isASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if load8(s, i)&swarHigh != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // appendAvroSet writes a SET's labels ("a,b"; labels cannot contain commas) as

@@ -141,9 +141,13 @@ func avroColumnType(c Column) (avro.Schema, avroColumn, error) {
 // BACKWARD compatibility accept the new version).
 func avroDefault(s avro.Schema) any {
 	switch s.Type() {
-	case avro.Int, avro.Long:
+	case avro.Int:
 		return 0
-	case avro.Float, avro.Double:
+	case avro.Long:
+		return int64(0)
+	case avro.Float:
+		return float32(0)
+	case avro.Double:
 		return 0.0
 	case avro.Bytes:
 		if ls, ok := s.(*avro.PrimitiveSchema); ok && ls.Logical() != nil {

@@ -204,6 +204,34 @@ func TestAvroValuesExact(t *testing.T) {
 	}
 }
 
+// TestAvroNotNullEveryType: every type can be a NOT NULL column (its field then
+// has the type's zero as default) and round-trips.
+func TestAvroNotNullEveryType(t *testing.T) {
+	e := allTypesEnvelope(OpCreate)
+	nullable := make([]bool, len(e.Columns))
+	for i := range e.Columns {
+		nullable[i] = e.After[i] == nil
+	}
+	tv := &TableVersion{DB: "shop", Table: "all_types", Topic: "kanal.shop.all_types", Columns: e.Columns, Nullable: nullable}
+	want, err := DecodeJSON(e.AppendJSON(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{FormatAvro, FormatAvroConfluent} {
+		got, _ := avroRoundTrip(t, format, tv, e, newMemSchemas())
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v", format, got)
+		}
+	}
+	js, err := SchemaJSON(tv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(js, `"default":null`) != 2+2+1 { // before, after, the two NULL columns, source.gtid
+		t.Errorf("schema defaults: %s", js)
+	}
+}
+
 // TestAvroIndependentDecode: hamba/avro's own generic decoder reads kanal's
 // body with the published schema, and the logical types hold the values.
 func TestAvroIndependentDecode(t *testing.T) {
