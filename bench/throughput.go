@@ -36,6 +36,8 @@ type runResult struct {
 	commits uint64
 	// commitWait is the producer's time blocked in Kafka commits.
 	commitWait time.Duration
+	// recordBytes is the key and value bytes the producer committed.
+	recordBytes uint64
 }
 
 func (r runResult) rate() float64 { return float64(r.rows) / r.dur.Seconds() }
@@ -53,6 +55,8 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 	var limitErr, kanalErr, naiveErr error
 	var cpus [3][]runResult
 	var kanalCPU, cpuRatio, allocs, allocBytes, startupMs, commits, commitShare []float64
+	var avro, avroRatio, avroBytes, avroBytesRatio []float64
+	var avroErr error
 	for round := range env.Opts.Runs {
 		env.logf("round %d/%d: decode limit", round+1, env.Opts.Runs)
 		l, lerr := decodeLimit(ctx, env, uint32(2000+round))
@@ -87,6 +91,20 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 			if lerr == nil {
 				ratio = append(ratio, k.rate()/l.rate())
 				cpuRatio = append(cpuRatio, (l.cpu.Self/float64(l.rows))/(k.cpu.Self/float64(k.rows)))
+			}
+		}
+
+		env.logf("round %d/%d: kanal producer, avro", round+1, env.Opts.Runs)
+		a, aerr := runProducerFormat(ctx, env, fmt.Sprintf("benchavro%d", round), uint32(6000+round), false, nil, schemas.FormatAvro)
+		if aerr != nil {
+			avroErr = aerr
+			env.logf("avro: %v", aerr)
+		} else {
+			avro = append(avro, a.rate())
+			avroBytes = append(avroBytes, float64(a.recordBytes)/float64(a.rows))
+			if kerr == nil {
+				avroRatio = append(avroRatio, a.rate()/k.rate())
+				avroBytesRatio = append(avroBytesRatio, (float64(a.recordBytes)/float64(a.rows))/(float64(k.recordBytes)/float64(k.rows)))
 			}
 		}
 
@@ -130,6 +148,10 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 				float64(l.allocs)/float64(l.rows), float64(l.allocBytes)/float64(l.rows))
 		}
 	}
+	avroRow := &Row{ID: "2d", Measure: "kanal produce → dev-kafka with kafka.format avro (schemas in _schemas)", Unit: "rows/s",
+		Value: spreadOf(avro), Ratio: spreadOf(avroRatio), RatioOf: "kanal JSON (2)", Goal: "≥ 0.9 × JSON"}
+	avroBytesRow := &Row{ID: "2e", Measure: "record bytes per change (keys and values, uncompressed), avro", Unit: "bytes/change",
+		Value: spreadOf(avroBytes), Ratio: spreadOf(avroBytesRatio), RatioOf: "JSON's bytes/change", Goal: "≤ 0.5 × JSON"}
 	naiveRow := &Row{ID: "3", Measure: "naive: go-mysql canal + franz-go ProduceSync per rows event (encoding/json map)", Unit: "rows/s",
 		Value: spreadOf(naive), Note: cpuNote(cpus[2], "canal loop")}
 	speedupRow := &Row{ID: "3b", Measure: "kanal speed-up over naive", Unit: "×", Value: spreadOf(speedup)}
@@ -142,10 +164,19 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 	if kanalRow.Ratio != nil && kanalRow.Status == "" {
 		kanalRow.Status = goalStatus(kanalRow.Ratio.Median >= 0.7)
 	}
+	for _, r := range []*Row{avroRow, avroBytesRow} {
+		setStatus(r, avroErr)
+	}
+	if avroRow.Ratio != nil && avroRow.Status == "" {
+		avroRow.Status = goalStatus(avroRow.Ratio.Median >= 0.9)
+	}
+	if avroBytesRow.Ratio != nil && avroBytesRow.Status == "" {
+		avroBytesRow.Status = goalStatus(avroBytesRow.Ratio.Median <= 0.5)
+	}
 	for _, r := range []*Row{naiveRow, speedupRow} {
 		setStatus(r, naiveErr)
 	}
-	rows := []*Row{limitRow, limitMBRow, kanalRow, cpuRow, allocRow, naiveRow, speedupRow}
+	rows := []*Row{limitRow, limitMBRow, kanalRow, cpuRow, allocRow, avroRow, avroBytesRow, naiveRow, speedupRow}
 	return rows
 }
 
@@ -258,6 +289,11 @@ func decodeLimit(ctx context.Context, env *Env, serverID uint32) (runResult, err
 
 // producerConfig is the default configuration with the bench's servers.
 func producerConfig(env *Env, brokers []string, source string, serverID uint32, table string) producer.Config {
+	return producerConfigFormat(env, brokers, source, serverID, table, schemas.FormatJSON)
+}
+
+// producerConfigFormat is producerConfig writing records in format.
+func producerConfigFormat(env *Env, brokers []string, source string, serverID uint32, table, format string) producer.Config {
 	cfg := producer.DefaultConfig()
 	cfg.Source.Name = source
 	cfg.Source.Addr = env.MariaDB.Addr()
@@ -272,6 +308,7 @@ func producerConfig(env *Env, brokers []string, source string, serverID uint32, 
 	// compacted topics the benchmark would measure that, not kanal. Kafka's cleaner
 	// runs in background threads on dirty segments only.
 	cfg.Kafka.CleanupPolicy = benchCleanupPolicy
+	cfg.Kafka.Format = format
 	return cfg
 }
 
@@ -280,6 +317,11 @@ func producerConfig(env *Env, brokers []string, source string, serverID uint32, 
 // from Run (connect, fence, topic creation included) to the commit of the last change.
 // keep leaves the Kafka running for the apply stages.
 func runProducer(ctx context.Context, env *Env, source string, serverID uint32, keep bool, beforeRun func()) (runResult, error) {
+	return runProducerFormat(ctx, env, source, serverID, keep, beforeRun, schemas.FormatJSON)
+}
+
+// runProducerFormat is runProducer writing records in format.
+func runProducerFormat(ctx context.Context, env *Env, source string, serverID uint32, keep bool, beforeRun func(), format string) (runResult, error) {
 	k, err := env.startKafka(ctx)
 	if err != nil {
 		return runResult{}, err
@@ -287,7 +329,7 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 	if !keep {
 		defer k.stop()
 	}
-	cfg := producerConfig(env, []string{k.Addr}, source, serverID, "bench.orders")
+	cfg := producerConfigFormat(env, []string{k.Addr}, source, serverID, "bench.orders", format)
 	p, err := producer.New(cfg, discardLog)
 	if err != nil {
 		return runResult{}, err
@@ -321,7 +363,7 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 		}
 	}
 	res := runResult{rows: p.Stats().Committed.Load(), dur: time.Since(began), cpu: meter.stop(), startup: startup,
-		commits: p.Stats().Commits.Load(), commitWait: time.Duration(p.Stats().CommitNanos.Load())}
+		commits: p.Stats().Commits.Load(), commitWait: time.Duration(p.Stats().CommitNanos.Load()), recordBytes: p.Stats().CommittedBytes.Load()}
 	runtime.ReadMemStats(&ms1)
 	res.allocs, res.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	cancel()

@@ -36,6 +36,10 @@ type Stats struct {
 	// CommitNanos is the time spent waiting for Kafka commits (flushing the
 	// transaction's records and ending it), during which no binlog event is handled.
 	CommitNanos atomic.Int64
+	// CommittedBytes counts the key and value bytes of the records in committed
+	// Kafka transactions (changes, tombstones, positions, schemas), before
+	// compression: what a format costs per change.
+	CommittedBytes atomic.Uint64
 }
 
 // Producer captures one source. Create it with New and call Run.

@@ -344,12 +344,14 @@ func (s *session) commit(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Kafka.TransactionTimeout)
 	defer cancel()
 	began := time.Now()
+	bytes := s.w.bytes
 	err := s.w.commit(ctx, pos)
 	s.p.stats.CommitNanos.Add(int64(time.Since(began)))
 	if err != nil {
 		return err
 	}
 	s.released()
+	s.p.stats.CommittedBytes.Add(uint64(bytes))
 	s.committedMidTxn = pos.RowsDone > 0
 	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
