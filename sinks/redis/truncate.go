@@ -64,10 +64,6 @@ func (h *Handler) truncate(ctx context.Context, pk partKey, rec *consumer.Record
 		return consumer.Permanent(fmt.Errorf("redis sink: %s: truncate of %s at offset %d has no sequence (kanal.seq): "+
 			"the rows it removed cannot be told from later ones", partName(pk), rec.Table, rec.Offset))
 	}
-	layout := "h"
-	if t.layout == 'j' {
-		layout = "j"
-	}
 	ver := strconv.FormatUint(rec.Seq, 10)
 	prefix := t.prefix + rec.Table + ":"
 	deleted := 0
@@ -90,7 +86,7 @@ func (h *Handler) truncate(ctx context.Context, pk partKey, rec *consumer.Record
 				continue // not this instance's row (a ring member holding a stray copy)
 			}
 			ops = append(ops, &op{table: rec.Table, key: key, tomb: h.r.cfg.TombstonePrefix + key,
-				recKey: strings.TrimPrefix(key, t.prefix), inst: name, rec: rec, t: t, args: []any{"d", ver, layout, ""}})
+				recKey: strings.TrimPrefix(key, t.prefix), inst: name, rec: rec, t: t, kind: opDelete, ver: ver})
 			if len(ops) >= truncateScanCount {
 				if err := flush(); err != nil {
 					return err
