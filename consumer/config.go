@@ -97,22 +97,22 @@ type Config struct {
 // still need to be set).
 func DefaultConfig() Config {
 	return Config{
-		Kafka:           kafkaconn.Default(),
-		Start:           "earliest",
-		Concurrency:     8,
-		BatchMaxRecords: 500,
-		QueueMaxRecords: 5000,
-		FetchMaxWait:    100 * time.Millisecond,
-		CommitInterval:  time.Second,
-		RevokeTimeout:   30 * time.Second,
-		SessionTimeout:  45 * time.Second,
-		InstanceID:      InstanceAuto,
-		MetadataMaxAge:  30 * time.Second,
-		Retry:           DefaultRetry(),
-		OnFailure:       Halt,
-		DLQPartitions:   1,
+		Kafka:            kafkaconn.Default(),
+		Start:            "earliest",
+		Concurrency:      8,
+		BatchMaxRecords:  500,
+		QueueMaxRecords:  5000,
+		FetchMaxWait:     100 * time.Millisecond,
+		CommitInterval:   time.Second,
+		RevokeTimeout:    30 * time.Second,
+		SessionTimeout:   45 * time.Second,
+		InstanceID:       InstanceAuto,
+		MetadataMaxAge:   30 * time.Second,
+		Retry:            DefaultRetry(),
+		OnFailure:        Halt,
+		DLQPartitions:    1,
 		DLQMaxValueBytes: 256 << 10,
-		Heartbeats:      true,
+		Heartbeats:       true,
 	}
 }
 

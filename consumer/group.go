@@ -31,7 +31,7 @@ type group struct {
 	retryTopic string
 	store      OffsetStore // set when the group's only handler keeps its offsets
 	member     membership
-	sem     chan struct{}
+	sem        chan struct{}
 
 	cl     *kgo.Client
 	ctx    context.Context // ends when the group shuts down; parent of workers

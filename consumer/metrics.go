@@ -10,17 +10,17 @@ import (
 // metrics are the Runner's Prometheus collectors, registered on the Runner's own
 // registry (never the global default one).
 type metrics struct {
-	applied      *prometheus.CounterVec   // handler, table
-	applyLatency *prometheus.HistogramVec // handler
-	batchSize    *prometheus.HistogramVec // handler
-	lag          *prometheus.GaugeVec     // group, topic, partition
-	retries      *prometheus.CounterVec   // handler
-	deadLetters  *prometheus.CounterVec   // handler, table, reason
-	dlqWriteErrors *prometheus.CounterVec // group
-	halted       *prometheus.GaugeVec     // handler
-	commits      *prometheus.CounterVec   // group, result
-	rebalances   *prometheus.CounterVec   // group, kind
-	skipped      *prometheus.CounterVec   // group, reason
+	applied        *prometheus.CounterVec   // handler, table
+	applyLatency   *prometheus.HistogramVec // handler
+	batchSize      *prometheus.HistogramVec // handler
+	lag            *prometheus.GaugeVec     // group, topic, partition
+	retries        *prometheus.CounterVec   // handler
+	deadLetters    *prometheus.CounterVec   // handler, table, reason
+	dlqWriteErrors *prometheus.CounterVec   // group
+	halted         *prometheus.GaugeVec     // handler
+	commits        *prometheus.CounterVec   // group, result
+	rebalances     *prometheus.CounterVec   // group, kind
+	skipped        *prometheus.CounterVec   // group, reason
 
 	mu        sync.Mutex
 	freshness map[string]*freshness // by handler
