@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,9 +22,9 @@ import (
 func tailCmd() *cobra.Command {
 	var (
 		brokers, tables, prefix, dlqGroup string
-		fromBeginning           bool
-		max                     int
-		timeout                 time.Duration
+		fromBeginning                     bool
+		max                               int
+		timeout                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "tail --brokers B (--tables db.table[,..] | --dlq GROUP)",
