@@ -16,13 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kanal-cdc/kanal/consumer"
-	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -58,46 +55,6 @@ func (l *logBuffer) logger() *slog.Logger {
 func startLogged(t *testing.T, id string, cfg consumer.Config, reg *consumer.Registry, logs *logBuffer) *running {
 	t.Helper()
 	return startRunnerLog(t, id, cfg, reg, logs.logger())
-}
-
-// failProduceTo makes the broker refuse produce requests to topic with code
-// while the returned flag is set.
-func failProduceTo(t *testing.T, k *testenv.KafkaCluster, topic string, code int16) *atomic.Bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	td, err := kadm.NewClient(k.Client(t)).ListTopics(ctx, topic)
-	if err != nil || td[topic].Err != nil {
-		t.Fatalf("topic %s: %v %v", topic, err, td[topic].Err)
-	}
-	id := td[topic].ID
-	var on atomic.Bool
-	on.Store(true)
-	k.Cluster.ControlKey(kmsg.Produce.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		k.Cluster.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		hit := false
-		for _, rt := range req.Topics {
-			hit = hit || rt.Topic == topic || rt.TopicID == id
-		}
-		if !on.Load() || !hit {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, p := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = p.Partition
-				sp.ErrorCode = code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-	return &on
 }
 
 func readyz(r *consumer.Runner) (int, string) {
@@ -169,7 +126,7 @@ func TestDeadLetterWriteFailureHaltsVisibly(t *testing.T) {
 	createTopic(t, k, topic, 1)
 	dlq := schemas.DLQTopic("kanal", "kanal-dl")
 	createTopic(t, k, dlq, 1)
-	failing := failProduceTo(t, k, dlq, kerr.TopicAuthorizationFailed.Code)
+	failing := k.RefuseProduce(t, dlq, kerr.TopicAuthorizationFailed.Code)
 	pc := producerClient(t, k)
 	var recs []*kgo.Record
 	for i := int64(1); i <= 40; i++ {

@@ -217,7 +217,8 @@ offset too. The skip is logged with the record's key.`,
 // groupTopicRE is a regular expression of exactly the topics group subscribes
 // to: with a configuration naming the group's handlers, the table topics of
 // their tables and the group's retry topic; otherwise the table topics of the
-// prefix and the retry topic that the group has committed offsets for.
+// prefix and the retry topic that the group has committed offsets for or its
+// members are assigned.
 func groupTopicRE(ctx context.Context, adm *kadm.Client, k *kafkaconn.Config, f *config.File, group string) (string, error) {
 	retry := "^" + regexp.QuoteMeta(schemas.RetryTopic(k.TopicPrefix, group)) + "$"
 	var alts []string
@@ -241,8 +242,19 @@ func groupTopicRE(ctx context.Context, adm *kadm.Client, k *kafkaconn.Config, f 
 	if err != nil {
 		return "", fmt.Errorf("fetch offsets of group %s: %w", group, err)
 	}
+	topics := map[string]bool{}
+	for t := range committed {
+		topics[t] = true
+	}
+	// A running group's members say what they are assigned, committed or not.
+	if dgs, err := adm.DescribeGroups(ctx, group); err == nil {
+		dg := dgs[group]
+		for t := range dg.AssignedPartitions() {
+			topics[t] = true
+		}
+	}
 	retryTopic := schemas.RetryTopic(k.TopicPrefix, group)
-	for _, t := range slices.Sorted(maps.Keys(committed)) {
+	for _, t := range slices.Sorted(maps.Keys(topics)) {
 		if schemas.IsTableTopic(k.TopicPrefix, t) || t == retryTopic {
 			alts = append(alts, regexp.QuoteMeta(t))
 		}
