@@ -320,3 +320,38 @@ func TestBisectFirst(t *testing.T) {
 	}
 	t.Logf("%d calls of runs holding the bad record before it was isolated", multi)
 }
+
+// TestSameInstanceIDStopsTheFencedMember: two live members given the same
+// explicit instance_id would fence each other back and forth; the one fenced
+// stops instead, with an error naming the id and the setting.
+func TestSameInstanceIDStopsTheFencedMember(t *testing.T) {
+	k := kafka(t)
+	const topic = "kanal.db.items"
+	createTopic(t, k, topic, 2)
+	cfg := testConfig(k)
+	cfg.InstanceID = "pod-0"
+	newReg := func() *consumer.Registry {
+		reg := consumer.NewRegistry()
+		if err := reg.Register(&memSink{name: "twin", tr: newTracker(), id: "x", rows: map[string]string{}}, consumer.Tables("db.items")); err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	a := startRunner(t, "a", cfg, newReg())
+	waitFor(t, 30*time.Second, "the first member to be assigned", func() bool {
+		return counter(t, a.r, "kanal_consumer_partitions_changed_total") > 0
+	})
+	b := startRunner(t, "b", cfg, newReg())
+	select {
+	case err := <-a.done:
+		close(a.done)
+		if err == nil || !strings.Contains(err.Error(), `instance id "pod-0"`) || !strings.Contains(err.Error(), "consumers.instance_id") {
+			t.Errorf("fenced member stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fenced member kept running")
+	}
+	if !b.r.Health().Ready {
+		t.Errorf("the member that took the id is not ready: %+v", b.r.Health())
+	}
+}
