@@ -53,7 +53,7 @@ type KafkaConfig struct {
 	// MinCompactionLag is min.compaction.lag.ms of compacted table topics kanal
 	// creates: changes younger than this are never compacted away, so a replay
 	// from earliest sees every change of that period, not just each row's latest.
-	// 0 leaves the broker's default (0: compact as soon as the cleaner runs).
+	// 0 compacts as soon as the cleaner runs.
 	MinCompactionLag time.Duration `yaml:"min_compaction_lag"`
 	// Format of record values: "json" (kanal envelope) or "canal-json" (Canal FlatMessage).
 	Format string `yaml:"format"`
