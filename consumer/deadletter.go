@@ -80,7 +80,14 @@ func (w *worker) deadLetter(handler, table string, kr *kgo.Record, reason string
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(w.wait, dlqAttemptTimeout)
+		// The first attempt is in progress like a Handle call: a stop lets it
+		// finish (a cut-short write would be written again by the next owner).
+		// Later ones are retries of a halted partition, which a stop abandons.
+		parent := w.wait
+		if attempt == 1 {
+			parent = w.ctx
+		}
+		ctx, cancel := context.WithTimeout(parent, dlqAttemptTimeout)
 		err := w.g.cl.ProduceSync(ctx, rec).FirstErr()
 		cancel()
 		if err == nil {

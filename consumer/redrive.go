@@ -251,9 +251,6 @@ func Redrive(ctx context.Context, k *kafkaconn.Config, group string, f DeadLette
 		if _, _, err := tx.ProducerID(ctx); err != nil {
 			return res, fmt.Errorf("initialise transactional producer kanal-redrive-%s: %w", group, err)
 		}
-		if err := EnsureTopic(ctx, kadm.NewClient(tx), res.RetryTopic, 1); err != nil {
-			return res, fmt.Errorf("create %s: %w", res.RetryTopic, err)
-		}
 	}
 	dls, err := ReadDeadLetters(ctx, k, group, f)
 	if err != nil {
@@ -297,6 +294,10 @@ func Redrive(ctx context.Context, k *kafkaconn.Config, group string, f DeadLette
 	}
 	if dryRun || len(recs) == 0 {
 		return res, nil
+	}
+	// The group creates its retry topic when it starts; it may not have yet.
+	if err := EnsureTopic(ctx, kadm.NewClient(tx), res.RetryTopic, 1); err != nil {
+		return res, fmt.Errorf("create %s: %w", res.RetryTopic, err)
 	}
 	if err := tx.BeginTransaction(); err != nil {
 		return res, err

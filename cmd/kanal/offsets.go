@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/config"
@@ -239,7 +240,7 @@ func groupTopicRE(ctx context.Context, adm *kadm.Client, k *kafkaconn.Config, f 
 		return strings.Join(append(alts, retry), "|"), nil
 	}
 	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return "", fmt.Errorf("fetch offsets of group %s: %w", group, err)
 	}
 	topics := map[string]bool{}
