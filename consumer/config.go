@@ -56,15 +56,35 @@ type Config struct {
 	RevokeTimeout time.Duration `yaml:"revoke_timeout"`
 	// SessionTimeout is the group session timeout: how long the group waits for a
 	// member that stopped heartbeating (crashed) before reassigning its partitions.
+	// A crashed member that is restarted with the same InstanceID gets its
+	// partitions back at once, without waiting for it.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// InstanceID makes the Runner a static member of its groups (KIP-345,
+	// group.instance.id): a member restarted after a crash with the same id takes
+	// its partitions back at once, without a rebalance and without waiting for
+	// SessionTimeout. "auto" (default) is "<hostname>-<n>", n being the lowest
+	// number no other Runner of this host uses for the same group and brokers (a
+	// lock file in the system's temporary directory; a crashed process's lock is
+	// released with it). "none" is dynamic membership. Any other value is used as
+	// is and must be unique per member of a group: a Kubernetes StatefulSet pod
+	// name (${POD_NAME}) or a systemd instance name. A graceful stop always
+	// leaves the group, so its partitions move at once.
+	InstanceID string `yaml:"instance_id"`
 	// MetadataMaxAge is how often topic metadata is refreshed, so topics of tables
 	// created while running are picked up.
 	MetadataMaxAge time.Duration `yaml:"metadata_max_age"`
 	// Retry and OnFailure are the defaults for routes that do not set their own.
 	Retry     RetryConfig `yaml:"retry"`
 	OnFailure Policy      `yaml:"on_failure"`
-	// DLQPartitions is the partition count of dead-letter topics kanal creates.
+	// DLQPartitions is the partition count of dead-letter and retry topics kanal
+	// creates.
 	DLQPartitions int32 `yaml:"dlq_partitions"`
+	// DLQMaxValueBytes bounds the value of a dead letter: a longer value is cut to
+	// its first DLQMaxValueBytes bytes, with its length and SHA-256 in headers
+	// (kanal.dlq.truncated, kanal.dlq.value_sha256), so that no record is too
+	// large to dead-letter. When the broker still refuses the size, the value is
+	// cut further, down to nothing.
+	DLQMaxValueBytes int `yaml:"dlq_max_value_bytes"`
 	// Heartbeats enables reading "<prefix>._heartbeats" to tell a quiet source
 	// from a stuck pipeline in the freshness metric.
 	Heartbeats bool `yaml:"heartbeats"`
@@ -77,20 +97,22 @@ type Config struct {
 // still need to be set).
 func DefaultConfig() Config {
 	return Config{
-		Kafka:           kafkaconn.Default(),
-		Start:           "earliest",
-		Concurrency:     8,
-		BatchMaxRecords: 500,
-		QueueMaxRecords: 5000,
-		FetchMaxWait:    100 * time.Millisecond,
-		CommitInterval:  time.Second,
-		RevokeTimeout:   30 * time.Second,
-		SessionTimeout:  45 * time.Second,
-		MetadataMaxAge:  30 * time.Second,
-		Retry:           DefaultRetry(),
-		OnFailure:       Halt,
-		DLQPartitions:   1,
-		Heartbeats:      true,
+		Kafka:            kafkaconn.Default(),
+		Start:            "earliest",
+		Concurrency:      8,
+		BatchMaxRecords:  500,
+		QueueMaxRecords:  5000,
+		FetchMaxWait:     100 * time.Millisecond,
+		CommitInterval:   time.Second,
+		RevokeTimeout:    30 * time.Second,
+		SessionTimeout:   45 * time.Second,
+		InstanceID:       InstanceAuto,
+		MetadataMaxAge:   30 * time.Second,
+		Retry:            DefaultRetry(),
+		OnFailure:        Halt,
+		DLQPartitions:    1,
+		DLQMaxValueBytes: 256 << 10,
+		Heartbeats:       true,
 	}
 }
 
@@ -126,6 +148,10 @@ func (c *Config) Validate() error {
 		return bad("on_failure", "%q is not halt or dead-letter", c.OnFailure)
 	case c.DLQPartitions < 1:
 		return bad("dlq_partitions", "must be >= 1")
+	case c.DLQMaxValueBytes < 0 || c.DLQMaxValueBytes > maxDLQValueBytes:
+		return bad("dlq_max_value_bytes", "%d is not between 0 and %d", c.DLQMaxValueBytes, maxDLQValueBytes)
+	case !validInstanceID(c.InstanceID):
+		return bad("instance_id", "%q is not auto, none or 1-200 printable characters without spaces", c.InstanceID)
 	}
 	if err := c.Retry.validate("retry."); err != nil {
 		return err

@@ -19,8 +19,14 @@
 // marked with Permanent sends the failing record to the dead-letter topic
 // "<prefix>._dlq.<group>" without retrying; any other error is retried with
 // exponential backoff and then, per Route policy, dead-lettered or the partition is
-// halted. A failing batch is split to find the failing records, so the others are
-// still applied in order. Records that cannot be decoded are dead-lettered.
+// halted. A failing batch is bisected at once to find the failing records, so the
+// others are still applied in order. Records that cannot be decoded are
+// dead-lettered. Dead letters can be re-published with Redrive to the group's
+// retry topic "<prefix>._retry.<group>", which every group consumes next to its
+// table topics.
+//
+// Members are static (Config.InstanceID): a member restarted after a crash takes
+// its partitions back at once instead of after the session timeout.
 //
 // Handlers must be idempotent (applying a batch twice equals applying it once, for
 // example by keeping each row's Seq and ignoring older changes) or transactional:

@@ -26,8 +26,12 @@ type group struct {
 	log     *slog.Logger
 	routes  []*groupRoute
 	topicRE string
-	store   OffsetStore // set when the group's only handler keeps its offsets
-	sem     chan struct{}
+	// retryTopic is "<prefix>._retry.<group>": redriven dead letters, consumed
+	// with the table topics.
+	retryTopic string
+	store      OffsetStore // set when the group's only handler keeps its offsets
+	member     membership
+	sem        chan struct{}
 
 	cl     *kgo.Client
 	ctx    context.Context // ends when the group shuts down; parent of workers
@@ -96,6 +100,8 @@ func (g *group) prepare() error {
 		g.r.m.freshness[rt.name] = &freshness{caughtUp: g.caughtUp}
 		g.r.m.mu.Unlock()
 	}
+	g.retryTopic = schemas.RetryTopic(g.r.cfg.Kafka.TopicPrefix, g.name)
+	alts = append(alts, "^"+regexp.QuoteMeta(g.retryTopic)+"$")
 	g.topicRE = strings.Join(alts, "|")
 	return nil
 }
@@ -112,6 +118,15 @@ func (g *group) run(ctx context.Context) error {
 	cfg := &g.r.cfg
 	g.ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer g.cancel()
+	member, err := resolveMembership(cfg, g.name)
+	if err != nil {
+		return err
+	}
+	g.member = member
+	defer member.release()
+	// The dead-letter and retry topics exist before the group is joined, so
+	// that the first metadata of the group's client has the retry topic.
+	g.ensureTopics(ctx)
 	opts := append(g.r.clientOptions("kanal-consumer-"+g.name),
 		kgo.ConsumerGroup(g.name),
 		kgo.ConsumeRegex(),
@@ -134,7 +149,10 @@ func (g *group) run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(g.onRevoked),
 		kgo.OnPartitionsLost(g.onLost),
 	)
-	if g.store != nil {
+	if member.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(member.instanceID))
+	}
+	if g.store != nil || cfg.Start == "latest" {
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(g.adjustOffsets))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -142,12 +160,15 @@ func (g *group) run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	g.cl = cl
-	g.ensureDLQ(ctx)
+	g.log.Info("joining consumer group", "instance_id", member.instanceID, "session_timeout", cfg.SessionTimeout)
 
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); g.commitLoop(ctx) }()
-	g.pollLoop(ctx)
+	go func() { defer wg.Done(); g.commitLoop(pctx) }()
+	fatal := g.pollLoop(pctx)
+	pcancel()
 	wg.Wait()
 
 	if g.aborted.Load() {
@@ -163,28 +184,76 @@ func (g *group) run(ctx context.Context) error {
 		all = append(all, k)
 	}
 	g.mu.Unlock()
+	if fatal == nil {
+		g.log.Info("stopping: finishing in-flight batches (halted records and retry waits are abandoned), committing, leaving",
+			"partitions", len(all), "revoke_timeout", cfg.RevokeTimeout)
+	}
 	cl.AllowRebalance()
-	g.release(all, true)
+	g.release(all, fatal == nil)
 	cl.Close()
+	if fatal != nil {
+		return fatal
+	}
+	if member.instanceID != "" {
+		g.leaveStatic()
+	}
 	g.log.Info("left consumer group")
 	return nil
 }
 
-func (g *group) pollLoop(ctx context.Context) {
+// leaveStatic removes this static member from the group on a graceful stop, so
+// that its partitions move to the other members at once: a static member's
+// client does not leave by itself, and the group would keep its partitions
+// for it until session_timeout.
+func (g *group) leaveStatic() {
+	cl, err := kgo.NewClient(g.r.clientOptions("kanal-consumer-" + g.name)...)
+	if err != nil {
+		g.log.Warn("cannot leave the group as a static member; its partitions wait for session_timeout", "err", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(g.name).InstanceIDs(g.member.instanceID).Reason("kanal consumer stopping"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		g.log.Warn("leaving the group as a static member failed; its partitions wait for session_timeout",
+			"instance_id", g.member.instanceID, "err", err)
+	}
+}
+
+// pollLoop polls and queues records on their partitions' workers until ctx ends.
+// It returns an error when the group cannot go on: another member took this
+// member's instance id.
+func (g *group) pollLoop(ctx context.Context) error {
 	cl := g.cl
 	for {
 		fs := cl.PollRecords(ctx, 20*g.r.cfg.BatchMaxRecords)
 		if fs.IsClientClosed() || ctx.Err() != nil || g.aborted.Load() {
 			cl.AllowRebalance()
-			return
+			return nil
 		}
 		errOnly := fs.NumRecords() == 0
+		var fatal error
 		fs.EachError(func(t string, p int32, err error) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
+			if errors.Is(err, kerr.FencedInstanceID) {
+				// Rejoining would fence the other member in turn, over and over.
+				fatal = fmt.Errorf("another member of group %s joined with this member's instance id %q: give each member its own consumers.instance_id: %w",
+					g.name, g.member.instanceID, err)
+				return
+			}
 			g.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
+		if fatal != nil {
+			cl.AllowRebalance()
+			g.log.Error("leaving the consumer group", "err", fatal)
+			return fatal
+		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
@@ -196,7 +265,7 @@ func (g *group) pollLoop(ctx context.Context) {
 		if errOnly && len(fs.Errors()) > 0 {
 			// Errors without records come back at once; do not spin on them.
 			if sleep(ctx, 500*time.Millisecond) != nil {
-				return
+				return nil
 			}
 		}
 	}
@@ -319,8 +388,18 @@ func (g *group) release(tps []tp, graceful bool) {
 }
 
 // adjustOffsets replaces the offsets Kafka has for newly assigned partitions by
-// those the handler stored in its sink.
+// those the handler stored in its sink, and starts the retry topic at its
+// beginning when the group has no offset there: a redrive published while the
+// group was stopped must not be skipped by start: latest.
 func (g *group) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	if g.store == nil {
+		for p, o := range offsets[g.retryTopic] {
+			if o.EpochOffset().Offset < 0 {
+				offsets[g.retryTopic][p] = kgo.NewOffset().AtStart()
+			}
+		}
+		return offsets, nil
+	}
 	parts := map[string][]int32{}
 	for t, ps := range offsets {
 		for p := range ps {
@@ -334,9 +413,12 @@ func (g *group) adjustOffsets(ctx context.Context, offsets map[string]map[int32]
 	}
 	for t, ps := range offsets {
 		for p := range ps {
-			if off, ok := stored[t][p]; ok {
+			switch off, ok := stored[t][p]; {
+			case ok:
 				ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
-			} else {
+			case t == g.retryTopic:
+				ps[p] = kgo.NewOffset().AtStart()
+			default:
 				ps[p] = g.startOffset()
 			}
 		}
@@ -437,20 +519,36 @@ func (g *group) caughtUp() bool {
 	return true
 }
 
-// ensureDLQ creates the dead-letter topic if it does not exist; a failure is
-// only logged (the topic may be managed by an administrator) and shows later as
-// a failing dead-letter write.
-func (g *group) ensureDLQ(ctx context.Context) {
-	topic := schemas.DLQTopic(g.r.cfg.Kafka.TopicPrefix, g.name)
+// ensureTopics creates the group's dead-letter and retry topics if they do not
+// exist; a failure is only logged (the topics may be managed by an
+// administrator) and shows later as a failing dead-letter write.
+func (g *group) ensureTopics(ctx context.Context) {
+	cl, err := kgo.NewClient(g.r.clientOptions("kanal-consumer-" + g.name)...)
+	if err != nil {
+		g.log.Warn("cannot create the dead-letter and retry topics", "err", err)
+		return
+	}
+	defer cl.Close()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	resp, err := kadm.NewClient(g.cl).CreateTopic(cctx, g.r.cfg.DLQPartitions, -1, nil, topic)
+	for _, topic := range []string{schemas.DLQTopic(g.r.cfg.Kafka.TopicPrefix, g.name), g.retryTopic} {
+		if err := EnsureTopic(cctx, kadm.NewClient(cl), topic, g.r.cfg.DLQPartitions); err != nil {
+			g.log.Warn("cannot create topic", "topic", topic, "err", err)
+		}
+	}
+}
+
+// EnsureTopic creates a dead-letter or retry topic with the broker's default
+// settings unless it exists.
+func EnsureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32) error {
+	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		g.log.Warn("cannot create dead-letter topic", "topic", topic, "err", err)
+		return err
 	}
+	return nil
 }
 
 // abort simulates a crash (tests): stop at once, commit nothing, leave nothing.

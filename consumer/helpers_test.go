@@ -56,9 +56,14 @@ type running struct {
 
 func startRunner(t *testing.T, id string, cfg consumer.Config, reg *consumer.Registry, opts ...consumer.Option) *running {
 	t.Helper()
+	return startRunnerLog(t, id, cfg, reg, testLogger(t).With("runner", id), opts...)
+}
+
+func startRunnerLog(t *testing.T, id string, cfg consumer.Config, reg *consumer.Registry, log *slog.Logger, opts ...consumer.Option) *running {
+	t.Helper()
 	nc := &cdctest.NetCut{}
 	opts = append(opts, consumer.WithKafkaOptions(kgo.Dialer(nc.Dial), kgo.HeartbeatInterval(300*time.Millisecond)))
-	r, err := consumer.NewRunner(cfg, reg, testLogger(t).With("runner", id), opts...)
+	r, err := consumer.NewRunner(cfg, reg, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

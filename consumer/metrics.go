@@ -10,16 +10,17 @@ import (
 // metrics are the Runner's Prometheus collectors, registered on the Runner's own
 // registry (never the global default one).
 type metrics struct {
-	applied      *prometheus.CounterVec   // handler, table
-	applyLatency *prometheus.HistogramVec // handler
-	batchSize    *prometheus.HistogramVec // handler
-	lag          *prometheus.GaugeVec     // group, topic, partition
-	retries      *prometheus.CounterVec   // handler
-	deadLetters  *prometheus.CounterVec   // handler, table, reason
-	halted       *prometheus.GaugeVec     // handler
-	commits      *prometheus.CounterVec   // group, result
-	rebalances   *prometheus.CounterVec   // group, kind
-	skipped      *prometheus.CounterVec   // group, reason
+	applied        *prometheus.CounterVec   // handler, table
+	applyLatency   *prometheus.HistogramVec // handler
+	batchSize      *prometheus.HistogramVec // handler
+	lag            *prometheus.GaugeVec     // group, topic, partition
+	retries        *prometheus.CounterVec   // handler
+	deadLetters    *prometheus.CounterVec   // handler, table, reason
+	dlqWriteErrors *prometheus.CounterVec   // group
+	halted         *prometheus.GaugeVec     // handler
+	commits        *prometheus.CounterVec   // group, result
+	rebalances     *prometheus.CounterVec   // group, kind
+	skipped        *prometheus.CounterVec   // group, reason
 
 	mu        sync.Mutex
 	freshness map[string]*freshness // by handler
@@ -49,13 +50,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kanal_consumer_lag_records", Help: "Records between the last applied offset and the partition's end.",
 		}, []string{"group", "topic", "partition"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanal_consumer_retries_total", Help: "Handle calls retried after a transient error.",
+			Name: "kanal_consumer_retries_total", Help: "Handle calls retried after a transient error, halted partitions' retries included.",
 		}, []string{"handler"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanal_consumer_dead_letters_total", Help: "Records written to the dead-letter topic.",
 		}, []string{"handler", "table", "reason"}),
+		dlqWriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kanal_consumer_dead_letter_write_errors_total", Help: "Failed writes to the dead-letter topic (each halts its partition until a retry succeeds).",
+		}, []string{"group"}),
 		halted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kanal_consumer_halted_partitions", Help: "Partitions stopped at a failing record (policy halt).",
+			Name: "kanal_consumer_halted_partitions", Help: "Partitions stopped at a failing record (policy halt, or a failing dead-letter write).",
 		}, []string{"handler"}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanal_consumer_commits_total", Help: "Offset commits to Kafka, by result.",
@@ -64,11 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kanal_consumer_partitions_changed_total", Help: "Partitions assigned, revoked or lost.",
 		}, []string{"group", "kind"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kanal_consumer_records_skipped_total", Help: "Records no handler needs (DDL messages).",
+			Name: "kanal_consumer_records_skipped_total", Help: "Records no handler needs (DDL messages; redriven records for a handler the group no longer has).",
 		}, []string{"group", "reason"}),
 		freshness: map[string]*freshness{},
 	}
-	reg.MustRegister(m.applied, m.applyLatency, m.batchSize, m.lag, m.retries, m.deadLetters,
+	reg.MustRegister(m.applied, m.applyLatency, m.batchSize, m.lag, m.retries, m.deadLetters, m.dlqWriteErrors,
 		m.halted, m.commits, m.rebalances, m.skipped)
 	return m
 }

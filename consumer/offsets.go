@@ -29,6 +29,25 @@ type PartitionOffsets struct {
 	Start, End int64
 	// Lag is End − Committed (End − Start without a commit).
 	Lag int64
+	// Owner is the member the partition is assigned to, nil when none is.
+	Owner *Member
+}
+
+// Member is a live member of a consumer group.
+type Member struct {
+	ID         string
+	InstanceID string // "" for a dynamic member
+	ClientID   string
+	Host       string
+}
+
+// String is "<client id>@<host>", with the instance id of a static member.
+func (m *Member) String() string {
+	s := m.ClientID + "@" + strings.TrimPrefix(m.Host, "/")
+	if m.InstanceID != "" {
+		s += " (" + m.InstanceID + ")"
+	}
+	return s
 }
 
 // GroupOffsets describes a group's progress.
@@ -49,6 +68,25 @@ func DescribeOffsets(ctx context.Context, adm *kadm.Client, group, topicRE strin
 		return out, err
 	}
 	out.State, out.Members = dg.State, len(dg.Members)
+	owners := map[string]map[int32]*Member{}
+	for _, m := range dg.Members {
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			continue
+		}
+		mem := &Member{ID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost}
+		if m.InstanceID != nil {
+			mem.InstanceID = *m.InstanceID
+		}
+		for _, t := range a.Topics {
+			if owners[t.Topic] == nil {
+				owners[t.Topic] = map[int32]*Member{}
+			}
+			for _, p := range t.Partitions {
+				owners[t.Topic][p] = mem
+			}
+		}
+	}
 	committed, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
 		return out, fmt.Errorf("fetch offsets of group %s: %w", group, err)
@@ -69,7 +107,7 @@ func DescribeOffsets(ctx context.Context, adm *kadm.Client, group, topicRE strin
 		if e.Err != nil || e.Partition < 0 {
 			return
 		}
-		p := PartitionOffsets{Topic: e.Topic, Partition: e.Partition, Committed: -1, End: e.Offset}
+		p := PartitionOffsets{Topic: e.Topic, Partition: e.Partition, Committed: -1, End: e.Offset, Owner: owners[e.Topic][e.Partition]}
 		if s, ok := starts.Lookup(e.Topic, e.Partition); ok {
 			p.Start = s.Offset
 		}
@@ -180,7 +218,7 @@ func PlanReset(ctx context.Context, adm *kadm.Client, group, topicRE string, to 
 		return nil, err
 	}
 	if len(topics) == 0 {
-		return nil, fmt.Errorf("%w: group %s has no committed offsets and no topics were named (--tables)", ErrConfig, group)
+		return nil, fmt.Errorf("%w: group %s: no topics to reset (it has no committed offsets on its topics; name them with --tables)", ErrConfig, group)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topics...)
 	if err != nil {
@@ -282,6 +320,51 @@ func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
 	}
 	if len(dg.Members) > 0 {
 		return fmt.Errorf("group %s (%s, %d members): %w", group, dg.State, len(dg.Members), ErrGroupActive)
+	}
+	return nil
+}
+
+// SkipRecord moves a stopped group past one record on purpose: the record at
+// offset of topic/partition, where the group stands (its committed offset there
+// must be offset, so that nothing else is skipped). It commits offset+1 and,
+// when the group's handler keeps its progress in its sink (resetter not nil),
+// writes it there too. It refuses with ErrGroupActive while the group has
+// members.
+func SkipRecord(ctx context.Context, adm *kadm.Client, group, topic string, partition int32, offset int64, resetter OffsetResetter) error {
+	if err := checkIdle(ctx, adm, group); err != nil {
+		return err
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return fmt.Errorf("fetch offsets of group %s: %w", group, err)
+	}
+	at := int64(-1)
+	if c, ok := committed.Lookup(topic, partition); ok && c.Err == nil {
+		at = c.At
+	}
+	if at < 0 {
+		starts, err := adm.ListStartOffsets(ctx, topic)
+		if err != nil {
+			return fmt.Errorf("list start offsets of %s: %w", topic, err)
+		}
+		s, ok := starts.Lookup(topic, partition)
+		if !ok || s.Err != nil {
+			return fmt.Errorf("%w: %s/%d: no such partition", ErrConfig, topic, partition)
+		}
+		at = s.Offset
+	}
+	if at != offset {
+		return fmt.Errorf("%w: group %s stands at offset %d of %s/%d, not %d: skip moves only past the record the group stopped at (offsets reset moves further)",
+			ErrConfig, group, at, topic, partition, offset)
+	}
+	next := map[string]map[int32]int64{topic: {partition: offset + 1}}
+	if err := CommitReset(ctx, adm, group, next); err != nil {
+		return err
+	}
+	if resetter != nil {
+		if err := resetter.ResetOffsets(ctx, group, next); err != nil {
+			return fmt.Errorf("group %s: the Kafka offset was moved but the sink's was not: %w", group, err)
+		}
 	}
 	return nil
 }

@@ -48,10 +48,15 @@ type Record struct {
 	// Op is the change's operation; OpDelete for tombstones.
 	Op schemas.Op
 	// Seq is the change's per-source sequence (a row version): Change.Seq, or the
-	// kanal.seq header when the format does not carry it (canal-json). A tombstone
-	// carries the Seq of the delete it follows when the Runner saw that delete;
-	// after compaction removed the delete it is 0 (unknown).
+	// kanal.seq header when the format does not carry it (canal-json). A
+	// tombstone has the Seq of the delete it follows, from its own kanal.seq
+	// header, so it stays known after compaction removed the delete; it is 0 only
+	// for tombstones written without headers (by other tools).
 	Seq uint64
+	// Pos is the source position of the change's rows event, "file:pos" (the
+	// kanal.pos header); for a tombstone, that of the delete it follows. "" when
+	// the record has no such header.
+	Pos string
 	// Change is the decoded change; nil for tombstones.
 	Change *schemas.Change
 	// Tombstone marks a record with a null value that follows a delete of the same
@@ -98,8 +103,13 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		Raw:       kr,
 	}
 	var hseq uint64
-	if s := header(kr, schemas.HeaderSeq); s != "" {
-		hseq, _ = strconv.ParseUint(s, 10, 64)
+	for _, h := range kr.Headers {
+		switch h.Key {
+		case schemas.HeaderSeq:
+			hseq, _ = strconv.ParseUint(string(h.Value), 10, 64)
+		case schemas.HeaderPos:
+			base.Pos = string(h.Value)
+		}
 	}
 	if kr.Value == nil {
 		base.Tombstone = true

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -241,11 +242,16 @@ func (r *Runner) Health() Health {
 	return h
 }
 
+// setHalted reports a halted partition, or updates the report (its error).
 func (r *Runner) setHalted(hp HaltedPartition) {
 	r.healthMu.Lock()
-	r.halted[haltKey{hp.Handler, hp.Topic, hp.Partition}] = hp
+	k := haltKey{hp.Handler, hp.Topic, hp.Partition}
+	_, known := r.halted[k]
+	r.halted[k] = hp
 	r.healthMu.Unlock()
-	r.m.halted.WithLabelValues(hp.Handler).Inc()
+	if !known {
+		r.m.halted.WithLabelValues(hp.Handler).Inc()
+	}
 }
 
 func (r *Runner) clearHalted(handler, topic string, partition int32) {
@@ -279,10 +285,28 @@ func (r *Runner) HTTPHandler() http.Handler {
 	return mux
 }
 
+// serve starts the metrics server. An address still in use — typically by the
+// previous instance of this consumer, still finishing its last batches after a
+// stop — is retried for up to revoke_timeout (plus a little) before giving up.
 func (r *Runner) serve(ctx context.Context) (*http.Server, error) {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", r.cfg.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics_addr: %w", err)
+	var ln net.Listener
+	deadline := time.Now().Add(r.cfg.RevokeTimeout + 5*time.Second)
+	for attempt := 1; ; attempt++ {
+		var err error
+		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", r.cfg.MetricsAddr)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("metrics_addr: %w", err)
+		}
+		if attempt == 1 {
+			r.log.Warn("metrics_addr is in use; retrying (a previous instance may still be stopping)",
+				"addr", r.cfg.MetricsAddr, "until", deadline.Format(time.RFC3339))
+		}
+		if sleep(ctx, 250*time.Millisecond) != nil {
+			return nil, fmt.Errorf("metrics_addr: %w", err)
+		}
 	}
 	srv := &http.Server{Handler: r.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {

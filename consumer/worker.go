@@ -3,8 +3,8 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +28,14 @@ type worker struct {
 
 	ctx    context.Context // handler context; cancelled by kill
 	cancel context.CancelFunc
+	// wait ends with stop or kill: every wait between handler calls (retry
+	// backoff, a halted record, a failing dead-letter write, a concurrency
+	// slot) uses it, so a stop abandons what is not in progress at once.
+	wait       context.Context
+	waitCancel context.CancelFunc
+	// retryTopic: the partition is of the group's retry topic, whose records
+	// are for the handlers their redrive header names.
+	retryTopic bool
 
 	released atomic.Bool // set when the partition is given up; see group.commit
 
@@ -55,12 +63,18 @@ type worker struct {
 
 func newWorker(g *group, topic string, partition int32) *worker {
 	ctx, cancel := context.WithCancel(g.ctx)
+	wait, waitCancel := context.WithCancel(ctx)
 	w := &worker{
 		g: g, topic: topic, partition: partition,
 		log: g.log.With("topic", topic, "partition", partition),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, wait: wait, waitCancel: waitCancel,
 		stopping: make(chan struct{}), done: make(chan struct{}),
 		wake: make(chan struct{}, 1), dec: newDecoder(g.r.schemas), nextQueued: -1, next: -1, committedO: -1, end: -1,
+	}
+	if topic == g.retryTopic {
+		w.retryTopic = true
+		w.routes = g.routes
+		return w
 	}
 	for _, rt := range g.routes {
 		if rt.re.MatchString(topic) {
@@ -160,8 +174,14 @@ func (w *worker) run() {
 	}
 }
 
-// stop asks the worker to return after its in-flight batch.
-func (w *worker) stop() { w.stopOnce.Do(func() { close(w.stopping) }) }
+// stop asks the worker to return after its in-flight Handle call: waits for a
+// retry, a halted record or a dead-letter write end at once.
+func (w *worker) stop() {
+	w.stopOnce.Do(func() {
+		close(w.stopping)
+		w.waitCancel()
+	})
+}
 
 // kill cancels the in-flight batch's context and stops the worker.
 func (w *worker) kill() {
@@ -220,28 +240,53 @@ func (w *worker) isCaughtUp() bool {
 	return w.end >= 0 && w.next >= w.end && len(w.queue) == 0
 }
 
-// stopped reports whether the worker's context ended, which is the only reason
-// processing returns early: a cancelled batch is never dead-lettered.
-func (w *worker) stopped() bool { return w.ctx.Err() != nil }
+// stopped reports whether the worker was told to stop (or killed). Processing
+// then returns early at the next wait — between retries, before taking a
+// concurrency slot, while halted — and nothing that did not finish is marked
+// applied or dead-lettered: the partition's next owner replays it.
+func (w *worker) stopped() bool { return w.wait.Err() != nil }
 
 var errStopped = errors.New("worker stopped")
 
+// once is the retry configuration of a single attempt.
+var once = RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}
+
 // process applies one batch of Kafka records: records that decode are applied in
 // runs, records that do not are dead-lettered in their place, control records and
-// DDL messages are skipped. It returns errStopped when the worker was killed.
+// DDL messages are skipped. It returns errStopped when the worker was stopped
+// before the batch was done.
 func (w *worker) process(krecs []*kgo.Record) error {
 	var run []Record
+	routes := w.routes
 	flush := func() error {
 		if len(run) == 0 {
 			return nil
 		}
-		err := w.applyAll(run)
+		err := w.applyAll(run, routes)
 		run = run[:0]
 		return err
 	}
 	for _, kr := range krecs {
 		if kr.Attrs.IsControl() {
 			continue
+		}
+		recRoutes := w.routes
+		if w.retryTopic {
+			// A redriven record goes only to the handlers that dead-lettered it.
+			recRoutes = w.redriveRoutes(kr)
+			if len(recRoutes) == 0 {
+				w.g.r.m.skipped.WithLabelValues(w.g.name, "redrive-no-handler").Inc()
+				w.log.Warn("redriven record names no handler of this group that takes its table: skipped",
+					"offset", kr.Offset, "key", string(kr.Key), "handler", header(kr, schemas.HeaderRedriveHandler),
+					"origin_topic", header(kr, schemas.HeaderRedriveTopic))
+				continue
+			}
+			if !slices.Equal(recRoutes, routes) {
+				if err := flush(); err != nil {
+					return err
+				}
+				routes = recRoutes
+			}
 		}
 		recs, err := w.decode(kr)
 		switch {
@@ -254,8 +299,8 @@ func (w *worker) process(krecs []*kgo.Record) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			names := make([]string, len(w.routes))
-			for i, rt := range w.routes {
+			names := make([]string, len(recRoutes))
+			for i, rt := range recRoutes {
 				names[i] = rt.name
 			}
 			w.log.Error("record cannot be decoded: dead-lettering it", "offset", kr.Offset, "key", string(kr.Key), "err", err)
@@ -310,9 +355,23 @@ func (w *worker) decode(kr *kgo.Record) ([]Record, error) {
 	return recs, err
 }
 
-// applyAll applies recs with every matching route, one route after the other.
-func (w *worker) applyAll(recs []Record) error {
+// redriveRoutes returns the routes a record of the retry topic is for: those
+// named by its redrive header whose tables match the topic it was first read from.
+func (w *worker) redriveRoutes(kr *kgo.Record) []*groupRoute {
+	names := strings.Split(header(kr, schemas.HeaderRedriveHandler), ",")
+	origin := header(kr, schemas.HeaderRedriveTopic)
+	var out []*groupRoute
 	for _, rt := range w.routes {
+		if slices.Contains(names, rt.name) && rt.re.MatchString(origin) {
+			out = append(out, rt)
+		}
+	}
+	return out
+}
+
+// applyAll applies recs with each of routes, one route after the other.
+func (w *worker) applyAll(recs []Record, routes []*groupRoute) error {
+	for _, rt := range routes {
 		if err := w.applyRoute(rt, recs); err != nil {
 			return err
 		}
@@ -320,11 +379,59 @@ func (w *worker) applyAll(recs []Record) error {
 	return nil
 }
 
-// applyRoute applies recs with one route, retrying transient errors; when the
-// batch still fails it is split to isolate the failing records, so that the
-// others are applied in order and only the failing ones are dead-lettered (or
-// halt the partition).
+// applyRoute applies recs with one route. A run of several Kafka records is tried
+// once; when it fails it is bisected at once (retrying the whole run first only
+// multiplies the time a single bad record costs) so that the records that apply
+// are applied in order and only the failing ones get retries and meet the
+// failure policy.
 func (w *worker) applyRoute(rt *groupRoute, recs []Record) error {
+	if len(units(recs)) == 1 {
+		return w.applyUnit(rt, recs)
+	}
+	err := w.handle(rt, recs, once)
+	if err == nil {
+		w.applied(rt, recs)
+		return nil
+	}
+	if w.stopped() {
+		return errStopped
+	}
+	w.log.Warn("batch failed: bisecting it to find the failing records", "handler", rt.name,
+		"first_offset", recs[0].Offset, "records", len(recs), "err", err)
+	return w.isolate(rt, recs)
+}
+
+// isolate bisects a failed run of at least two Kafka records. Each half of
+// several records is tried once and bisected again when it fails; a single
+// Kafka record gets the full retry budget.
+func (w *worker) isolate(rt *groupRoute, recs []Record) error {
+	cuts := units(recs)
+	mid := cuts[len(cuts)/2]
+	for _, half := range [][]Record{recs[:mid], recs[mid:]} {
+		if len(units(half)) == 1 {
+			if err := w.applyUnit(rt, half); err != nil {
+				return err
+			}
+			continue
+		}
+		err := w.handle(rt, half, once)
+		if err == nil {
+			w.applied(rt, half)
+			continue
+		}
+		if w.stopped() {
+			return errStopped
+		}
+		if err := w.isolate(rt, half); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyUnit applies the records of one Kafka record with the route's retries,
+// then its failure policy.
+func (w *worker) applyUnit(rt *groupRoute, recs []Record) error {
 	err := w.handle(rt, recs, rt.retry)
 	if err == nil {
 		w.applied(rt, recs)
@@ -333,35 +440,7 @@ func (w *worker) applyRoute(rt *groupRoute, recs []Record) error {
 	if w.stopped() {
 		return errStopped
 	}
-	return w.isolate(rt, recs, err)
-}
-
-// isolate bisects a failed run of records. Halves are tried once; a single Kafka
-// record gets the full retry budget before the failure policy applies.
-func (w *worker) isolate(rt *groupRoute, recs []Record, err error) error {
-	cuts := units(recs)
-	if len(cuts) == 1 {
-		return w.fail(rt, recs, err)
-	}
-	mid := cuts[len(cuts)/2]
-	for _, half := range [][]Record{recs[:mid], recs[mid:]} {
-		cfg := RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}
-		if len(units(half)) == 1 {
-			cfg = rt.retry
-		}
-		herr := w.handle(rt, half, cfg)
-		if herr == nil {
-			w.applied(rt, half)
-			continue
-		}
-		if w.stopped() {
-			return errStopped
-		}
-		if err := w.isolate(rt, half, herr); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.fail(rt, recs, err)
 }
 
 // units returns the start index of each Kafka record's records in recs (a Canal
@@ -396,21 +475,22 @@ func (w *worker) fail(rt *groupRoute, recs []Record, err error) error {
 		return nil
 	}
 	// Halt: stay on this record. Retrying it now and then lets a partition that
-	// failed because its sink was down resume by itself.
+	// failed because its sink was down resume by itself. Between retries nothing
+	// is in progress, so a stop (shutdown, revoke) returns at once.
 	hp := HaltedPartition{Handler: rt.name, Group: w.g.name, Topic: w.topic, Partition: w.partition,
 		Offset: r.Offset, Table: r.Table, Key: r.Key, Error: truncate(err.Error(), 500), Since: time.Now()}
 	w.log.Error("partition halted: a record keeps failing", "handler", rt.name, "offset", r.Offset,
-		"table", r.Table, "key", r.Key, "err", err)
+		"table", r.Table, "key", r.Key, "retry_every", rt.retry.MaxInterval, "err", err)
 	w.g.r.setHalted(hp)
 	defer w.g.r.clearHalted(rt.name, w.topic, w.partition)
-	for {
-		if sleep(w.ctx, rt.retry.MaxInterval) != nil {
+	for attempt := 1; ; attempt++ {
+		if sleep(w.wait, rt.retry.MaxInterval) != nil {
 			return errStopped
 		}
-		err = w.handle(rt, recs, RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond})
+		err = w.handle(rt, recs, once)
 		switch {
 		case err == nil:
-			w.log.Info("halted partition resumed: the record was applied", "handler", rt.name, "offset", r.Offset)
+			w.log.Info("halted partition resumed: the record was applied", "handler", rt.name, "offset", r.Offset, "attempts", attempt)
 			w.applied(rt, recs)
 			return nil
 		case w.stopped():
@@ -418,19 +498,25 @@ func (w *worker) fail(rt *groupRoute, recs []Record, err error) error {
 		case IsPermanent(err):
 			return w.fail(rt, recs, err)
 		}
+		w.g.r.m.retries.WithLabelValues(rt.name).Inc()
+		w.log.Warn("halted partition: the record still fails", "handler", rt.name, "offset", r.Offset,
+			"table", r.Table, "key", r.Key, "attempt", attempt, "retry_in", rt.retry.MaxInterval, "err", err)
+		hp.Error = truncate(err.Error(), 500)
+		w.g.r.setHalted(hp)
 	}
 }
 
 // handle calls the route's handler with retries; each attempt holds one of the
-// group's concurrency slots, waits between attempts do not.
+// group's concurrency slots, waits between attempts do not. A stop ends the
+// waits, never a Handle call in progress (only kill, after revoke_timeout, does).
 func (w *worker) handle(rt *groupRoute, recs []Record, cfg RetryConfig) error {
 	b := Batch{Group: w.g.name, Topic: w.topic, Partition: w.partition, Records: recs}
 	m := w.g.r.m
-	return retry(w.ctx, cfg, func(int) error {
+	return retry(w.wait, cfg, func(int) error {
 		select {
 		case w.g.sem <- struct{}{}:
-		case <-w.ctx.Done():
-			return w.ctx.Err()
+		case <-w.wait.Done():
+			return w.wait.Err()
 		}
 		defer func() { <-w.g.sem }()
 		start := time.Now()
@@ -471,31 +557,4 @@ func (w *worker) applied(rt *groupRoute, recs []Record) {
 		last := recs[len(recs)-1]
 		w.mark(last.Offset+1, last.Raw.LeaderEpoch)
 	}
-}
-
-// deadLetter writes kr to the group's dead-letter topic, retrying until it is
-// acknowledged: the record's offset may be committed only after that.
-func (w *worker) deadLetter(handler, table string, kr *kgo.Record, reason string, cause error, attempts int) error {
-	hdrs := append([]kgo.RecordHeader(nil), kr.Headers...)
-	add := func(k, v string) { hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
-	add(schemas.HeaderDLQHandler, handler)
-	add(schemas.HeaderDLQError, truncate(cause.Error(), 2000))
-	add(schemas.HeaderDLQReason, reason)
-	add(schemas.HeaderDLQTopic, kr.Topic)
-	add(schemas.HeaderDLQPartition, strconv.Itoa(int(kr.Partition)))
-	add(schemas.HeaderDLQOffset, strconv.FormatInt(kr.Offset, 10))
-	add(schemas.HeaderDLQAttempts, strconv.Itoa(attempts))
-	add(schemas.HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
-	rec := &kgo.Record{Topic: schemas.DLQTopic(w.g.r.cfg.Kafka.TopicPrefix, w.g.name), Key: kr.Key, Value: kr.Value, Headers: hdrs}
-	cfg := RetryConfig{MaxAttempts: 1 << 30, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second}
-	err := retry(w.ctx, cfg, func(int) error {
-		return w.g.cl.ProduceSync(w.ctx, rec).FirstErr()
-	}, func(attempt int, err error, wait time.Duration) {
-		w.log.Warn("dead-letter write failed; retrying", "dlq_topic", rec.Topic, "attempt", attempt, "err", err)
-	})
-	if err != nil {
-		return fmt.Errorf("%w: dead-letter write: %w", errStopped, err)
-	}
-	w.g.r.m.deadLetters.WithLabelValues(handler, table, reason).Inc()
-	return nil
 }

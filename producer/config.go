@@ -50,6 +50,11 @@ type KafkaConfig struct {
 	// CleanupPolicy of table topics: "compact" (default: each row's latest change is
 	// kept forever), "delete" or "compact,delete".
 	CleanupPolicy string `yaml:"cleanup_policy"`
+	// MinCompactionLag is min.compaction.lag.ms of compacted table topics kanal
+	// creates: changes younger than this are never compacted away, so a replay
+	// from earliest sees every change of that period, not just each row's latest.
+	// 0 compacts as soon as the cleaner runs.
+	MinCompactionLag time.Duration `yaml:"min_compaction_lag"`
 	// Format of record values: "json" (kanal envelope), "canal-json" (Canal
 	// FlatMessage), "avro" (Avro single-object encoding, schemas in
 	// "<prefix>._schemas") or "avro-confluent" (Confluent wire format, schemas in
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 			Partitions:         6,
 			ReplicationFactor:  -1,
 			CleanupPolicy:      "compact",
+			MinCompactionLag:   7 * 24 * time.Hour,
 			Format:             "json",
 			Tombstones:         true,
 			FlushRecords:       20000,
@@ -181,6 +187,8 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.replication_factor", "must be >= 1, or -1 for the broker default")
 	case k.CleanupPolicy != "compact" && k.CleanupPolicy != "delete" && k.CleanupPolicy != "compact,delete":
 		return bad("kafka.cleanup_policy", "%q is not compact, delete or compact,delete", k.CleanupPolicy)
+	case k.MinCompactionLag < 0 || k.MinCompactionLag%time.Millisecond != 0:
+		return bad("kafka.min_compaction_lag", "%v is not a whole number of milliseconds >= 0", k.MinCompactionLag)
 	case !schemas.KnownFormat(k.Format):
 		return bad("kafka.format", "%q is not one of %s", k.Format, strings.Join(schemas.Formats(), ", "))
 	case schemas.FormatNeedsRegistry(k.Format) && k.SchemaRegistry == nil:

@@ -149,8 +149,27 @@ func (w *writer) ensureTableTopic(ctx context.Context, topic string) error {
 	if w.topics[topic] {
 		return nil
 	}
-	policy := w.cfg.CleanupPolicy
-	return w.ensureTopic(ctx, topic, w.cfg.Partitions, map[string]*string{"cleanup.policy": &policy})
+	configs := map[string]*string{}
+	for k, v := range w.cfg.TableTopicConfigs() {
+		configs[k] = &v
+	}
+	return w.ensureTopic(ctx, topic, w.cfg.Partitions, configs)
+}
+
+// checkTableTopics logs every existing table topic whose cleanup policy or
+// compaction lag differs from the configuration: kanal only sets them when it
+// creates a topic, so an existing topic is never changed behind the operator's
+// back, and never left on another setting silently either.
+func (w *writer) checkTableTopics(ctx context.Context) {
+	drifts, err := CheckTableTopics(ctx, w.adm, w.cfg, nil)
+	if err != nil {
+		w.log.Warn("cannot check the settings of existing table topics", "err", err)
+		return
+	}
+	for _, d := range drifts {
+		w.log.Warn("existing table topic differs from the configuration; `kanal topics alter` changes it",
+			"topic", d.Topic, "setting", d.Key, "topic_value", d.Have, "configured", d.Want)
+	}
 }
 
 // partitions returns the partition count of an existing topic.
@@ -182,7 +201,11 @@ func (w *writer) ensureInternalTopics(ctx context.Context) error {
 		return err
 	}
 	del, retention := "delete", strconv.Itoa(int((24 * time.Hour).Milliseconds()))
-	return w.ensureTopic(ctx, schemas.HeartbeatsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention})
+	if err := w.ensureTopic(ctx, schemas.HeartbeatsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention}); err != nil {
+		return err
+	}
+	w.checkTableTopics(ctx)
+	return nil
 }
 
 // loadPosition returns the last committed position of this source, or nil when none

@@ -1,8 +1,12 @@
 package schemas
 
+import "strings"
+
 // Record header names. Every change record carries HeaderOp, HeaderPos, HeaderSeq
 // and HeaderFormat; a tombstone carries the first three, copied from the delete it
-// follows. Dead letters keep the original headers and add the HeaderDLQ* ones.
+// follows. Dead letters keep the original headers and add the HeaderDLQ* ones;
+// records re-published from a dead-letter topic to the group's retry topic keep
+// the original headers and add the HeaderRedrive* ones.
 const (
 	HeaderOp     = "kanal.op"     // the change's Op
 	HeaderPos    = "kanal.pos"    // the source position of the rows event, "file:pos"
@@ -17,6 +21,20 @@ const (
 	HeaderDLQOffset    = "kanal.dlq.offset"    // its offset, in decimal
 	HeaderDLQAttempts  = "kanal.dlq.attempts"  // how often it was tried
 	HeaderDLQTime      = "kanal.dlq.time"      // when it was dead-lettered, RFC 3339
+	// HeaderDLQTruncated is set on a dead letter whose value was cut to fit the
+	// dead-letter topic: the original value's length in decimal. The value then
+	// holds the first bytes of the original only.
+	HeaderDLQTruncated = "kanal.dlq.truncated"
+	// HeaderDLQValueSHA256 is the hex SHA-256 of the original value of a
+	// truncated dead letter, to find and check the original record.
+	HeaderDLQValueSHA256 = "kanal.dlq.value_sha256"
+
+	HeaderRedriveHandler   = "kanal.redrive.handler"   // the handler(s) the record is redriven to, comma-separated
+	HeaderRedriveTopic     = "kanal.redrive.topic"     // the table topic the record was first read from
+	HeaderRedrivePartition = "kanal.redrive.partition" // its partition there, in decimal
+	HeaderRedriveOffset    = "kanal.redrive.offset"    // its offset there, in decimal
+	HeaderRedriveDLQ       = "kanal.redrive.dlq"       // the dead letter it came from: "<partition>@<offset>" of the DLQ topic
+	HeaderRedriveTime      = "kanal.redrive.time"      // when it was redriven, RFC 3339
 )
 
 // TopicName returns the topic of a table: "<prefix>.<db>.<table>", with characters
@@ -57,3 +75,19 @@ func SchemaChangesTopic(prefix string) string { return prefix + "._schema_change
 // TruncateKey is the record key of a truncate: "<db>.<table>", without the ':'
 // every row key has, so it never names a row.
 func TruncateKey(db, table string) string { return db + "." + table }
+
+// RetryTopic is the topic a consumer group reads redriven dead letters from, next
+// to its table topics.
+func RetryTopic(prefix, group string) string { return prefix + "._retry." + group }
+
+// IsTableTopic reports whether topic is a table topic of prefix:
+// "<prefix>.<db>.<table>", where the db part does not start with '_' (the
+// "<prefix>._…" names are kanal's internal topics).
+func IsTableTopic(prefix, topic string) bool {
+	rest, ok := strings.CutPrefix(topic, prefix+".")
+	if !ok || rest == "" || rest[0] == '_' || rest[0] == '.' {
+		return false
+	}
+	db, table, ok := strings.Cut(rest, ".")
+	return ok && db != "" && table != "" && !strings.Contains(table, ".")
+}

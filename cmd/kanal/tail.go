@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,24 +22,34 @@ import (
 
 func tailCmd() *cobra.Command {
 	var (
-		brokers, tables, prefix, registry string
-		fromBeginning                     bool
-		max                               int
-		timeout                           time.Duration
+		brokers, tables, prefix, registry, dlqGroup string
+		fromBeginning                               bool
+		max                                         int
+		timeout                                     time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "tail --brokers B --tables db.table[,..]",
-		Short: "Print committed changes as JSON, one per line",
+		Use:   "tail --brokers B (--tables db.table[,..] | --dlq GROUP)",
+		Short: "Print committed changes (or a group's dead letters) as JSON, one per line",
 		Long: `tail reads the table topics with read_committed (only changes of committed
 Kafka transactions) and prints each change as a kanal JSON envelope on one line.
-Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed.`,
+Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed.
+
+With --dlq G it reads the dead-letter topic of group G instead and prints each dead
+letter as {"dlq":{handler, reason, error, topic, partition, offset, attempts, time,
+truncated, value_sha256}, "key", "change"} — "change" is null and "value_error" says
+why when the value cannot be decoded (a truncated or malformed record).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if brokers == "" || tables == "" {
-				return usageError{errors.New("--brokers and --tables are required")}
+			if brokers == "" || (tables == "") == (dlqGroup == "") {
+				return usageError{errors.New("--brokers and one of --tables or --dlq are required")}
 			}
-			re, err := topicRegex(prefix, strings.Split(tables, ","))
-			if err != nil {
-				return usageError{err}
+			var re string
+			if dlqGroup != "" {
+				re = "^" + regexp.QuoteMeta(schemas.DLQTopic(prefix, dlqGroup)) + "$"
+			} else {
+				var err error
+				if re, err = topicRegex(prefix, strings.Split(tables, ",")); err != nil {
+					return usageError{err}
+				}
 			}
 			ctx := cmd.Context()
 			if timeout > 0 {
@@ -87,6 +99,12 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 				}
 				for it := fs.RecordIter(); !it.Done() && (max <= 0 || n < max); {
 					r := it.Next()
+					if isDeadLetter(r) {
+						out.Write(deadLetterLine(r))
+						out.WriteByte('\n')
+						n++
+						continue
+					}
 					if r.Value == nil {
 						continue
 					}
@@ -111,6 +129,7 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 	cmd.Flags().StringVar(&tables, "tables", "", "comma-separated db.table patterns (glob)")
 	cmd.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
 	cmd.Flags().StringVar(&registry, "schema-registry", "", "schema registry URL, to read avro-confluent records")
+	cmd.Flags().StringVar(&dlqGroup, "dlq", "", "print the dead letters of this consumer group instead of changes")
 	cmd.Flags().BoolVar(&fromBeginning, "from-beginning", false, "start at the oldest retained change instead of new ones")
 	cmd.Flags().IntVar(&max, "max", 0, "exit after printing this many changes (0 = no limit)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "exit after this long (0 = until interrupted)")
@@ -157,4 +176,47 @@ func globRE(g string) string {
 		}
 	}
 	return b.String()
+}
+
+func isDeadLetter(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if strings.HasPrefix(h.Key, "kanal.dlq.") {
+			return true
+		}
+	}
+	return false
+}
+
+// deadLetterLine is a dead letter as one JSON object: its kanal.dlq.* headers
+// (why and where from), key and decoded change.
+func deadLetterLine(r *kgo.Record) []byte {
+	dlq := map[string]string{}
+	for _, h := range r.Headers {
+		if name, ok := strings.CutPrefix(h.Key, "kanal.dlq."); ok {
+			dlq[name] = string(h.Value)
+		}
+	}
+	line := struct {
+		DLQ        map[string]string `json:"dlq"`
+		Key        string            `json:"key"`
+		Change     json.RawMessage   `json:"change"`
+		ValueError string            `json:"value_error,omitempty"`
+	}{DLQ: dlq, Key: string(r.Key), Change: json.RawMessage("null")}
+	switch changes, err := schemas.Decode(headerValue(r, schemas.HeaderFormat), r.Value); {
+	case r.Value == nil:
+		line.ValueError = "tombstone"
+	case err != nil:
+		line.ValueError = err.Error()
+	case len(changes) == 1:
+		line.Change, _ = changes[0].MarshalJSON()
+	default:
+		var parts [][]byte
+		for _, c := range changes {
+			b, _ := c.MarshalJSON()
+			parts = append(parts, b)
+		}
+		line.Change = append(append([]byte("["), bytes.Join(parts, []byte(","))...), ']')
+	}
+	b, _ := json.Marshal(line)
+	return b
 }

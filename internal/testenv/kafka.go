@@ -1,8 +1,14 @@
 package testenv
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // KafkaCluster is an in-process kfake cluster. kfake supports transactions,
@@ -44,4 +50,48 @@ func (k *KafkaCluster) Client(t T, opts ...kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// RefuseProduce makes the broker answer produce requests to topic (which must
+// exist) with the error code, as a broker refusing the writes would (not
+// authorized, policy violation), while the returned flag is set.
+func (k *KafkaCluster) RefuseProduce(t T, topic string, code int16) *atomic.Bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	td, err := kadm.NewClient(k.Client(t)).ListTopics(ctx, topic)
+	if err == nil {
+		err = td[topic].Err
+	}
+	if err != nil {
+		t.Fatalf("testenv: topic %s: %v", topic, err)
+	}
+	id := td[topic].ID
+	var on atomic.Bool
+	on.Store(true)
+	k.Cluster.ControlKey(kmsg.Produce.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		hit := false
+		for _, rt := range req.Topics {
+			hit = hit || rt.Topic == topic || rt.TopicID == id
+		}
+		if !on.Load() || !hit {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	return &on
 }
