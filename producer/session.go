@@ -26,6 +26,7 @@ type session struct {
 	w      *writer
 	info   *serverInfo
 	filter filter
+	text   *sourceText
 
 	tables map[uint64]*tableInfo
 	// known is the last version seen of each captured table, by "db.table".
@@ -77,6 +78,9 @@ type recordState struct {
 
 	keyBuf []byte
 	fpBuf  []byte // scratch for table map fingerprints
+	// invalidText: the rows event being handled has text decoded from bytes
+	// invalid in their character set, which emit looks for (invalidHeader).
+	invalidText bool
 
 	rowA, rowB []schemas.Value
 	// scratchA and scratchB hold the text of rowA's and rowB's temporal values.
@@ -155,6 +159,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	s := &session{
 		p: p, cfg: cfg, log: p.log, w: w, info: info,
 		filter: filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude},
+		text:   &sourceText{collations: loadCollations(ctx, db, p.log), mariadb: info.flavor == "mariadb"},
 		tables: map[uint64]*tableInfo{},
 		streamState: streamState{
 			file:     pos.File,
@@ -207,7 +212,7 @@ func (s *session) stream(ctx context.Context) error {
 	}
 	// Rows of captured tables are decoded by kanal's own decoder, straight into
 	// the values it encodes (see rowDecoder).
-	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, &s.p.stats.SlowRowsEvents).decode
+	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, s.text, &s.p.stats.SlowRowsEvents).decode
 	pumpCtx, stopPump := context.WithCancel(ctx)
 	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(), meta: newTableMetaCache(),
 		timer: time.NewTimer(time.Hour), linger: s.cfg.Kafka.FlushIdle}
