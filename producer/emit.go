@@ -81,6 +81,13 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	if ti.skip {
 		return nil
 	}
+	if n := len(ti.decoders); !allSet(re.ColumnBitmap1, n) || (re.ColumnBitmap2 != nil && !allSet(re.ColumnBitmap2, n)) {
+		// binlog_row_image is a session variable: a client may log MINIMAL or
+		// NOBLOB images for itself after kanal checked the global value.
+		return &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Err: fmt.Errorf("%w: the rows event leaves columns out "+
+			"(the writing session had binlog_row_image MINIMAL or NOBLOB); kanal needs every column: set binlog_row_image = FULL "+
+			"globally and in every session that writes (SET SESSION binlog_row_image = 'FULL')", ErrServerConfig)}
+	}
 	if !s.inTxn {
 		s.beginTxn()
 	}

@@ -445,6 +445,17 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle func() bool) e
 	return nil
 }
 
+// statementDML reports whether the start of a statement, upper-cased, is a data
+// change (what row-based logging writes as rows events instead).
+func statementDML(upper string) bool {
+	for _, p := range [...]string{"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD DATA", "LOAD XML"} {
+		if strings.HasPrefix(upper, p) && (len(upper) == len(p) || upper[len(p)] == ' ' || upper[len(p)] == '\t' || upper[len(p)] == '\n') {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle func() bool) error {
 	h := ev.Header
 	if h.Timestamp != 0 {
@@ -479,6 +490,14 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 			}
 		case s.inTxn && (strings.HasPrefix(upper, "SAVEPOINT") || strings.HasPrefix(upper, "ROLLBACK TO")):
 			// Statements inside a transaction; the rows around them are what counts.
+		case statementDML(upper):
+			// A session with binlog_format STATEMENT or MIXED (which a client may
+			// set for itself) logged a change as SQL text: its rows are not in
+			// the binlog, and skipping it would lose them silently.
+			return fmt.Errorf("%w: %s: a data change at %s (database %q) was logged as a statement, not as rows: "+
+				"the writing session had binlog_format STATEMENT or MIXED. Set binlog_format = ROW globally and in every "+
+				"session that writes (SET SESSION binlog_format = 'ROW'), then restart kanal after rebuilding the affected tables' targets",
+				ErrServerConfig, s.cfg.Source.Name, s.posString(ev), e.Schema)
 		default:
 			// DDL commits on its own (see statement).
 			return s.statement(ctx, ev, e, idle)
@@ -490,13 +509,18 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 	case *replication.RowsEvent:
 		return s.rows(ctx, ev, e)
 	case *replication.TransactionPayloadEvent:
-		// MySQL 8's binlog_transaction_compression wraps a whole transaction in
-		// one event. Unpacking it is not built (and untested: no MySQL here);
-		// stopping is better than skipping its rows silently.
-		return fmt.Errorf("%w: %s: compressed transaction payload at %s: kanal cannot read transactions written with binlog_transaction_compression=ON; "+
-			"set it OFF on the source, then either start after the compressed transactions (kanal positions reset, source.start: current) "+
-			"and rebuild the targets from a fresh copy of the tables",
-			ErrServerConfig, s.cfg.Source.Name, s.posString(ev))
+		// MySQL 8's binlog_transaction_compression writes a transaction (all
+		// but its GTID event) as one compressed payload, which go-mysql has
+		// unpacked and parsed. Its events are handled as if they had come one by
+		// one: go-mysql gives the last one (the XID) the payload's end position
+		// and the others its start, so a restart inside the transaction reads
+		// the payload again and skips the changes already written, as with an
+		// uncompressed transaction.
+		for _, inner := range e.Events {
+			if err := s.handle(ctx, inner, idle); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -336,6 +336,10 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 		// TEXT: like the strings above, the bytes alias the event's own buffer,
 		// which nothing writes to after go-mysql decoded it (see above).
 		return d.text(x, scratch), nil
+	case *replication.JsonDiff:
+		return schemas.Value{}, fmt.Errorf("%w: a partial JSON update (binlog_row_value_options = PARTIAL_JSON) holds only "+
+			"the changed part of the document, and kanal writes whole values: SET GLOBAL binlog_row_value_options = '' "+
+			"(and in my.cnf [mysqld]: binlog_row_value_options = \"\")", ErrServerConfig)
 	case time.Time:
 		// Formatted into the image's scratch buffer: should it grow, the strings
 		// made before keep the old array alive and intact (nothing is overwritten
