@@ -270,7 +270,9 @@ func VarString(s []byte, maxBytes int) []byte {
 }
 
 // JSON encodes a JSON column value (binary JSON document doc).
-func JSON(doc []byte) []byte { return append(binary.LittleEndian.AppendUint32(nil, uint32(len(doc))), doc...) }
+func JSON(doc []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(doc))), doc...)
+}
 
 // JSONObjectInt16 is MySQL's binary JSON of {"<key>": v}.
 func JSONObjectInt16(key string, v int16) []byte {
