@@ -27,6 +27,7 @@ type tableMetaCache struct {
 	// table maps of a MySQL 8 compressed transaction payload, which go-mysql
 	// parses all at once.
 	pending []*tableMeta
+	next    int // index of the entry fill takes next
 }
 
 // tableMeta is one decoded optional-metadata block: the fields of
@@ -69,14 +70,16 @@ func (c *tableMetaCache) decode(data []byte) error {
 
 // fill sets tm's optional metadata from what decode found for it.
 func (c *tableMetaCache) fill(tm *replication.TableMapEvent) error {
-	if len(c.pending) == 0 {
+	if c.next >= len(c.pending) {
 		return fmt.Errorf("%w: %s.%s", errTableMetaOrder, tm.Schema, tm.Table)
 	}
-	m := c.pending[0]
-	c.pending[0] = nil
-	c.pending = c.pending[1:]
-	if len(c.pending) == 0 {
-		c.pending = c.pending[:0:0]
+	m := c.pending[c.next]
+	c.pending[c.next] = nil
+	c.next++
+	if c.next == len(c.pending) {
+		// Emptied (always, between two events of a plain stream): reuse the
+		// array, one table map a transaction must not cost an allocation.
+		c.pending, c.next = c.pending[:0], 0
 	}
 	if m.columnName != nil && len(m.columnName) != int(tm.ColumnCount) {
 		return fmt.Errorf("table map of %s.%s: %d column names for %d columns", tm.Schema, tm.Table, len(m.columnName), tm.ColumnCount)
