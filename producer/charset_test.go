@@ -1,6 +1,7 @@
 package producer_test
 
 import (
+	"errors"
 	"regexp"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -133,6 +135,42 @@ func checkSteps(t *testing.T, recs []cdctest.Record, steps []step, ncols int) {
 						i, c.Op, c.Key(), img.name, col, img.got[col], img.got[col], want)
 				}
 			}
+		}
+	}
+}
+
+// TestUnsupportedCharsetRefused: a captured column in a character set kanal
+// cannot decode stops the producer at its table map, naming the table, the
+// column and the character set; the same column in an excluded table does not.
+func TestUnsupportedCharsetRefused(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE uc")
+	m.Exec(t, "CREATE TABLE uc.old (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET swe7)")
+	m.Exec(t, "CREATE TABLE uc.ok (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET latin1)")
+	m.Exec(t, "INSERT INTO uc.old VALUES (1, 'abc')")
+	m.Exec(t, "INSERT INTO uc.ok VALUES (1, 'caf\u00e9')")
+
+	cfg := cdctest.ProducerConfig(m, k, "uc-skip")
+	cfg.Kafka.TopicPrefix = "ucskip"
+	cfg.Tables.Include = []string{"uc.*"}
+	cfg.Tables.Exclude = []string{"uc.old"}
+	r := cdctest.StartProducer(t, cfg)
+	r.CaughtUp(t, m.DB())
+	if recs := cdctest.ReadAll(t, k.Brokers, `^ucskip\.uc\.ok$`, time.Minute); len(recs) != 1 || recs[0].Change.After["name"] != "café" {
+		t.Errorf("uc.ok: %+v", recs)
+	}
+
+	cfg = cdctest.ProducerConfig(m, k, "uc")
+	cfg.Tables.Include = []string{"uc.*"}
+	r = cdctest.StartProducer(t, cfg)
+	err := r.Wait(t, time.Minute)
+	if !errors.Is(err, producer.ErrCharset) {
+		t.Fatalf("producer stopped with %v, want ErrCharset", err)
+	}
+	for _, want := range []string{"uc.old column name", "swe7", "tables.exclude", "CONVERT TO CHARACTER SET utf8mb4"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
 }

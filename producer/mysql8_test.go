@@ -209,3 +209,33 @@ func TestMySQL8PartialJSON(t *testing.T) {
 		t.Fatalf("producer stopped with %v, want a partial JSON error naming shop.docs column j", err)
 	}
 }
+
+// TestMySQL8UnknownCollation: a collation id kanal's list lacks (a server newer
+// than kanal) is looked up on the server and decoded by its character set; an
+// id the server does not know either stops the producer naming the column.
+func TestMySQL8UnknownCollation(t *testing.T) {
+	s := fakemysql.Start(t)
+	k := testenv.Kafka(t)
+	s.SetCollation(4000, "latin1")
+	b := s.Binlog()
+	tbl := fakemysql.Table{ID: 103, Schema: "shop", Table: "future", PK: []uint64{0}, Columns: []fakemysql.Column{
+		{Name: "id", Type: mysql.MYSQL_TYPE_LONG},
+		{Name: "name", Type: mysql.MYSQL_TYPE_VARCHAR, Meta: []byte{40, 0}, Collation: 4000},
+	}}
+	s.Append(b.GTID(sid, 1), b.Query("shop", "BEGIN"), b.TableMap(tbl),
+		b.Rows(replication.WRITE_ROWS_EVENTv2, 103, 2, fakemysql.Image(fakemysql.Long(1), fakemysql.VarString([]byte("caf\xe9"), 40))), b.XID(1))
+	r := cdctest.StartProducer(t, mysql8Config(s, k, "uc1"))
+	r.CaughtUp(t, s.DB(t))
+	recs := cdctest.ReadAll(t, k.Brokers, `^uc1\.shop\.future$`, time.Minute)
+	if len(recs) != 1 || recs[0].Change.After["name"] != "café" {
+		t.Fatalf("records: %+v", recs)
+	}
+
+	tbl.Columns[1].Collation = 4001
+	s.Append(b.GTID(sid, 2), b.Query("shop", "BEGIN"), b.TableMap(tbl),
+		b.Rows(replication.WRITE_ROWS_EVENTv2, 103, 2, fakemysql.Image(fakemysql.Long(2), fakemysql.VarString([]byte("x"), 40))), b.XID(2))
+	err := r.Wait(t, time.Minute)
+	if !errors.Is(err, producer.ErrCharset) || !strings.Contains(err.Error(), "shop.future column name") || !strings.Contains(err.Error(), "4001") {
+		t.Fatalf("producer stopped with %v, want ErrCharset naming the column and the collation id", err)
+	}
+}

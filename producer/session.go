@@ -15,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/internal/charset"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -159,7 +160,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	s := &session{
 		p: p, cfg: cfg, log: p.log, w: w, info: info,
 		filter: filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude},
-		text:   &sourceText{collations: loadCollations(ctx, db, p.log), mariadb: info.flavor == "mariadb"},
+		text:   &sourceText{collations: charset.NewCollations(), mariadb: info.flavor == "mariadb", lookup: serverCollation(db, p.log)},
 		tables: map[uint64]*tableInfo{},
 		streamState: streamState{
 			file:     pos.File,

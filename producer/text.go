@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -26,37 +28,36 @@ var ErrCharset = errors.New("unsupported column character set")
 type sourceText struct {
 	collations *charset.Collations
 	mariadb    bool
+	// lookup asks the server for the character set of a collation id kanal's
+	// list lacks (one newer than kanal); nil when there is no server to ask.
+	lookup func(id uint64) (string, bool)
 }
 
-// loadCollations returns the built-in collation ids extended with the server's
-// own list, so a collation newer than kanal decodes by its character set. A
-// server that does not answer leaves the built-in list (it covers MySQL 8.0/8.4
-// and MariaDB 10.11).
-func loadCollations(ctx context.Context, db *sql.DB, log *slog.Logger) *charset.Collations {
-	c := charset.NewCollations()
-	queries := []string{
-		"SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL AND CHARACTER_SET_NAME IS NOT NULL",
-		// MariaDB 10.10+ lists the ids of its UCA 14.0 collations only here.
-		"SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL",
-	}
-	for i, q := range queries {
-		rows, err := db.QueryContext(ctx, q)
-		if err != nil {
-			if i == 0 {
-				log.Warn("cannot list the server's collations; using kanal's built-in list", "err", err)
+// serverCollation returns the server's name of the character set of collation
+// id: what sourceText.lookup does for a session. It runs when a table map names
+// an unknown id, rarely, and the list of a server is long (1,242 collations on
+// MariaDB 10.11), so the server is asked for that one id only.
+func serverCollation(db *sql.DB, log *slog.Logger) func(id uint64) (string, bool) {
+	return func(id uint64) (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, table := range []string{
+			"COLLATIONS",
+			// MariaDB 10.10+ lists the ids of its UCA 14.0 collations only here.
+			"COLLATION_CHARACTER_SET_APPLICABILITY",
+		} {
+			var name sql.NullString
+			q := "SELECT CHARACTER_SET_NAME FROM information_schema." + table + " WHERE ID = " + strconv.FormatUint(id, 10)
+			err := db.QueryRowContext(ctx, q).Scan(&name)
+			if err == nil && name.Valid {
+				return name.String, true
 			}
-			continue
-		}
-		for rows.Next() {
-			var id uint64
-			var name string
-			if rows.Scan(&id, &name) == nil {
-				c.Add(id, name)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				log.Debug("collation lookup", "id", id, "err", err)
 			}
 		}
-		rows.Close()
+		return "", false
 	}
-	return c
 }
 
 // columnCollations returns, for every column, the collation id of its text
@@ -108,6 +109,11 @@ func (st *sourceText) columnCollations(tm *replication.TableMapEvent) []uint64 {
 // charsetOf returns the character set of collation id for a column, or an error
 // that names the table, the column and what to do.
 func (st *sourceText) charsetOf(tm *replication.TableMapEvent, col int, id uint64) (*charset.Charset, error) {
+	if _, known := st.collations.Name(id); !known && st.lookup != nil {
+		if name, ok := st.lookup(id); ok {
+			st.collations.Add(id, name)
+		}
+	}
 	cs, err := st.collations.Charset(id)
 	if err != nil {
 		name := string(tm.ColumnName[col])

@@ -59,9 +59,6 @@ func (c *Charset) Name() string { return c.name }
 // Binary reports whether the character set is "binary": values are bytes, not text.
 func (c *Charset) Binary() bool { return c.kind == kindBinary }
 
-// IsUTF8 reports whether text in this character set is stored as UTF-8.
-func (c *Charset) IsUTF8() bool { return c.kind == kindUTF8 }
-
 // AsIs reports whether src is already the UTF-8 text of its value, so the
 // caller can use the bytes without a copy: valid UTF-8 in utf8mb3/utf8mb4, and
 // pure ASCII in the character sets that share ASCII's bytes. It is the fast

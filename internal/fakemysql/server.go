@@ -32,7 +32,9 @@ type Server struct {
 	// variable that is missing is unknown to the server.
 	vars    map[string]string
 	grants  []string
-	binlog  *Binlog
+	// collations are the ids information_schema.COLLATIONS answers for.
+	collations map[uint64]string
+	binlog     *Binlog
 	streams []*replication.BinlogStreamer
 	conns   []net.Conn
 	ln      net.Listener
@@ -116,6 +118,17 @@ func (s *Server) SetVar(name, value string, unknown bool) {
 		return
 	}
 	s.vars[name] = value
+}
+
+// SetCollation makes information_schema.COLLATIONS list collation id of
+// character set cs.
+func (s *Server) SetCollation(id uint64, cs string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.collations == nil {
+		s.collations = map[uint64]string{}
+	}
+	s.collations[id] = cs
 }
 
 // SetGrants sets what SHOW GRANTS answers.
@@ -218,9 +231,15 @@ func (h *handler) HandleQuery(query string) (*mysql.Result, error) {
 		return result([]string{"Variable_name", "Value"})
 	case strings.HasPrefix(upper, "SET ") || strings.HasPrefix(upper, "KILL "):
 		return nil, nil
-	case strings.Contains(upper, "INFORMATION_SCHEMA.COLLATION"):
-		// No extra collations: kanal's built-in MySQL 8 ids apply.
-		return result([]string{"ID", "CHARACTER_SET_NAME"})
+	case strings.HasPrefix(upper, "SELECT CHARACTER_SET_NAME FROM INFORMATION_SCHEMA.COLLATIONS WHERE ID = "):
+		var id uint64
+		fmt.Sscan(q[len("SELECT CHARACTER_SET_NAME FROM INFORMATION_SCHEMA.COLLATIONS WHERE ID = "):], &id)
+		if cs, ok := s.collations[id]; ok {
+			return result([]string{"CHARACTER_SET_NAME"}, []any{cs})
+		}
+		return result([]string{"CHARACTER_SET_NAME"})
+	case strings.Contains(upper, "INFORMATION_SCHEMA.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID"):
+		return nil, mysql.NewError(1054, "Unknown column 'ID' in 'where clause'") // MySQL 8 has no such column
 	}
 	return nil, mysql.NewError(1064, "fake server: unsupported query "+q)
 }
