@@ -15,8 +15,8 @@ type collationRange struct {
 // builtinCollations are the collation ids of MariaDB 10.11 (its
 // information_schema.COLLATION_CHARACTER_SET_APPLICABILITY) and of MySQL 8.0
 // and 8.4 (which add gb18030, 248–250, and the utf8mb4 *_0900_* collations,
-// 255–323), sorted. A server's own list extends it at start (Collations.Add),
-// so collations newer than these work too.
+// 255–323), sorted. Collations.Add extends it with what a server says of an id
+// it lacks, so collations newer than these work too.
 var builtinCollations = []collationRange{
 	{1, 1, "big5"},
 	{2, 2, "latin2"},

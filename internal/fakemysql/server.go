@@ -30,14 +30,14 @@ type Server struct {
 	mu sync.Mutex
 	// vars are the values of SELECT @@GLOBAL.<name> (and @@<name>); a
 	// variable that is missing is unknown to the server.
-	vars    map[string]string
-	grants  []string
+	vars   map[string]string
+	grants []string
 	// collations are the ids information_schema.COLLATIONS answers for.
 	collations map[uint64]string
 	binlog     *Binlog
-	streams []*replication.BinlogStreamer
-	conns   []net.Conn
-	ln      net.Listener
+	streams    []*replication.BinlogStreamer
+	conns      []net.Conn
+	ln         net.Listener
 }
 
 // Start starts a server on 127.0.0.1 with a MySQL 8 that kanal accepts
