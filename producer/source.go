@@ -149,8 +149,8 @@ func checkPrivileges(ctx context.Context, db *sql.DB, cfg *SourceConfig) error {
 	account := "'" + cfg.User + "'@'%'"
 	var cur string
 	if err := db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err == nil {
-		if u, h, ok := strings.Cut(cur, "@"); ok {
-			account = "'" + u + "'@'" + h + "'"
+		if at := strings.LastIndexByte(cur, '@'); at >= 0 { // "user@host"; a user name may hold '@'
+			account = "'" + cur[:at] + "'@'" + cur[at+1:] + "'"
 		}
 	}
 	if _, err := binlogFiles(ctx, db); err != nil {
