@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -51,7 +52,7 @@ func TestTextInOtherCharsets(t *testing.T) {
 		summaries[i].cfg.Table = "cs_" + summaries[i].cfg.Table
 		acfg.Summaries = append(acfg.Summaries, summaries[i].cfg)
 	}
-	a, err := New(acfg, testLogger(t)) // the offsets table exists before the wait below reads it
+	a, err := New(acfg, cdctest.Logger(t)) // the offsets table exists before the wait below reads it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestTextInOtherCharsets(t *testing.T) {
 		}
 		want := queryText(t, m.DB(), s.query, len(compiled.GroupBy))
 		got := readSummary(t, pg, &compiled)
-		if d := diff(want, got); d != "" {
+		if d := testdiff.Diff(want, got); d != "" {
 			t.Fatalf("%s differs from the source's GROUP BY:\n%s", compiled.Table, d)
 		}
 		if len(want) < 3 {
