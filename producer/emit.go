@@ -35,7 +35,7 @@ func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: bytes.Clone(s.fpBuf)}
 		return nil
 	}
-	ti, err := newTableInfo(tm)
+	ti, err := newTableInfo(tm, s.text)
 	if err != nil {
 		return err
 	}
@@ -81,6 +81,13 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	if ti.skip {
 		return nil
 	}
+	if n := len(ti.decoders); !allSet(re.ColumnBitmap1, n) || (re.ColumnBitmap2 != nil && !allSet(re.ColumnBitmap2, n)) {
+		// binlog_row_image is a session variable: a client may log MINIMAL or
+		// NOBLOB images for itself after kanal checked the global value.
+		return &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Err: fmt.Errorf("%w: the rows event leaves columns out "+
+			"(the writing session had binlog_row_image MINIMAL or NOBLOB); kanal needs every column: set binlog_row_image = FULL "+
+			"globally and in every session that writes (SET SESSION binlog_row_image = 'FULL')", ErrServerConfig)}
+	}
 	if !s.inTxn {
 		s.beginTxn()
 	}
@@ -110,6 +117,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 		}
 		images = dr.images
 	}
+	s.invalidText = fast && dr.invalid > 0
 	image := func(i int, buf *[]schemas.Value, scratch *[]byte) ([]schemas.Value, error) {
 		if fast {
 			return dr.image(i), nil
@@ -194,9 +202,48 @@ func (s *session) convert(ti *tableInfo, row []any, ev *replication.BinlogEvent,
 			return nil, &RowError{Table: ti.db + "." + ti.table, Pos: s.posString(ev), Row: i,
 				Err: fmt.Errorf("column %s: %w", ti.columns[c].Name, err)}
 		}
+		s.invalidText = s.invalidText || x.InvalidText()
 		out[c] = x
 	}
 	return out, nil
+}
+
+// invalidHeader returns the value of the HeaderInvalidText header of a change:
+// the names of the columns whose text, in either image, was decoded from bytes
+// invalid in their character set; nil when there are none. Each such value is
+// counted (Stats.InvalidText), and logged once per table version and column
+// (never the value).
+func (s *session) invalidHeader(ti *tableInfo, src *schemas.Source, before, after []schemas.Value) []byte {
+	var names []byte
+	for c := range ti.columns {
+		bad := 0
+		for _, img := range [2][]schemas.Value{before, after} {
+			if c < len(img) && img[c].InvalidText() {
+				bad++
+			}
+		}
+		if bad == 0 {
+			continue
+		}
+		s.p.stats.InvalidText.Add(uint64(bad))
+		if names != nil {
+			names = append(names, ',')
+		}
+		names = append(names, ti.columns[c].Name...)
+		if ti.warnedInvalid == nil {
+			ti.warnedInvalid = make([]bool, len(ti.columns))
+		}
+		if !ti.warnedInvalid[c] {
+			ti.warnedInvalid[c] = true
+			s.log.Warn("text column holds bytes invalid in its character set; replaced with U+FFFD and named in the kanal.invalid_text header",
+				"table", ti.db+"."+ti.table, "column", ti.columns[c].Name, "charset", ti.decoders[c].cs.Name(),
+				"pos", src.File+":"+strconv.FormatUint(uint64(src.Pos), 10))
+		}
+	}
+	if names == nil {
+		return nil
+	}
+	return s.arena.copy(names)
 }
 
 func (s *session) key(ti *tableInfo, row []schemas.Value) []byte {
@@ -260,11 +307,18 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	if s.posHdr == nil { // a new rows event, or a commit released the last copy
 		s.posHdr = s.arena.copy(s.posText)
 	}
-	headers := s.newHeaders(4)
+	var invalid []byte
+	if s.invalidText {
+		invalid = s.invalidHeader(ti, src, before, after)
+	}
+	headers := s.newHeaders(4 + btoi(invalid != nil))
 	headers[0] = kgo.RecordHeader{Key: schemas.HeaderOp, Value: opHdr}
 	headers[1] = kgo.RecordHeader{Key: schemas.HeaderPos, Value: s.posHdr}
 	headers[2] = kgo.RecordHeader{Key: schemas.HeaderSeq, Value: s.arena.copy(strconv.AppendUint(s.valBuf[:0], s.seq, 10))}
 	headers[3] = kgo.RecordHeader{Key: schemas.HeaderFormat, Value: s.formatHdr}
+	if invalid != nil {
+		headers[4] = kgo.RecordHeader{Key: schemas.HeaderInvalidText, Value: invalid}
+	}
 	rec := s.newRecord()
 	rec.Topic, rec.Key, rec.Value, rec.Headers, rec.Timestamp = ti.topic, key, value, headers, s.eventTime
 	if err := s.w.produce(ctx, rec); err != nil {

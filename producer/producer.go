@@ -33,6 +33,11 @@ type Stats struct {
 	// generic decoder instead of kanal's own (column types or row images the
 	// latter leaves to it, such as BIT, SET, TIME or JSON columns, pre-1970 dates).
 	SlowRowsEvents atomic.Uint64
+	// InvalidText counts text values decoded from bytes that are not valid in
+	// their column's character set (possible with lax SQL modes): the invalid
+	// sequences became U+FFFD, and the record names the column in its
+	// kanal.invalid_text header.
+	InvalidText atomic.Uint64
 	// CommitNanos is the time spent waiting for Kafka commits (flushing the
 	// transaction's records and ending it), during which no binlog event is handled.
 	CommitNanos atomic.Int64
@@ -79,7 +84,7 @@ func (p *Producer) Stats() *Stats { return &p.stats }
 // permanent reports errors that a reconnect cannot fix.
 func permanent(err error) bool {
 	var rowErr *RowError
-	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) ||
+	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) || errors.Is(err, ErrCharset) ||
 		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.As(err, &rowErr)
 }
 

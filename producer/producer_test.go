@@ -189,35 +189,6 @@ func TestAlterTable(t *testing.T) {
 	check("alter-replay")
 }
 
-// TestServerChecks refuses servers that would lose or mislabel data, naming the
-// variable to set.
-func TestServerChecks(t *testing.T) {
-	m := testenv.MariaDB(t)
-	k := testenv.Kafka(t)
-	for _, tc := range []struct{ set, reset, want string }{
-		{"SET GLOBAL binlog_row_metadata = 'MINIMAL'", "SET GLOBAL binlog_row_metadata = 'FULL'", "binlog_row_metadata=FULL"},
-		{"SET GLOBAL binlog_row_image = 'MINIMAL'", "SET GLOBAL binlog_row_image = 'FULL'", "binlog_row_image=FULL"},
-		{"SET GLOBAL binlog_format = 'STATEMENT'", "SET GLOBAL binlog_format = 'ROW'", "binlog_format=ROW"},
-	} {
-		m.Exec(t, tc.set)
-		cfg := cdctest.ProducerConfig(m, k, "checks")
-		p, err := producer.New(cfg, cdctest.Logger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = p.Run(ctx)
-		cancel()
-		m.Exec(t, tc.reset)
-		if !errors.Is(err, producer.ErrServerConfig) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: got %v, want ErrServerConfig naming %s", tc.set, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), m.Password) {
-			t.Errorf("error leaks the password: %v", err)
-		}
-	}
-}
-
 // TestBinlogPurged fails with a clear error when the stored position was purged,
 // instead of silently skipping to the current position.
 func TestBinlogPurged(t *testing.T) {

@@ -48,10 +48,22 @@ var errStreamStopped = errors.New("binlog stream stopped")
 
 // HandleEvent is go-mysql's SynchronousEventHandler.
 func (q *eventQueue) HandleEvent(ev *replication.BinlogEvent) error {
-	if tm, ok := ev.Event.(*replication.TableMapEvent); ok {
+	switch e := ev.Event.(type) {
+	case *replication.TableMapEvent:
 		// Before the next event is parsed: its rows are decoded with this map.
-		if err := q.meta.fill(tm); err != nil {
+		if err := q.meta.fill(e); err != nil {
 			return err
+		}
+	case *replication.TransactionPayloadEvent:
+		// Its rows were parsed with the table maps still unfilled, so they took
+		// go-mysql's decoder (which needs none of the metadata); the session
+		// needs it to name and decode the columns.
+		for _, inner := range e.Events {
+			if tm, ok := inner.Event.(*replication.TableMapEvent); ok {
+				if err := q.meta.fill(tm); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	select {

@@ -31,6 +31,7 @@ import (
 // decoded at all.
 type rowDecoder struct {
 	filter filter
+	text   *sourceText
 	// fallbacks counts rows events of captured tables left to go-mysql's decoder
 	// (Stats.SlowRowsEvents): a rise after an upgrade or a schema change says the
 	// fast path no longer applies.
@@ -68,18 +69,22 @@ type decodedRows struct {
 	text   []byte
 	ncols  int
 	images int
-	owner  *rowDecoder
+	// invalid counts the values of text decoded from bytes invalid in their
+	// character set (schemas.Value.InvalidText): the handler looks for them
+	// only when there are any.
+	invalid int
+	owner   *rowDecoder
 	// RowsEvent.Rows is set to holder: one row holding this value, which the
 	// handler recognises (decodedRowsOf). Kept here so that costs no allocation.
 	holder [1][]any
 	one    [1]any
 }
 
-func newRowDecoder(f filter, fallbacks *atomic.Uint64) *rowDecoder {
+func newRowDecoder(f filter, st *sourceText, fallbacks *atomic.Uint64) *rowDecoder {
 	if fallbacks == nil {
 		fallbacks = new(atomic.Uint64)
 	}
-	d := &rowDecoder{filter: f, fallbacks: fallbacks, plans: map[uint64]*rowPlan{}}
+	d := &rowDecoder{filter: f, text: st, fallbacks: fallbacks, plans: map[uint64]*rowPlan{}}
 	t := reflect.TypeFor[replication.RowsEvent]()
 	c, okC := t.FieldByName("compressed")
 	e, okE := t.FieldByName("eventType")
@@ -151,7 +156,7 @@ func (d *rowDecoder) plan(tm *replication.TableMapEvent) *rowPlan {
 		p.skip = true
 		return p
 	}
-	ti, err := newTableInfo(tableMapCopy(tm))
+	ti, err := newTableInfo(tableMapCopy(tm), d.text)
 	if err != nil {
 		return p // not fast: go-mysql decodes, and the handler reports the error
 	}
@@ -183,7 +188,8 @@ func (d *rowDecoder) plan(tm *replication.TableMapEvent) *rowPlan {
 // derived slices in unexported fields on first use (EnumStrValueString, …), and the
 // handler goroutine calls those on the same event: working on a copy keeps this
 // goroutine from racing with it. The copy has no flavor, which go-mysql consults
-// only for GEOMETRY columns, a type left to go-mysql's decoder.
+// only for GEOMETRY columns (a type left to go-mysql's decoder) and for the
+// columns a collation applies to (sourceText knows the flavor instead).
 func tableMapCopy(tm *replication.TableMapEvent) *replication.TableMapEvent {
 	return &replication.TableMapEvent{
 		TableID: tm.TableID, Flags: tm.Flags, Schema: tm.Schema, Table: tm.Table,
@@ -228,7 +234,7 @@ func (dr *decodedRows) release() {
 		// An unusually large event: the pool would keep its buffers for good.
 		dr.vals, dr.text = nil, nil
 	}
-	dr.images, dr.ncols = 0, 0
+	dr.images, dr.ncols, dr.invalid = 0, 0, 0
 	dr.one[0], dr.holder[0] = nil, nil
 	d := dr.owner
 	d.poolMu.Lock()
@@ -409,7 +415,7 @@ func (dr *decodedRows) value(p *rowPlan, c int, data []byte) (schemas.Value, int
 		if d.binary {
 			return schemas.BytesValue(d.pad(b)), n, true
 		}
-		return schemas.StringBytesValue(b), n, true
+		return dr.textValue(d, b), n, true
 	case mysql.MYSQL_TYPE_BLOB:
 		var l, h int
 		switch d.meta {
@@ -426,9 +432,18 @@ func (dr *decodedRows) value(p *rowPlan, c int, data []byte) (schemas.Value, int
 		if d.binary {
 			return schemas.BytesValue(d.pad(b)), h + l, true
 		}
-		return schemas.StringBytesValue(b), h + l, true
+		return dr.textValue(d, b), h + l, true
 	}
 	return schemas.Value{}, 0, false
+}
+
+// textValue is colDecoder.text into dr.text, counting invalid text.
+func (dr *decodedRows) textValue(d *colDecoder, b []byte) schemas.Value {
+	v := d.text(b, &dr.text)
+	if v.InvalidText() {
+		dr.invalid++
+	}
+	return v
 }
 
 // textString views dr.text[start:] as a string. Should dr.text grow later, the

@@ -12,6 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/kanal-cdc/kanal/internal/charset"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -110,7 +111,7 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 			case *replication.RotateEvent:
 				cur = string(e.NextLogName)
 			case *replication.TableMapEvent:
-				ti, err := newTableInfo(e)
+				ti, err := newTableInfo(e, mariadbText())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -145,7 +146,7 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 	}
 	want := read(7101, nil)
 	var slow atomic.Uint64
-	got := read(7102, newRowDecoder(filter{include: []string{"rd.*"}}, &slow))
+	got := read(7102, newRowDecoder(filter{include: []string{"rd.*"}}, mariadbText(), &slow))
 	if len(got) != len(want) {
 		t.Fatalf("%d images with rowDecoder, %d with go-mysql", len(got), len(want))
 	}
@@ -174,12 +175,18 @@ func TestRowDecoderMatchesGoMySQL(t *testing.T) {
 	}
 
 	// Excluded tables are not decoded at all.
-	skipped := read(7103, newRowDecoder(filter{include: []string{"rd.other"}}, nil))
+	skipped := read(7103, newRowDecoder(filter{include: []string{"rd.other"}}, mariadbText(), nil))
 	for _, im := range skipped {
 		if im.table == "rd.t" {
 			t.Fatalf("rows of an excluded table were decoded: %#v", im.vals)
 		}
 	}
+}
+
+// mariadbText is how a session decodes text from MariaDB, with the built-in
+// collation ids.
+func mariadbText() *sourceText {
+	return &sourceText{collations: charset.NewCollations(), mariadb: true}
 }
 
 // startSync streams m's binlog from the start of file with go-mysql, configured

@@ -15,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/internal/charset"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -26,6 +27,7 @@ type session struct {
 	w      *writer
 	info   *serverInfo
 	filter filter
+	text   *sourceText
 
 	tables map[uint64]*tableInfo
 	// known is the last version seen of each captured table, by "db.table".
@@ -77,6 +79,9 @@ type recordState struct {
 
 	keyBuf []byte
 	fpBuf  []byte // scratch for table map fingerprints
+	// invalidText: the rows event being handled has text decoded from bytes
+	// invalid in their character set, which emit looks for (invalidHeader).
+	invalidText bool
 
 	rowA, rowB []schemas.Value
 	// scratchA and scratchB hold the text of rowA's and rowB's temporal values.
@@ -155,6 +160,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	s := &session{
 		p: p, cfg: cfg, log: p.log, w: w, info: info,
 		filter: filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude},
+		text:   &sourceText{collations: charset.NewCollations(), mariadb: info.flavor == "mariadb", lookup: serverCollation(db, p.log)},
 		tables: map[uint64]*tableInfo{},
 		streamState: streamState{
 			file:     pos.File,
@@ -207,7 +213,7 @@ func (s *session) stream(ctx context.Context) error {
 	}
 	// Rows of captured tables are decoded by kanal's own decoder, straight into
 	// the values it encodes (see rowDecoder).
-	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, &s.p.stats.SlowRowsEvents).decode
+	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, s.text, &s.p.stats.SlowRowsEvents).decode
 	pumpCtx, stopPump := context.WithCancel(ctx)
 	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(), meta: newTableMetaCache(),
 		timer: time.NewTimer(time.Hour), linger: s.cfg.Kafka.FlushIdle}
@@ -440,6 +446,17 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle func() bool) e
 	return nil
 }
 
+// statementDML reports whether the start of a statement, upper-cased, is a data
+// change (what row-based logging writes as rows events instead).
+func statementDML(upper string) bool {
+	for _, p := range [...]string{"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD DATA", "LOAD XML"} {
+		if strings.HasPrefix(upper, p) && (len(upper) == len(p) || upper[len(p)] == ' ' || upper[len(p)] == '\t' || upper[len(p)] == '\n') {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle func() bool) error {
 	h := ev.Header
 	if h.Timestamp != 0 {
@@ -474,6 +491,14 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 			}
 		case s.inTxn && (strings.HasPrefix(upper, "SAVEPOINT") || strings.HasPrefix(upper, "ROLLBACK TO")):
 			// Statements inside a transaction; the rows around them are what counts.
+		case statementDML(upper):
+			// A session with binlog_format STATEMENT or MIXED (which a client may
+			// set for itself) logged a change as SQL text: its rows are not in
+			// the binlog, and skipping it would lose them silently.
+			return fmt.Errorf("%w: %s: a data change at %s (database %q) was logged as a statement, not as rows: "+
+				"the writing session had binlog_format STATEMENT or MIXED. Set binlog_format = ROW globally and in every "+
+				"session that writes (SET SESSION binlog_format = 'ROW'), then restart kanal after rebuilding the affected tables' targets",
+				ErrServerConfig, s.cfg.Source.Name, s.posString(ev), e.Schema)
 		default:
 			// DDL commits on its own (see statement).
 			return s.statement(ctx, ev, e, idle)
@@ -485,13 +510,18 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 	case *replication.RowsEvent:
 		return s.rows(ctx, ev, e)
 	case *replication.TransactionPayloadEvent:
-		// MySQL 8's binlog_transaction_compression wraps a whole transaction in
-		// one event. Unpacking it is not built (and untested: no MySQL here);
-		// stopping is better than skipping its rows silently.
-		return fmt.Errorf("%w: %s: compressed transaction payload at %s: kanal cannot read transactions written with binlog_transaction_compression=ON; "+
-			"set it OFF on the source, then either start after the compressed transactions (kanal positions reset, source.start: current) "+
-			"and rebuild the targets from a fresh copy of the tables",
-			ErrServerConfig, s.cfg.Source.Name, s.posString(ev))
+		// MySQL 8's binlog_transaction_compression writes a transaction (all
+		// but its GTID event) as one compressed payload, which go-mysql has
+		// unpacked and parsed. Its events are handled as if they had come one by
+		// one: go-mysql gives the last one (the XID) the payload's end position
+		// and the others its start, so a restart inside the transaction reads
+		// the payload again and skips the changes already written, as with an
+		// uncompressed transaction.
+		for _, inner := range e.Events {
+			if err := s.handle(ctx, inner, idle); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -38,7 +38,56 @@ func openSQL(cfg *SourceConfig) (*sql.DB, error) {
 	return db, nil
 }
 
-// checkServer refuses a server whose binlog settings would lose or mislabel data.
+// setting is a server variable kanal depends on, and how to fix it.
+type setting struct {
+	name string
+	ok   func(value string) bool
+	need string // what kanal needs, as the error says it
+	why  string
+	fix  string // the SQL and the my.cnf line
+	// mysqlOnly: MariaDB has no such variable; optional: a server without it
+	// (older than the feature) is fine.
+	mysqlOnly, optional bool
+}
+
+func is(want ...string) func(string) bool {
+	return func(v string) bool {
+		for _, w := range want {
+			if strings.EqualFold(v, w) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// settings are the binlog settings kanal checks before it reads a binlog.
+var settings = []setting{
+	{name: "log_bin", ok: is("1", "ON"), need: "ON",
+		why: "kanal reads the binary log",
+		fix: "in my.cnf [mysqld]: log_bin = binlog and server_id = <a unique number>, then restart the server"},
+	{name: "binlog_format", ok: is("ROW"), need: "ROW",
+		why: "only row events carry the changed rows; STATEMENT and MIXED log SQL text",
+		fix: "SET GLOBAL binlog_format = 'ROW', and in my.cnf [mysqld]: binlog_format = ROW " +
+			"(open sessions keep their own value: reconnect the applications)"},
+	{name: "binlog_row_image", ok: is("FULL"), need: "FULL",
+		why: "MINIMAL and NOBLOB leave columns out of the row images, but every change record, its key and " +
+			"every handler (Redis rows, aggregates, mirrors) need the whole row before and after the change",
+		fix: "SET GLOBAL binlog_row_image = 'FULL', and in my.cnf [mysqld]: binlog_row_image = FULL"},
+	{name: "binlog_row_metadata", ok: is("FULL"), need: "FULL",
+		why: "column names, primary keys and character sets come from the binlog, not the live schema",
+		fix: "SET GLOBAL binlog_row_metadata = 'FULL', and in my.cnf [mysqld]: binlog_row_metadata = FULL"},
+	{name: "binlog_row_value_options", ok: is(""), need: "'' (empty)", mysqlOnly: true, optional: true,
+		why: "PARTIAL_JSON logs only the changed parts of a JSON document in updates, and kanal writes whole values",
+		fix: "SET GLOBAL binlog_row_value_options = '', and in my.cnf [mysqld]: binlog_row_value_options = \"\""},
+}
+
+// unknownVariable is the server's error for a system variable it does not have.
+const unknownVariable = 1193
+
+// checkServer refuses a server whose binlog settings would lose or mislabel
+// data, or whose user may not read the binlog; each error says what is set,
+// what kanal needs, and the SQL or my.cnf line that fixes it.
 func checkServer(ctx context.Context, db *sql.DB, cfg *SourceConfig) (*serverInfo, error) {
 	var version string
 	var serverID uint32
@@ -52,47 +101,96 @@ func checkServer(ctx context.Context, db *sql.DB, cfg *SourceConfig) (*serverInf
 	if cfg.Flavor != "auto" && cfg.Flavor != info.flavor {
 		return nil, fmt.Errorf("%w: source.flavor is %s but %s reports version %s", ErrServerConfig, cfg.Flavor, cfg.Addr, version)
 	}
-	want := []struct{ name, value, why string }{
-		{"log_bin", "1", "enable the binary log (log_bin / --log-bin)"},
-		{"binlog_format", "ROW", "set binlog_format=ROW"},
-		{"binlog_row_image", "FULL", "set binlog_row_image=FULL (kanal needs every column before and after)"},
-		{"binlog_row_metadata", "FULL", "set binlog_row_metadata=FULL (column names and primary keys come from the binlog, not the live schema)"},
-	}
-	for _, w := range want {
-		var got sql.NullString
-		err := db.QueryRowContext(ctx, "SELECT @@GLOBAL."+w.name).Scan(&got)
-		if err != nil {
-			var me *gomysql.MySQLError
-			if errors.As(err, &me) && me.Number == 1193 { // unknown system variable
-				return nil, fmt.Errorf("%w: %s (version %s) has no %s variable; kanal needs MySQL 8.0.1+ or MariaDB 10.5+: %s",
-					ErrServerConfig, cfg.Addr, version, w.name, w.why)
-			}
-			return nil, fmt.Errorf("source %s: read @@%s: %w", cfg.Addr, w.name, err)
+	for _, w := range settings {
+		if w.mysqlOnly && info.flavor != "mysql" {
+			continue
 		}
-		v := strings.ToUpper(got.String)
-		if v == "ON" {
-			v = "1"
-		}
-		if v != w.value {
-			return nil, fmt.Errorf("%w: %s has %s=%s; %s", ErrServerConfig, cfg.Addr, w.name, got.String, w.why)
-		}
-	}
-	if info.flavor == "mysql" {
-		// MySQL 8.0.20+ can compress whole transactions into one payload event,
-		// which the producer refuses at runtime (see session.handle): refuse the
-		// server up front instead.
-		var comp sql.NullString
-		err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.binlog_transaction_compression").Scan(&comp)
+		got, err := globalVariable(ctx, db, w.name)
 		var me *gomysql.MySQLError
 		switch {
-		case errors.As(err, &me) && me.Number == 1193: // older server: no such variable
+		case errors.As(err, &me) && me.Number == unknownVariable && w.optional:
+			continue
+		case errors.As(err, &me) && me.Number == unknownVariable:
+			return nil, fmt.Errorf("%w: %s (version %s) has no %s variable; kanal needs MySQL 8.0.1+ or MariaDB 10.5+ with %s=%s (%s)",
+				ErrServerConfig, cfg.Addr, version, w.name, w.name, w.need, w.why)
 		case err != nil:
-			return nil, fmt.Errorf("source %s: read @@binlog_transaction_compression: %w", cfg.Addr, err)
-		case strings.EqualFold(comp.String, "ON") || comp.String == "1":
-			return nil, fmt.Errorf("%w: %s has binlog_transaction_compression=ON; set it OFF (kanal does not unpack compressed transaction payloads yet)", ErrServerConfig, cfg.Addr)
+			return nil, fmt.Errorf("source %s: read @@%s: %w", cfg.Addr, w.name, err)
+		}
+		if !w.ok(got) {
+			return nil, fmt.Errorf("%w: %s has %s=%s; kanal needs %s: %s. Fix: %s",
+				ErrServerConfig, cfg.Addr, w.name, shown(got), w.need, w.why, w.fix)
 		}
 	}
+	if err := checkPrivileges(ctx, db, cfg); err != nil {
+		return nil, err
+	}
 	return info, nil
+}
+
+func globalVariable(ctx context.Context, db *sql.DB, name string) (string, error) {
+	var v sql.NullString
+	err := db.QueryRowContext(ctx, "SELECT @@GLOBAL."+name).Scan(&v)
+	return v.String, err
+}
+
+func shown(v string) string {
+	if v == "" {
+		return "''"
+	}
+	return v
+}
+
+// checkPrivileges checks that the user may list the binlogs (REPLICATION
+// CLIENT, on MariaDB 10.5+ BINLOG MONITOR) and holds REPLICATION SLAVE on *.*
+// (the binlog dump), unless its privileges come through roles, which are not
+// followed (the dump then fails with the server's own error). kanal reads no
+// table, so it needs no SELECT.
+func checkPrivileges(ctx context.Context, db *sql.DB, cfg *SourceConfig) error {
+	account := "'" + cfg.User + "'@'%'"
+	var cur string
+	if err := db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err == nil {
+		if at := strings.LastIndexByte(cur, '@'); at >= 0 { // "user@host"; a user name may hold '@'
+			account = "'" + cur[:at] + "'@'" + cur[at+1:] + "'"
+		}
+	}
+	if _, err := binlogFiles(ctx, db); err != nil {
+		var me *gomysql.MySQLError
+		if errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142 || me.Number == 1044) { // access denied
+			return fmt.Errorf("%w: user %s on %s lacks REPLICATION CLIENT (on MariaDB 10.5+: BINLOG MONITOR), which lists the binlogs: "+
+				"GRANT REPLICATION CLIENT ON *.* TO %s (MariaDB: GRANT BINLOG MONITOR ON *.* TO %s): %w", ErrServerConfig, cfg.User, cfg.Addr, account, account, err)
+		}
+		return fmt.Errorf("source %s: %w", cfg.Addr, err)
+	}
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return fmt.Errorf("source %s: SHOW GRANTS: %w", cfg.Addr, err)
+	}
+	defer rows.Close()
+	replication, roles := false, false
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return fmt.Errorf("source %s: SHOW GRANTS: %w", cfg.Addr, err)
+		}
+		g = strings.ToUpper(g)
+		on, _, isPriv := strings.Cut(g, " TO ")
+		switch {
+		case !isPriv:
+		case !strings.Contains(on, " ON "):
+			roles = true // "GRANT role TO user"
+		case strings.Contains(on, " ON *.*") &&
+			(strings.Contains(on, "ALL PRIVILEGES") || strings.Contains(on, "REPLICATION SLAVE") || strings.Contains(on, "REPLICATION REPLICA")):
+			replication = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("source %s: SHOW GRANTS: %w", cfg.Addr, err)
+	}
+	if !replication && !roles {
+		return fmt.Errorf("%w: user %s on %s lacks REPLICATION SLAVE, which reads the binlog: GRANT REPLICATION SLAVE ON *.* TO %s",
+			ErrServerConfig, cfg.User, cfg.Addr, account)
+	}
+	return nil
 }
 
 // binlogFiles lists the binlog files the server still has, oldest first.

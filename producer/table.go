@@ -5,10 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/kanal-cdc/kanal/internal/charset"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -22,8 +24,11 @@ type colDecoder struct {
 	meta     uint16
 	binary   bool
 	unsigned bool
-	enum     []string
+	enum     []string // labels, in UTF-8
 	set      []string
+	// cs is the character set of a text column's bytes (nil for other columns
+	// and for the "binary" character set).
+	cs *charset.Charset
 	// padTo is the length of a BINARY(n) column: the binlog drops the trailing
 	// zero bytes MySQL pads such values with, and a faithful copy restores them.
 	padTo int
@@ -48,6 +53,8 @@ type tableInfo struct {
 	decoders     []colDecoder
 	fingerprint  []byte
 	skip         bool // filtered out
+	// warnedInvalid: columns whose invalid text was logged already.
+	warnedInvalid []bool
 }
 
 // maxCachedTables bounds the table maps the producer keeps: ids are not reused, but
@@ -123,7 +130,7 @@ func realType(tp byte, meta uint16) byte {
 // newTableInfo builds the column list from a table map that carries FULL row
 // metadata. It fails when the metadata is missing, because guessing column names from
 // the live schema would mislabel rows written before an ALTER TABLE.
-func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
+func newTableInfo(tm *replication.TableMapEvent, st *sourceText) (*tableInfo, error) {
 	n := int(tm.ColumnCount)
 	if len(tm.ColumnName) != n {
 		return nil, fmt.Errorf("%w: table map of %s.%s carries no column names; set binlog_row_metadata=FULL on the server (rows written before that cannot be decoded with names)",
@@ -137,16 +144,30 @@ func newTableInfo(tm *replication.TableMapEvent) (*tableInfo, error) {
 		decoders: make([]colDecoder, n),
 	}
 	unsigned := tm.UnsignedMap()
-	collations := tm.CollationMap()
+	collations := st.columnCollations(tm)
 	enums := tm.EnumStrValueMap()
 	sets := tm.SetStrValueMap()
 	for i := 0; i < n; i++ {
 		tp, meta := tm.ColumnType[i], tm.ColumnMeta[i]
 		d := colDecoder{realType: realType(tp, meta), meta: meta, unsigned: unsigned[i], enum: enums[i], set: sets[i]}
-		if coll, ok := collations[i]; ok && coll == binaryCollation {
+		switch coll := collations[i]; {
+		case coll == binaryCollation && d.realType != mysql.MYSQL_TYPE_ENUM && d.realType != mysql.MYSQL_TYPE_SET:
 			d.binary = true
 			if d.realType == mysql.MYSQL_TYPE_STRING {
 				d.padTo = fixedStringLength(meta)
+			}
+		case coll != 0 && d.realType != mysql.MYSQL_TYPE_GEOMETRY:
+			cs, err := st.charsetOf(tm, i, coll)
+			if err != nil {
+				return nil, err
+			}
+			if cs.Binary() {
+				break
+			}
+			if d.realType == mysql.MYSQL_TYPE_ENUM || d.realType == mysql.MYSQL_TYPE_SET {
+				d.enum, d.set = labels(cs, d.enum), labels(cs, d.set)
+			} else {
+				d.cs = cs
 			}
 		}
 		ti.decoders[i] = d
@@ -296,6 +317,8 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
 			// Only the zero timestamp arrives as text with ParseTime on.
 			return schemas.StringValue(x), nil
+		case mysql.MYSQL_TYPE_TIME2:
+			return d.timeValue(x, scratch), nil
 		}
 		if d.binary {
 			return schemas.BytesValue(d.pad([]byte(x))), nil
@@ -303,16 +326,20 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 		// go-mysql returns strings that alias the event's packet buffer. That buffer
 		// is allocated per event and never reused, and converted rows live only
 		// while their event is handled (they are encoded into record bytes at once),
-		// so the string is used as is: copying every string value was one of the
-		// producer's largest allocation sources (docs/bench.md).
-		return schemas.StringValue(x), nil
+		// so text that is UTF-8 already is used as is: copying every string value
+		// was one of the producer's largest allocation sources (docs/bench.md).
+		return d.text(unsafe.Slice(unsafe.StringData(x), len(x)), scratch), nil
 	case []byte:
 		if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
 			return schemas.BytesValue(d.pad(x)), nil
 		}
 		// TEXT: like the strings above, the bytes alias the event's own buffer,
 		// which nothing writes to after go-mysql decoded it (see above).
-		return schemas.StringBytesValue(x), nil
+		return d.text(x, scratch), nil
+	case *replication.JsonDiff:
+		return schemas.Value{}, fmt.Errorf("%w: a partial JSON update (binlog_row_value_options = PARTIAL_JSON) holds only "+
+			"the changed part of the document, and kanal writes whole values: SET GLOBAL binlog_row_value_options = '' "+
+			"(and in my.cnf [mysqld]: binlog_row_value_options = \"\")", ErrServerConfig)
 	case time.Time:
 		// Formatted into the image's scratch buffer: should it grow, the strings
 		// made before keep the old array alive and intact (nothing is overwritten
@@ -327,6 +354,20 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 		return schemas.StringBytesValue((*scratch)[n:len(*scratch):len(*scratch)]), nil
 	}
 	return schemas.Value{}, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
+}
+
+// timeValue gives a TIME(fsp) value exactly fsp fractional digits, as DATETIME
+// and TIMESTAMP values have: go-mysql leaves the fraction out when it is zero
+// ("-838:59:59" for TIME(2) -838:59:59.00).
+func (d *colDecoder) timeValue(x string, scratch *[]byte) schemas.Value {
+	fsp := int(d.fsp())
+	if fsp == 0 || strings.IndexByte(x, '.') >= 0 {
+		return schemas.StringValue(x)
+	}
+	n := len(*scratch)
+	*scratch = append(append(*scratch, x...), '.')
+	*scratch = append(*scratch, "000000"[:fsp]...)
+	return schemas.StringBytesValue((*scratch)[n:len(*scratch):len(*scratch)])
 }
 
 // pad copies b (go-mysql's values alias the packet) and restores BINARY(n) padding.

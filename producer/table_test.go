@@ -12,7 +12,7 @@ import (
 // RowsEvent fields rowDecoder reads: that would silently turn the fast path off for
 // every event.
 func TestRowDecoderReachesGoMySQLFields(t *testing.T) {
-	d := newRowDecoder(filter{}, nil)
+	d := newRowDecoder(filter{}, mariadbText(), nil)
 	if d.compressedIdx == nil || d.eventTypeIdx == nil {
 		t.Fatal("replication.RowsEvent has no compressed/eventType fields any more: rowDecoder is off")
 	}

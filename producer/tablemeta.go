@@ -22,7 +22,12 @@ import (
 // fields. Events share the decoded slices: they are read-only.
 type tableMetaCache struct {
 	entries map[string]*tableMeta
-	last    *tableMeta // decoded for the event being parsed
+	// pending holds what decode found, in order, until fill takes it: one
+	// entry between a table map's parsing and its handling, or those of all the
+	// table maps of a MySQL 8 compressed transaction payload, which go-mysql
+	// parses all at once.
+	pending []*tableMeta
+	next    int // index of the entry fill takes next
 }
 
 // tableMeta is one decoded optional-metadata block: the fields of
@@ -45,7 +50,7 @@ var errTableMetaOrder = errors.New("table map without its optional metadata")
 // decode is the syncer's TableMapOptionalMetaDecodeFunc.
 func (c *tableMetaCache) decode(data []byte) error {
 	if m, ok := c.entries[string(data)]; ok {
-		c.last = m
+		c.pending = append(c.pending, m)
 		return nil
 	}
 	// The entry owns a copy: decoded slices point into it, not into the event.
@@ -53,23 +58,28 @@ func (c *tableMetaCache) decode(data []byte) error {
 	b := []byte(key)
 	m, err := parseTableMeta(b[:len(b):len(b)])
 	if err != nil {
-		c.last = nil
 		return err
 	}
 	if len(c.entries) >= maxCachedTables {
 		clear(c.entries)
 	}
 	c.entries[key] = m
-	c.last = m
+	c.pending = append(c.pending, m)
 	return nil
 }
 
 // fill sets tm's optional metadata from what decode found for it.
 func (c *tableMetaCache) fill(tm *replication.TableMapEvent) error {
-	m := c.last
-	c.last = nil
-	if m == nil {
+	if c.next >= len(c.pending) {
 		return fmt.Errorf("%w: %s.%s", errTableMetaOrder, tm.Schema, tm.Table)
+	}
+	m := c.pending[c.next]
+	c.pending[c.next] = nil
+	c.next++
+	if c.next == len(c.pending) {
+		// Emptied (always, between two events of a plain stream): reuse the
+		// array, one table map a transaction must not cost an allocation.
+		c.pending, c.next = c.pending[:0], 0
 	}
 	if m.columnName != nil && len(m.columnName) != int(tm.ColumnCount) {
 		return fmt.Errorf("table map of %s.%s: %d column names for %d columns", tm.Schema, tm.Table, len(m.columnName), tm.ColumnCount)

@@ -167,3 +167,36 @@ func TestTableMetaMalformed(t *testing.T) {
 		t.Errorf("fill without decode: %v", err)
 	}
 }
+
+// TestTableMetaNoAllocation: a table map whose metadata was seen before costs
+// no allocation in decode and fill (every transaction repeats its table maps),
+// and the table maps of a compressed payload, decoded all before any is filled,
+// are filled in order.
+func TestTableMetaNoAllocation(t *testing.T) {
+	c := newTableMetaCache()
+	meta := func(name string) []byte {
+		return append([]byte{replication.TABLE_MAP_OPT_META_COLUMN_NAME, byte(1 + len(name)), byte(len(name))}, name...)
+	}
+	a, b := meta("a"), meta("bb")
+	tm := &replication.TableMapEvent{Schema: []byte("d"), Table: []byte("t"), ColumnCount: 1}
+	for _, m := range [][]byte{a, b} {
+		if err := c.decode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"a", "bb"} {
+		if err := c.fill(tm); err != nil || string(tm.ColumnName[0]) != want {
+			t.Fatalf("fill: %v %q, want %q", err, tm.ColumnName, want)
+		}
+	}
+	if err := c.fill(tm); !errors.Is(err, errTableMetaOrder) {
+		t.Fatalf("fill without decode: %v", err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if c.decode(a) != nil || c.fill(tm) != nil {
+			t.Fatal("decode/fill failed")
+		}
+	}); n != 0 {
+		t.Errorf("%.1f allocations per table map", n)
+	}
+}

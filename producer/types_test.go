@@ -3,6 +3,7 @@ package producer_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	osexec "os/exec"
 	"reflect"
@@ -26,7 +27,7 @@ const allTypesDDL = `CREATE TABLE ty.all_types (
 	bi BIGINT, biu BIGINT UNSIGNED,
 	d65 DECIMAL(65,30), d2 DECIMAL(10,2), f FLOAT, db DOUBLE,
 	dt DATE, dtm DATETIME, dtm3 DATETIME(3), dtm6 DATETIME(6), ts6 TIMESTAMP(6) NULL, ts TIMESTAMP NULL,
-	tm TIME, tm6 TIME(6), y YEAR,
+	tm TIME, tm6 TIME(6), tm1 TIME(1), tm2 TIME(2), tm3 TIME(3), tm4 TIME(4), tm5 TIME(5), y YEAR,
 	c CHAR(10), vc VARCHAR(100), tx TEXT, mtx MEDIUMTEXT,
 	bn BINARY(4), vb VARBINARY(20), bl BLOB, lbl LONGBLOB,
 	bt BIT(10), b1 BIT(1), e ENUM('small','medium','large'), st SET('x','y','z'), j JSON
@@ -53,14 +54,14 @@ func TestEveryTypeGolden(t *testing.T) {
 		}
 	}
 	exec("SET time_zone = '+03:00'")
-	const cols = "id,ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d65,d2,f,db,dt,dtm,dtm3,dtm6,ts6,ts,tm,tm6,y,c,vc,tx,mtx,bn,vb,bl,lbl,bt,b1,e,st,j"
+	const cols = "id,ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d65,d2,f,db,dt,dtm,dtm3,dtm6,ts6,ts,tm,tm6,tm1,tm2,tm3,tm4,tm5,y,c,vc,tx,mtx,bn,vb,bl,lbl,bt,b1,e,st,j"
 	exec("INSERT INTO ty.all_types (" + cols + ") VALUES (" +
 		"1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, " +
 		"9223372036854775807, 18446744073709551615, " +
 		"'12345678901234567890123456789012345.123456789012345678901234567890', 99999999.99, 1.5, 2.718281828459045, " +
 		"'9999-12-31', '9999-12-31 23:59:59', '2024-02-29 12:34:56.789', '2024-02-29 12:34:56.789012', " +
 		"'2024-02-29 12:34:56.789012', '2038-01-19 06:14:07', " +
-		"'838:59:59', '-123:45:06.5', 2155, " +
+		"'838:59:59', '-123:45:06.5', '-838:59:59.0', '-838:59:59.00', '25:00:00.5', '00:00:00', '-00:00:01.5', 2155, " +
 		"'abc', 'héllo 🎉 世界 \"q\" \\\\ \\n', REPEAT('x', 1000), 'mtx', " +
 		"X'61620000', X'00FF0001', X'DEADBEEF00', X'', " +
 		"b'1010101010', b'1', 'large', 'x,z', '{\"a\": [1, 2.5, \"s\"], \"b\": null}')")
@@ -70,11 +71,14 @@ func TestEveryTypeGolden(t *testing.T) {
 		"'-0.000000000000000000000000000001', -0.01, -3.4028234e38, -1.7976931348623157e308, " +
 		"'1000-01-01', '1000-01-01 00:00:00', '1000-01-01 00:00:00.001', '1000-01-01 00:00:00.000001', " +
 		"'1970-01-01 03:00:01.000001', '1970-01-01 03:00:01', " +
-		"'-838:59:59', '00:00:00.000001', 1901, " +
+		"'-838:59:59', '00:00:00.000001', '00:00:00.0', '00:00:00.01', '-00:00:00.001', '100:00:00.0001', '-838:59:59.00000', 1901, " +
 		"'', '', '', '', " +
 		"X'00000000', X'', X'', X'00', " +
 		"b'0', b'0', 'small', '', '[]')")
 	exec("INSERT INTO ty.all_types (id) VALUES (3)")
+	// TIME(fsp) keeps exactly fsp fractional digits when they are zero too.
+	exec("INSERT INTO ty.all_types (id, tm, tm6, tm1, tm2, tm3, tm4, tm5) VALUES " +
+		"(4, '-00:00:01', '-838:59:59', '838:59:59', '-25:00:00', '00:00:00', '-00:00:01', '34:56:07')")
 
 	// The same rows through every format: the values must come out identical.
 	reg := testenv.SchemaRegistry(t)
@@ -133,6 +137,11 @@ func checkEveryType(t *testing.T, cols string, recs []cdctest.Record) {
 		nulls[c] = nil
 	}
 	nulls["id"] = int64(3)
+	zeroFractions := maps.Clone(nulls)
+	for c, v := range map[string]any{"id": int64(4), "tm": "-00:00:01", "tm6": "-838:59:59.000000", "tm1": "838:59:59.0",
+		"tm2": "-25:00:00.00", "tm3": "00:00:00.000", "tm4": "-00:00:01.0000", "tm5": "34:56:07.00000"} {
+		zeroFractions[c] = v
+	}
 	want := map[string]map[string]any{
 		"ty.all_types:1": {
 			"id": int64(1), "ti": int64(127), "tiu": uint64(255), "si": int64(32767), "siu": uint64(65535),
@@ -144,6 +153,7 @@ func checkEveryType(t *testing.T, cols string, recs []cdctest.Record) {
 			"dtm6": "2024-02-29 12:34:56.789012",
 			"ts6":  "2024-02-29T09:34:56.789012Z", "ts": "2038-01-19T03:14:07Z",
 			"tm": "838:59:59", "tm6": "-123:45:06.500000", "y": int64(2155),
+			"tm1": "-838:59:59.0", "tm2": "-838:59:59.00", "tm3": "25:00:00.500", "tm4": "00:00:00.0000", "tm5": "-00:00:01.50000",
 			"c": "abc", "vc": "héllo 🎉 世界 \"q\" \\ \n", "tx": strings.Repeat("x", 1000), "mtx": "mtx",
 			"bn": []byte("ab\x00\x00"), "vb": []byte{0, 0xff, 0, 1}, "bl": []byte{0xde, 0xad, 0xbe, 0xef, 0}, "lbl": []byte{},
 			"bt": uint64(0b1010101010), "b1": uint64(1), "e": "large", "st": "x,z",
@@ -159,11 +169,13 @@ func checkEveryType(t *testing.T, cols string, recs []cdctest.Record) {
 			"dtm6": "1000-01-01 00:00:00.000001",
 			"ts6":  "1970-01-01T00:00:01.000001Z", "ts": "1970-01-01T00:00:01Z",
 			"tm": "-838:59:59", "tm6": "00:00:00.000001", "y": int64(1901),
+			"tm1": "00:00:00.0", "tm2": "00:00:00.01", "tm3": "-00:00:00.001", "tm4": "100:00:00.0001", "tm5": "-838:59:59.00000",
 			"c": "", "vc": "", "tx": "", "mtx": "",
 			"bn": []byte{0, 0, 0, 0}, "vb": []byte{}, "bl": []byte{}, "lbl": []byte{0},
 			"bt": uint64(0), "b1": uint64(0), "e": "small", "st": "", "j": "[]",
 		},
 		"ty.all_types:3": nulls,
+		"ty.all_types:4": zeroFractions,
 	}
 	got := map[string]map[string]any{}
 	for _, rec := range recs {
@@ -198,7 +210,8 @@ func checkEveryType(t *testing.T, cols string, recs []cdctest.Record) {
 	}
 	wantTypes := "id int,ti tinyint,tiu tinyint unsigned,si smallint,siu smallint unsigned,mi mediumint,miu mediumint unsigned," +
 		"i int,iu int unsigned,bi bigint,biu bigint unsigned,d65 decimal(65,30),d2 decimal(10,2),f float,db double," +
-		"dt date,dtm datetime,dtm3 datetime(3),dtm6 datetime(6),ts6 timestamp(6),ts timestamp,tm time,tm6 time(6),y year," +
+		"dt date,dtm datetime,dtm3 datetime(3),dtm6 datetime(6),ts6 timestamp(6),ts timestamp,tm time,tm6 time(6)," +
+		"tm1 time(1),tm2 time(2),tm3 time(3),tm4 time(4),tm5 time(5),y year," +
 		"c char,vc varchar,tx text,mtx mediumtext,bn binary,vb varbinary,bl blob,lbl longblob," +
 		"bt bit(10),b1 bit(1),e enum,st set,j longtext"
 	if g := strings.Join(types, ","); g != wantTypes {

@@ -12,6 +12,11 @@ const (
 	HeaderPos    = "kanal.pos"    // the source position of the rows event, "file:pos"
 	HeaderSeq    = "kanal.seq"    // Change.Seq in decimal
 	HeaderFormat = "kanal.format" // the value's format: FormatJSON, FormatCanalJSON, …
+	// HeaderInvalidText is on change records only when some text column held
+	// bytes that are not valid in the column's character set: the names of those
+	// columns (of either image), comma-separated. Each invalid byte sequence was
+	// replaced with U+FFFD in the value (see Value.InvalidText).
+	HeaderInvalidText = "kanal.invalid_text"
 
 	HeaderDLQHandler   = "kanal.dlq.handler"   // the handler that gave up on the record
 	HeaderDLQError     = "kanal.dlq.error"     // the last error, truncated

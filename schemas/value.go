@@ -34,9 +34,12 @@ const (
 // with Any before keeping it.
 type Value struct {
 	str  string // ValueDecimal, ValueString, ValueBytes
-	bits uint64 // ValueInt (two's complement), ValueUint, ValueFloat32/64 (IEEE bits of the float64)
+	bits uint64 // ValueInt (two's complement), ValueUint, ValueFloat32/64 (IEEE bits of the float64); ValueString: invalidText
 	kind ValueKind
 }
+
+// invalidText is Value.bits of text decoded from invalid bytes.
+const invalidText = 1
 
 // NullValue is SQL NULL.
 func NullValue() Value { return Value{} }
@@ -66,6 +69,17 @@ func StringValue(s string) Value { return Value{str: s, kind: ValueString} }
 func StringBytesValue(b []byte) Value {
 	return Value{str: unsafe.String(unsafe.SliceData(b), len(b)), kind: ValueString}
 }
+
+// InvalidTextValue holds text decoded from bytes that were not valid in their
+// column's character set, each invalid sequence replaced with U+FFFD. It encodes
+// as StringValue(s) does; the producer names such columns in the record's
+// HeaderInvalidText header.
+func InvalidTextValue(s string) Value {
+	return Value{str: s, bits: invalidText, kind: ValueString}
+}
+
+// InvalidText reports whether v was made by InvalidTextValue.
+func (v Value) InvalidText() bool { return v.kind == ValueString && v.bits == invalidText }
 
 // BytesValue holds a binary string without copying it: b must not change while the
 // Value is in use.

@@ -15,6 +15,7 @@ func TestValueEncodingMatchesBoxed(t *testing.T) {
 		Float32Value(1.5), Float32Value(-0.1), Float32Value(float32(math.Inf(1))), Float64Value(0.1), Float64Value(math.NaN()), Float64Value(1e300),
 		DecimalValue("-12.50"), DecimalValue("0.00"),
 		StringValue(""), StringValue(`a,b\c "q" é 価格 🚚` + "\u2028\x01"), StringBytesValue([]byte("text, as bytes")), StringValue("bad \xff utf8"),
+		InvalidTextValue("caf\uFFFD"),
 		BytesValue(nil), BytesValue([]byte{0, 1, 0xff, ','}),
 	}
 	for _, v := range vals {
@@ -65,6 +66,9 @@ func TestValueEncodingMatchesBoxed(t *testing.T) {
 				}
 			}
 		}
+	}
+	if !InvalidTextValue("x").InvalidText() || StringValue("x").InvalidText() || BytesValue([]byte{1}).InvalidText() || IntValue(1).InvalidText() {
+		t.Error("InvalidText marks only InvalidTextValue")
 	}
 	row := rows[1]
 	if got, want := AppendKeyValues(nil, "db", "t", row, []int{0, 2}), AppendKey(nil, "db", "t", []any{row[0].Any(), row[2].Any()}); !bytes.Equal(got, want) {

@@ -27,7 +27,8 @@ type Record struct {
 	Offset    int64
 	Key       string
 	Tombstone bool
-	Change    *schemas.Change // nil for tombstones
+	Change    *schemas.Change   // nil for tombstones
+	Headers   map[string]string // the record's headers by name
 }
 
 // ReadAll reads, with read_committed, every record of the topics matching re that is
@@ -117,7 +118,11 @@ func ReadAllWith(t testing.TB, brokers []string, re string, timeout time.Duratio
 			if r.Attrs.IsControl() {
 				return
 			}
-			rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Tombstone: r.Value == nil}
+			rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Tombstone: r.Value == nil,
+				Headers: map[string]string{}}
+			for _, h := range r.Headers {
+				rec.Headers[h.Key] = string(h.Value)
+			}
 			if !rec.Tombstone && !strings.Contains(r.Topic, "._") {
 				format := ""
 				for _, h := range r.Headers {

@@ -59,6 +59,14 @@ var depRules = []depRule{{
 	forbid: under(module + "/producer"),
 	why:    "the consumers' handler registry runs on Kafka records only; a custom consumer binary needs no binlog reader",
 }, {
+	pkg:    module + "/internal/charset",
+	forbid: under(module),
+	why:    "character set decoding is a leaf: it knows nothing of kanal",
+}, {
+	pkg:    module + "/internal/fakemysql",
+	forbid: under(module),
+	why:    "the in-test MySQL 8 server speaks MySQL's protocol, not kanal's",
+}, {
 	pkg:    module + "/sinks/...",
 	forbid: under(module + "/producer"),
 	why:    "sinks read Kafka records, not the binlog",
