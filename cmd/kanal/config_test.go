@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -173,5 +174,74 @@ consumers:
 		if strings.Contains(out, pw) {
 			t.Errorf("check printed a password (%s):\n%s", pw, out)
 		}
+	}
+}
+
+// TestConfigCheckConnectSinks: the elasticsearch, rabbitmq and memcached
+// handler types in a consumers-only file. With the in-test cluster, a private
+// RabbitMQ and memcached up, every probe says ok and the exit is 0; with the
+// cluster and memcached on ports nobody listens on and a wrong RabbitMQ
+// password, each gets a FAIL line saying why, and the exit is 1. No password
+// is printed.
+func TestConfigCheckConnectSinks(t *testing.T) {
+	k := testenv.Kafka(t)
+	es := estest.NewServer(false)
+	t.Cleanup(es.Close)
+	mq := testenv.RabbitMQ(t)
+	mc := testenv.Memcached(t)
+	doc := func(esURL, mqURL, mcAddr string) string {
+		return fmt.Sprintf(`kafka:
+  brokers: [%s]
+consumers:
+  handlers:
+    - handler: elasticsearch
+      name: search
+      tables: [shop.*]
+      options: {urls: [%q], tables: [{match: shop.*}]}
+    - handler: rabbitmq
+      name: fanout
+      tables: [shop.*]
+      options: {url: "%s", tables: [{match: shop.*}]}
+    - handler: memcached
+      name: cache
+      tables: [shop.*]
+      options: {servers: [%q], tables: [{match: shop.*}]}
+`, k.Brokers[0], esURL, mqURL, mcAddr)
+	}
+	mqAddr := strings.TrimSuffix(strings.TrimPrefix(mq.URL, "amqp://guest:guest@"), "/")
+	good := writeFile(t, doc(es.URL, "amqp://guest:${MQ_PW}@"+mqAddr+"/", mc.Addr))
+	out, code := kanalExit(t, []string{"MQ_PW=guest"}, "config", "check", "--config", good, "--connect", "--timeout", "20s")
+	if code != 0 || !strings.Contains(out, "all 4 servers ok") {
+		t.Fatalf("all servers up: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"ok    handler search: elasticsearch " + es.URL, "ok    handler fanout: rabbitmq amqp://guest:xxxxx@" + mqAddr + "/",
+		"ok    handler cache: memcached " + mc.Addr} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	bad := writeFile(t, doc("http://"+dead, "amqp://guest:${MQ_PW}@"+mqAddr+"/", dead))
+	out, code = kanalExit(t, []string{"MQ_PW=Rabbit-Secret-5"}, "config", "check", "--config", bad, "--connect", "--timeout", "10s")
+	t.Logf("kanal config check --connect with broken targets:\n%s", out)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"FAIL  handler search: elasticsearch http://" + dead + ": ",
+		"FAIL  handler fanout: rabbitmq amqp://guest:xxxxx@" + mqAddr + "/: ",
+		"FAIL  handler cache: memcached " + dead + ": ",
+		"3 of 4 servers failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "refused") < 2 || !strings.Contains(out, "username or password not allowed") {
+		t.Errorf("the reasons should say why (connection refused twice, login refused):\n%s", out)
+	}
+	if strings.Contains(out, "Rabbit-Secret-5") {
+		t.Errorf("check printed the RabbitMQ password:\n%s", out)
 	}
 }

@@ -6,8 +6,10 @@ package cdctest
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,6 +201,32 @@ func Render(v any) string {
 	default:
 		return fmt.Sprint(x)
 	}
+}
+
+// RenderJSON renders a row a sink stored as a JSON object (decoded with
+// json.Decoder.UseNumber: numbers as json.Number) like RenderRow, so it compares
+// with SourceRows: NULL as "NULL", bytes columns (the sinks write them as
+// base64 strings) as 0x-hex, numbers as their JSON text.
+func RenderJSON(doc map[string]any, binaryCols ...string) (map[string]string, error) {
+	out := make(map[string]string, len(doc))
+	for k, v := range doc {
+		switch x := v.(type) {
+		case nil:
+			out[k] = "NULL"
+		case string:
+			if slices.Contains(binaryCols, k) {
+				b, err := base64.StdEncoding.DecodeString(x)
+				if err != nil {
+					return nil, fmt.Errorf("field %s: %w", k, err)
+				}
+				x = fmt.Sprintf("0x%x", b)
+			}
+			out[k] = x
+		default:
+			out[k] = fmt.Sprint(x)
+		}
+	}
+	return out, nil
 }
 
 // SourceRows reads db.table from MySQL and returns key → row rendered like Render.

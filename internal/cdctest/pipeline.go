@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/testenv"
@@ -127,13 +128,31 @@ func (p *Pipeline) WaitApplied(groups ...string) {
 	t := p.T
 	t.Helper()
 	WaitCaughtUp(t, p.M.DB(), &p.PCfg.Kafka, p.PCfg.Source.Name, nil)
-	adm := kadm.NewClient(p.K.Client(t))
+	WaitGroupsApplied(t, p.K.Brokers, nil, groups...)
+}
+
+// WaitGroupsApplied waits until every given group has committed (so applied)
+// every record of the wl topics in brokers: consumer lag 0. alive, when not
+// nil, is polled and a non-nil error fails the test (the consumer died).
+func WaitGroupsApplied(t testing.TB, brokers []string, alive func() error, groups ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	re := regexp.MustCompile(`^kanal\.wl\.[^.]+$`)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		lag := lagOf(adm, re, groups)
 		if lag == "" {
 			return
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				t.Fatalf("consumer stopped before catching up (%s): %v", lag, err)
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("consumers not caught up within 90s: %s", lag)

@@ -35,8 +35,7 @@ func BenchmarkBulk(b *testing.B) {
 		return recs
 	}
 	run := func(b *testing.B, ackOnly bool, metric string) {
-		srv := newESServer(b)
-		srv.ackOnly = ackOnly
+		srv := newESServer(b, ackOnly)
 		h := newHandler(b, config(srv.URL, essink.TableConfig{Match: "t.*"}))
 		n := 0
 		for b.Loop() {

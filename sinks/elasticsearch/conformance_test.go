@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer/consumertest"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
 )
 
@@ -14,13 +15,13 @@ import (
 // external versioning refusing them.
 func TestConformance(t *testing.T) {
 	consumertest.Run(t, func(t *testing.T) consumertest.Sink {
-		srv := newESServer(t)
+		srv := newESServer(t, false)
 		h := newHandler(t, config(srv.URL, essink.TableConfig{Match: "ct.*"}))
-		cl := cluster{url: srv.URL}
+		cl := estest.Cluster{URL: srv.URL}
 		state := func(ctx context.Context) (map[string]map[string]string, error) {
 			out := map[string]map[string]string{}
-			for _, d := range cl.search(t, "ct.items") {
-				out["ct.items:"+d.id] = render(t, d.source, map[string]bool{"data": true})
+			for _, d := range cl.Search(t, "ct.items") {
+				out["ct.items:"+d.ID] = render(t, d.Source, map[string]bool{"data": true})
 			}
 			return out, nil
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
 )
 
@@ -48,8 +49,8 @@ func canonical(row map[string]string) string {
 // The kill is in-process (handler stopped, network cut); a SIGKILL of a real
 // `kanal consume` needs the handler registered there (see docs/elasticsearch.md).
 func TestEndToEndConsumerKilled(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	p := cdctest.NewPipeline(t, "es-e2e", 21)
 	cfg := e2eConfig(srv.URL)
 	const group = "kanal-elasticsearch"
@@ -89,19 +90,19 @@ func TestEndToEndConsumerKilled(t *testing.T) {
 		want[r["id"]] = canonical(r) + want[r["id"]]
 	}
 	got := map[string]string{}
-	for _, d := range cl.search(t, "items") {
+	for _, d := range cl.Search(t, "items") {
 		var parts []string
-		if arr, ok := d.source["pairs"].([]any); ok {
+		if arr, ok := d.Source["pairs"].([]any); ok {
 			for _, c := range arr {
 				parts = append(parts, canonical(render(t, c.(map[string]any), nil)))
 			}
 		}
-		delete(d.source, "pairs")
-		s := canonical(render(t, d.source, map[string]bool{"data": true}))
+		delete(d.Source, "pairs")
+		s := canonical(render(t, d.Source, map[string]bool{"data": true}))
 		if len(parts) > 0 {
 			s += "pairs=" + strings.Join(parts, "|") + ";"
 		}
-		got[d.id] = s
+		got[d.ID] = s
 	}
 	diff := func(want, got map[string]string) []string {
 		var out []string
@@ -128,8 +129,8 @@ func TestEndToEndConsumerKilled(t *testing.T) {
 		delete(r, "y")
 		wantN[strings.TrimPrefix(k, "wl.nopk:")] = canonical(r)
 	}
-	for _, d := range cl.search(t, "wl-nopk") {
-		gotN[d.id] = canonical(render(t, d.source, nil))
+	for _, d := range cl.Search(t, "wl-nopk") {
+		gotN[d.ID] = canonical(render(t, d.Source, nil))
 	}
 	if d := diff(wantN, gotN); len(d) > 0 {
 		t.Errorf("wl-nopk documents differ from wl.nopk (%d documents, %d rows):\n%s", len(gotN), len(wantN), strings.Join(d, "\n"))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/schemas"
 	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
 )
@@ -28,7 +29,7 @@ func TestRealCluster(t *testing.T) {
 	if url == "" {
 		t.Skip("KANAL_ES_URL is not set: no Elasticsearch/OpenSearch to test against (docs/elasticsearch.md)")
 	}
-	cl := cluster{url: url, user: os.Getenv("KANAL_ES_USERNAME"), pass: os.Getenv("KANAL_ES_PASSWORD")}
+	cl := estest.Cluster{URL: url, User: os.Getenv("KANAL_ES_USERNAME"), Pass: os.Getenv("KANAL_ES_PASSWORD")}
 	prefix := fmt.Sprintf("kanal-test-%d", time.Now().UnixNano())
 	t.Cleanup(func() {
 		// By name: Elasticsearch 8 refuses wildcard deletes by default.
@@ -36,7 +37,7 @@ func TestRealCluster(t *testing.T) {
 		for _, n := range []string{"plain", "stock", "orders", "events-2024.05", "events-2024.06"} {
 			names = append(names, prefix+"-"+n)
 		}
-		if st, body := cl.call(t, http.MethodDelete, "/"+strings.Join(names, ",")+"?ignore_unavailable=true", nil); st/100 != 2 {
+		if st, body := cl.Call(t, http.MethodDelete, "/"+strings.Join(names, ",")+"?ignore_unavailable=true", nil); st/100 != 2 {
 			t.Logf("cleanup: DELETE %s: %d %s", names, st, body)
 		}
 	})
@@ -46,7 +47,7 @@ func TestRealCluster(t *testing.T) {
 		essink.TableConfig{Match: "t.events", Index: prefix + "-events", DateColumn: "created", DateFormat: "2006.01"},
 		essink.TableConfig{Match: "t.*", Index: prefix + "-{table}"},
 	)
-	cfg.Username, cfg.Password = cl.user, cl.pass
+	cfg.Username, cfg.Password = cl.User, cl.Pass
 	cfg.Refresh = "wait_for"
 	h := newHandler(t, cfg)
 
@@ -87,8 +88,8 @@ func TestRealCluster(t *testing.T) {
 		handle(t, h, rec(change("orders", orderCols, schemas.OpCreate, 31, nil, orderRow(1, "first", "2024-01-01")), 0))
 		handle(t, h, rec(change("items", itemCols, schemas.OpCreate, 32, nil, item(11, 1, "b")), 1))
 		handle(t, h, rec(change("items", itemCols, schemas.OpCreate, 30, nil, item(10, 1, "stale")), 0))
-		hits := cl.search(t, prefix+"-orders")
-		if len(hits) != 1 || fmt.Sprint(hits[0].source["items"]) != "[map[id:10 order_id:1 sku:a] map[id:11 order_id:1 sku:b]]" || hits[0].source["note"] != "first" {
+		hits := cl.Search(t, prefix+"-orders")
+		if len(hits) != 1 || fmt.Sprint(hits[0].Source["items"]) != "[map[id:10 order_id:1 sku:a] map[id:11 order_id:1 sku:b]]" || hits[0].Source["note"] != "first" {
 			t.Fatalf("joined document: %v", hits)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/schemas"
 	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
 )
@@ -19,16 +20,16 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden _bulk bodies in testdata")
 
 // docs returns index/id → rendered document of the indexes matching pattern.
-func docs(t *testing.T, cl cluster, pattern string) map[string]map[string]string {
+func docs(t *testing.T, cl estest.Cluster, pattern string) map[string]map[string]string {
 	t.Helper()
 	out := map[string]map[string]string{}
-	for _, d := range cl.search(t, pattern) {
-		out[d.index+"/"+d.id] = render(t, d.source, nil)
+	for _, d := range cl.Search(t, pattern) {
+		out[d.Index+"/"+d.ID] = render(t, d.Source, nil)
 	}
 	return out
 }
 
-func expectDocs(t *testing.T, cl cluster, pattern string, want map[string]map[string]string) {
+func expectDocs(t *testing.T, cl estest.Cluster, pattern string, want map[string]map[string]string) {
 	t.Helper()
 	got := docs(t, cl, pattern)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -39,8 +40,8 @@ func expectDocs(t *testing.T, cl cluster, pattern string, want map[string]map[st
 // TestVersions: external versions keep older changes out, deletes included, in
 // any order; snapshot reads (op r) index like creates; a lone tombstone deletes.
 func TestVersions(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	h := newHandler(t, config(srv.URL, essink.TableConfig{Match: "t.*", Columns: essink.ColumnsConfig{Exclude: []string{"secret"}}}))
 	row := func(note string) map[string]any { return orderRow(1, note, "2024-05-01 10:00:00") }
 	handle(t, h, rec(change("orders", orderCols, schemas.OpRead, 5, nil, row("five")), 0))
@@ -62,8 +63,8 @@ func TestVersions(t *testing.T) {
 // TestDateIndexes: one index per month of a DATETIME column; a row whose date
 // moves to another month moves to that index.
 func TestDateIndexes(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	h := newHandler(t, config(srv.URL, essink.TableConfig{Match: "t.orders", Index: "Orders", DateColumn: "created", DateFormat: "2006.01",
 		Columns: essink.ColumnsConfig{Include: []string{"id", "note", "created"}, Rename: map[string]string{"note": "text"}}}))
 	may, june := orderRow(1, "a", "2024-05-31 23:59:59.5"), orderRow(1, "b", "2024-06-01 00:00:00")
@@ -97,8 +98,8 @@ func item(id, order int64, sku string) map[string]any {
 // parent, move between parents, and be replayed late; a parent deleted with
 // children left keeps a document of the children; an empty document is deleted.
 func TestJoin(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	cfg := config(srv.URL,
 		essink.TableConfig{Match: "t.items", Join: &essink.JoinConfig{Parent: "t.orders", Field: "items", ParentKey: []string{"order_id"}}},
 		essink.TableConfig{Match: "t.notes", Join: &essink.JoinConfig{Parent: "t.orders", Field: "memo", ParentKey: []string{"order_id"}, Kind: essink.JoinObject}},
@@ -108,8 +109,8 @@ func TestJoin(t *testing.T) {
 	meta := func(d map[string]any) string { return fmt.Sprint(d[essink.FieldMeta]) }
 	get := func() map[string]map[string]any {
 		out := map[string]map[string]any{}
-		for _, d := range cl.search(t, "orders") {
-			out[d.id] = d.source
+		for _, d := range cl.Search(t, "orders") {
+			out[d.ID] = d.Source
 		}
 		return out
 	}
@@ -170,8 +171,8 @@ func TestJoin(t *testing.T) {
 // permanent error naming index, id and the cluster's reason; the batch's other
 // documents are written.
 func TestMappingError(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	cols := []schemas.Column{{Name: "id", Type: "int", PK: true}, {Name: "qty", Type: "varchar"}}
 	h := newHandler(t, config(srv.URL, essink.TableConfig{Match: "t.*"}))
 	r := func(seq uint64, id int64, qty string) consumer.Record {
@@ -181,7 +182,7 @@ func TestMappingError(t *testing.T) {
 	cols[1].Type = "int"
 	num := rec(change("stock", cols, schemas.OpCreate, 2, nil, map[string]any{"id": int64(2), "qty": int64(7)}), 2)
 	handle(t, h, num)
-	srv2 := newESServer(t)
+	srv2 := newESServer(t, false)
 	h2 := newHandler(t, config(srv2.URL, essink.TableConfig{Match: "t.*"}))
 	handle(t, h2, num) // qty mapped as long
 	cols[1].Type = "varchar"
@@ -194,7 +195,7 @@ func TestMappingError(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
-	if got := docs(t, cluster{url: srv2.URL}, "t.stock"); len(got) != 2 || got["t.stock/4"]["qty"] != "12" {
+	if got := docs(t, estest.Cluster{URL: srv2.URL}, "t.stock"); len(got) != 2 || got["t.stock/4"]["qty"] != "12" {
 		t.Errorf("the batch's good document was not written: %v", got)
 	}
 	_ = cl
@@ -204,14 +205,14 @@ func TestMappingError(t *testing.T) {
 // again after a backoff; when that does not end, Handle returns a plain
 // (retryable) error naming the record.
 func TestRetries(t *testing.T) {
-	srv := newESServer(t)
-	cl := cluster{url: srv.URL}
+	srv := newESServer(t, false)
+	cl := estest.Cluster{URL: srv.URL}
 	h := newHandler(t, config(srv.URL, essink.TableConfig{Match: "t.*"}))
 	var recs []consumer.Record
 	for i := range 10 {
 		recs = append(recs, rec(change("orders", orderCols, schemas.OpCreate, uint64(i+1), nil, orderRow(int64(i), "n", "2024-01-01")), int64(i)))
 	}
-	srv.inject(3, 2)
+	srv.Inject(3, 2)
 	handle(t, h, recs...)
 	if n := len(docs(t, cl, "t.orders")); n != 10 {
 		t.Fatalf("%d documents after retries, want 10", n)
@@ -219,12 +220,12 @@ func TestRetries(t *testing.T) {
 	if s := h.Stats(); s.Retried < 2 {
 		t.Errorf("stats %+v: want retries", s)
 	}
-	srv.inject(0, 1<<30)
+	srv.Inject(0, 1<<30)
 	err := h.Handle(ctxT(t), consumer.Batch{Topic: "kanal.t.orders", Records: recs[:1]})
 	if err == nil || consumer.IsPermanent(err) || !strings.Contains(err.Error(), "offset 0") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("cluster failing: %v (permanent %v), want a retryable error", err, consumer.IsPermanent(err))
 	}
-	srv.inject(0, 0)
+	srv.Inject(0, 0)
 }
 
 // TestGoldenBulk compares the _bulk bodies of a fixed set of changes with
@@ -269,13 +270,13 @@ func TestGoldenBulk(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newESServer(t)
+			srv := newESServer(t, false)
 			h := newHandler(t, config(srv.URL, tc.cfg...))
 			for _, r := range tc.recs() {
 				handle(t, h, r)
 			}
 			var got []byte
-			for _, b := range srv.bodies() {
+			for _, b := range srv.Bodies() {
 				got = append(append(got, b...), "---\n"...)
 			}
 			file := filepath.Join("testdata", tc.name+".ndjson")

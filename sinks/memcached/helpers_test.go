@@ -3,8 +3,6 @@ package memcachedsink_test
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -118,23 +116,13 @@ func image(t testing.TB, addr, prefix string, binary map[string]bool) map[string
 			if !ok {
 				continue
 			}
-			r := map[string]string{}
-			for c, v := range row.Values {
-				switch x := v.(type) {
-				case nil:
-					r[c] = "NULL"
-				case string:
-					if binary[c] {
-						b, err := base64.StdEncoding.DecodeString(x)
-						if err != nil {
-							t.Fatalf("%s.%s: %v", k, c, err)
-						}
-						x = fmt.Sprintf("0x%x", b)
-					}
-					r[c] = x
-				default:
-					r[c] = fmt.Sprint(x)
-				}
+			bin := make([]string, 0, len(binary))
+			for c := range binary {
+				bin = append(bin, c)
+			}
+			r, err := cdctest.RenderJSON(row.Values, bin...)
+			if err != nil {
+				t.Fatalf("%s: %v", k, err)
 			}
 			out[k] = r
 		}

@@ -8,6 +8,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -25,8 +26,8 @@ func BenchmarkPublish(b *testing.B) {
 	cfg := config(srv.URL, "t.*")
 	q := bindQueue(b, srv.URL, cfg.Exchange, "#")
 	h := newHandler(b, cfg)
-	admin := channel(b, srv.URL)
-	pub := channel(b, srv.URL)
+	admin := amqptest.Channel(b, srv.URL)
+	pub := amqptest.Channel(b, srv.URL)
 	if err := pub.Confirm(false); err != nil {
 		b.Fatal(err)
 	}
@@ -47,25 +48,15 @@ func BenchmarkPublish(b *testing.B) {
 		applied += time.Since(start)
 		n += batch
 
-		bodies := make([][]byte, batch)
+		msgs := make([]amqptest.Publish, batch)
 		for j := range recs {
-			bodies[j], _ = recs[j].Change.MarshalJSON()
+			body, _ := recs[j].Change.MarshalJSON()
+			msgs[j] = amqptest.Publish{Key: "t.orders", Msg: amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json",
+				Body: body, Headers: amqp.Table{"kanal.seq": "1", "kanal.op": "u", "kanal.key": recs[j].Key}}}
 		}
 		start = time.Now()
-		dcs := make([]*amqp.DeferredConfirmation, 0, batch)
-		for j := range bodies {
-			dc, err := pub.PublishWithDeferredConfirmWithContext(context.Background(), cfg.Exchange, "t.orders", true, false,
-				amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: bodies[j],
-					Headers: amqp.Table{"kanal.seq": "1", "kanal.op": "u", "kanal.key": recs[j].Key}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dcs = append(dcs, dc)
-		}
-		for _, dc := range dcs {
-			if !dc.Wait() {
-				b.Fatal("nack")
-			}
+		if err := amqptest.PublishConfirmed(context.Background(), pub, cfg.Exchange, batch, msgs); err != nil {
+			b.Fatal(err)
 		}
 		plain += time.Since(start)
 		if _, err := admin.QueuePurge(q, false); err != nil {

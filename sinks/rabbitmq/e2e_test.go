@@ -1,12 +1,11 @@
 package rabbitmqsink_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
-	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 )
 
@@ -42,36 +41,15 @@ func endToEnd(t *testing.T, srv *testenv.RabbitMQServer) {
 
 	recs := cdctest.ReadAll(t, p.K.Brokers, `^kanal\.wl\.`, 30*time.Second)
 	changes := cdctest.CheckExactlyOnce(t, recs) // Kafka itself: seqs 1..N
-	ch := channel(t, srv.URL)
-	m := newModel()
+	ch := amqptest.Channel(t, srv.URL)
+	m := amqptest.NewModel()
 	// Every message is in the queue once the handler returned: confirms come
 	// after routing.
-	m.add(t, drain(t, ch, q))
-	for _, r := range recs {
-		if r.Change == nil {
-			continue
-		}
-		if n := m.applied[r.Change.Seq]; n != 1 {
-			t.Fatalf("change seq %d (%s, offset %d) applied %d times after dedupe, want exactly once", r.Change.Seq, r.Key, r.Offset, n)
-		}
+	m.Add(t, amqptest.Drain(t, ch, q))
+	m.CheckExactlyOnce(t, recs)
+	m.CheckWorkloadTables(t, p.M.DB())
+	if m.Received <= changes {
+		t.Logf("note: no duplicates this run (%d messages for %d changes)", m.Received, changes)
 	}
-	if len(m.applied) != changes {
-		t.Errorf("%d changes applied, Kafka holds %d", len(m.applied), changes)
-	}
-	for _, tc := range cdctest.WorkloadTables {
-		want := cdctest.SourceRows(t, p.M.DB(), tc.Table, tc.Key, tc.Binary...)
-		got := map[string]map[string]string{}
-		for k, r := range m.rows {
-			if strings.HasPrefix(k, tc.Table+":") {
-				got[k] = r
-			}
-		}
-		if d := testdiff.Rows(want, got); d != "" {
-			t.Errorf("%s as built from the queue differs from the source (%d rows vs %d):\n%s", tc.Table, len(got), len(want), d)
-		}
-	}
-	if m.received <= changes {
-		t.Logf("note: no duplicates this run (%d messages for %d changes)", m.received, changes)
-	}
-	t.Logf("%d changes, %d messages received; killed after %+v; the restarted consumer: %+v", changes, m.received, killedAt, second.Stats())
+	t.Logf("%d changes, %d messages received; killed after %+v; the restarted consumer: %+v", changes, m.Received, killedAt, second.Stats())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/consumer/consumertest"
+	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	rabbitmqsink "github.com/kanal-cdc/kanal/sinks/rabbitmq"
@@ -36,11 +37,11 @@ func conformance(t *testing.T, srv *testenv.RabbitMQServer) {
 		cfg := config(srv.URL, "ct.*")
 		q := bindQueue(t, srv.URL, cfg.Exchange, "#")
 		h := newHandler(t, cfg)
-		ch := channel(t, srv.URL)
-		m := newModel()
+		ch := amqptest.Channel(t, srv.URL)
+		m := amqptest.NewModel()
 		state := func(ctx context.Context) (map[string]map[string]string, error) {
-			m.add(t, drain(t, ch, q))
-			return m.rows, nil
+			m.Add(t, amqptest.Drain(t, ch, q))
+			return m.Rows, nil
 		}
 		return consumertest.Sink{Handler: h, State: state, Versioned: true}
 	})
@@ -59,7 +60,7 @@ func messagesAndHeaders(t *testing.T, srv *testenv.RabbitMQServer) {
 			r := rec("orders", schemas.OpUpdate, 42, 7, 3)
 			r.Change.Before = map[string]any{"id": int64(7), "note": "old", "data": nil}
 			handle(t, h, r)
-			ch := channel(t, srv.URL)
+			ch := amqptest.Channel(t, srv.URL)
 			d, ok, err := ch.Get(q, true)
 			if err != nil || !ok {
 				t.Fatalf("get: %v %v", ok, err)
@@ -127,8 +128,8 @@ func unroutable(t *testing.T, srv *testenv.RabbitMQServer) {
 	if s := h.Stats(); s.Published != before.Published {
 		t.Errorf("the split published %d messages again", s.Published-before.Published)
 	}
-	got := drain(t, channel(t, srv.URL), q)
-	if len(got) != 2 || got[0].seq != 1 || got[1].seq != 3 {
+	got := amqptest.Drain(t, amqptest.Channel(t, srv.URL), q)
+	if len(got) != 2 || got[0].Seq != 1 || got[1].Seq != 3 {
 		t.Errorf("queue holds %d messages %+v, want seq 1 and 3 once each", len(got), got)
 	}
 	// A batch after the failed one starts afresh.
@@ -173,14 +174,14 @@ func brokerDown(t *testing.T, srv *testenv.RabbitMQServer) {
 	if err := <-done; err != nil {
 		t.Fatalf("Handle after the broker came back: %v", err)
 	}
-	m := newModel()
-	m.add(t, drain(t, channel(t, srv.URL), q))
+	m := amqptest.NewModel()
+	m.Add(t, amqptest.Drain(t, amqptest.Channel(t, srv.URL), q))
 	for seq := uint64(1); seq <= 201; seq++ {
-		if m.applied[seq] != 1 {
-			t.Fatalf("seq %d applied %d times, want once (%d messages received)", seq, m.applied[seq], m.received)
+		if m.Applied[seq] != 1 {
+			t.Fatalf("seq %d applied %d times, want once (%d messages received)", seq, m.Applied[seq], m.Received)
 		}
 	}
-	t.Logf("stats %+v; %d messages received for 201 changes", h.Stats(), m.received)
+	t.Logf("stats %+v; %d messages received for 201 changes", h.Stats(), m.Received)
 }
 
 func TestConfigValidate(t *testing.T) {

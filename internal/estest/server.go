@@ -1,4 +1,4 @@
-package essink_test
+package estest
 
 import (
 	"bufio"
@@ -14,11 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
-// esServer is an in-test server for the subset of the Elasticsearch REST API the
+// Server is an in-test server for the subset of the Elasticsearch REST API the
 // sink uses, with the semantics Elastic documents for it:
 //
 //   - _bulk with index, create and delete actions; version + version_type=external
@@ -40,20 +39,27 @@ import (
 // Faults are injected per test: reject429 makes that many of the next bulk
 // items fail with 429 es_rejected_execution_exception; fail503 makes that many
 // of the next requests fail with 503.
-type esServer struct {
+type Server struct {
 	*httptest.Server
-	t testing.TB
 
 	mu         sync.Mutex
 	indexes    map[string]*esIndex
 	gcDeletes  time.Duration
 	reject429  int
 	fail503    int
-	bulkBodies [][]byte // every _bulk body received, in order
-	requests   int
+	bulkBodies [][]byte // every _bulk body received, in order (not in ack-only mode)
+	stats      Stats
 	// ackOnly answers every bulk action with 201 without parsing or storing the
 	// documents: for benchmarks of the handler's side.
 	ackOnly bool
+}
+
+// Stats counts what the server was asked.
+type Stats struct {
+	// Requests counts HTTP requests, Actions the _bulk actions among them and
+	// Conflicts the actions answered 409 (an older or equal external version, a
+	// failed if_seq_no check, a create of an existing document).
+	Requests, Actions, Conflicts int
 }
 
 type esIndex struct {
@@ -70,18 +76,20 @@ type esDoc struct {
 	deletedAt time.Time
 }
 
-func newESServer(t testing.TB) *esServer {
-	s := &esServer{t: t, indexes: map[string]*esIndex{}, gcDeletes: 60 * time.Second}
+// NewServer starts a server on a random 127.0.0.1 port; Close stops it.
+// ackOnly makes it answer every _bulk action with 201 without parsing or
+// storing the documents: a ceiling for measuring the client's side.
+func NewServer(ackOnly bool) *Server {
+	s := &Server{indexes: map[string]*esIndex{}, gcDeletes: 60 * time.Second, ackOnly: ackOnly}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
 	return s
 }
 
-func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests++
+	s.stats.Requests++
 	if s.fail503 > 0 {
 		s.fail503--
 		writeJSON(w, 503, map[string]any{"error": map[string]any{"type": "unavailable_shards_exception", "reason": "injected"}, "status": 503})
@@ -89,6 +97,10 @@ func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p := strings.Trim(r.URL.Path, "/")
 	switch {
+	case r.Method == http.MethodGet && p == "":
+		// The cluster's main endpoint, which clients ping.
+		writeJSON(w, 200, map[string]any{"name": "estest", "cluster_name": "estest",
+			"version": map[string]any{"number": "8.15.0", "build_flavor": "default"}, "tagline": "You Know, for Search"})
 	case r.Method == http.MethodPost && p == "_bulk" && s.ackOnly:
 		s.ack(w, body)
 	case r.Method == http.MethodPost && p == "_bulk":
@@ -107,7 +119,7 @@ func (s *esServer) serve(w http.ResponseWriter, r *http.Request) {
 
 // ack answers a _bulk body's actions with 201 each: every line that is not a
 // document source (it has no _index) is an action.
-func (s *esServer) ack(w http.ResponseWriter, body []byte) {
+func (s *Server) ack(w http.ResponseWriter, body []byte) {
 	var out bytes.Buffer
 	out.WriteString(`{"took":1,"errors":false,"items":[`)
 	n := 0
@@ -119,6 +131,7 @@ func (s *esServer) ack(w http.ResponseWriter, body []byte) {
 			out.WriteByte(',')
 		}
 		n++
+		s.stats.Actions++
 		out.WriteString(`{"index":{"status":201,"result":"created"}}`)
 	}
 	out.WriteString("]}")
@@ -141,7 +154,7 @@ type bulkMeta struct {
 	IfPrimaryTerm *int64 `json:"if_primary_term"`
 }
 
-func (s *esServer) bulk(w http.ResponseWriter, body []byte) {
+func (s *Server) bulk(w http.ResponseWriter, body []byte) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	var items []map[string]any
@@ -166,6 +179,10 @@ func (s *esServer) bulk(w http.ResponseWriter, body []byte) {
 				src = append(json.RawMessage(nil), sc.Bytes()...)
 			}
 			res := s.item(op, m, src)
+			s.stats.Actions++
+			if res["status"] == 409 {
+				s.stats.Conflicts++
+			}
 			if _, bad := res["error"]; bad {
 				errors = true
 			}
@@ -181,7 +198,7 @@ func failure(m bulkMeta, status int, typ, reason string) map[string]any {
 }
 
 // item applies one bulk action.
-func (s *esServer) item(op string, m bulkMeta, src json.RawMessage) map[string]any {
+func (s *Server) item(op string, m bulkMeta, src json.RawMessage) map[string]any {
 	if s.reject429 > 0 {
 		s.reject429--
 		return failure(m, 429, "es_rejected_execution_exception", "rejected execution of coordinating operation (injected)")
@@ -353,7 +370,7 @@ func (idx *esIndex) checkValue(field string, v any, id string) error {
 	return nil
 }
 
-func (s *esServer) mget(w http.ResponseWriter, body []byte) {
+func (s *Server) mget(w http.ResponseWriter, body []byte) {
 	var req struct {
 		Docs []struct {
 			Index string `json:"_index"`
@@ -383,7 +400,7 @@ func (s *esServer) mget(w http.ResponseWriter, body []byte) {
 	writeJSON(w, 200, map[string]any{"docs": docs})
 }
 
-func (s *esServer) search(w http.ResponseWriter, target string, body []byte) {
+func (s *Server) search(w http.ResponseWriter, target string, body []byte) {
 	size := 10
 	if len(body) > 0 {
 		var req struct {
@@ -432,18 +449,26 @@ func (s *esServer) search(w http.ResponseWriter, target string, body []byte) {
 	writeJSON(w, 200, map[string]any{"hits": map[string]any{"total": map[string]any{"value": total, "relation": "eq"}, "hits": hits}})
 }
 
-// inject sets the fault counters.
-func (s *esServer) inject(reject429, fail503 int) {
+// Inject makes the next reject429 bulk items fail with 429
+// es_rejected_execution_exception and the next fail503 requests with 503.
+func (s *Server) Inject(reject429, fail503 int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reject429, s.fail503 = reject429, fail503
 }
 
-// bodies returns and forgets the _bulk bodies received so far.
-func (s *esServer) bodies() [][]byte {
+// Bodies returns and forgets the _bulk bodies received so far.
+func (s *Server) Bodies() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.bulkBodies
 	s.bulkBodies = nil
 	return b
+}
+
+// Stats returns the counts so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
