@@ -63,6 +63,40 @@ var ApplyStages = []ApplyStage{
 		Met:     func(rate, _ float64) bool { return rate >= 50_000 },
 		Run:     pgAggregator,
 	},
+	{
+		ID:      "4d",
+		Measure: "Elasticsearch sink (sinks/elasticsearch, one index, external versions) in a consumer.Runner applying the workload topic to the in-test server acknowledging every action (bulk encode: one document per change)",
+		RatioOf: "4r",
+		Goal:    "≥ 100k rows/s",
+		Met:     func(rate, _ float64) bool { return rate >= 100_000 },
+		Run:     esBulkEncode,
+	},
+	{
+		ID:      "4e",
+		Measure: "reference: RabbitMQ's own rate, a plain amqp091 publisher with confirms (persistent, mandatory, windows of 1,000, one channel per partition) sending the workload's changes",
+		Run:     amqpPlain,
+	},
+	{
+		ID:      "4f",
+		Measure: "RabbitMQ sink (sinks/rabbitmq, kanal JSON, persistent, confirms) in a consumer.Runner applying the workload topic",
+		RatioOf: "4e",
+		Goal:    "≥ 30k rows/s",
+		Met:     func(rate, _ float64) bool { return rate >= 30_000 },
+		Run:     rabbitmqSink,
+	},
+	{
+		ID:      "4g",
+		Measure: "reference: memcached's own rate, plain sets of the workload's rows as JSON via gomemcache over 16 connections",
+		Run:     memcachedSets,
+	},
+	{
+		ID:      "4h",
+		Measure: "memcached sink (sinks/memcached, version-guarded gets + cas/add, 16 rows at once) in a consumer.Runner applying the workload topic",
+		RatioOf: "4g",
+		Goal:    "≥ 50k rows/s",
+		Met:     func(rate, _ float64) bool { return rate >= 50_000 },
+		Run:     memcachedSink,
+	},
 }
 
 func applyStages(ctx context.Context, env *Env) []*Row {

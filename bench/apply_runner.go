@@ -10,36 +10,52 @@ import (
 	"github.com/kanal-cdc/kanal/consumer"
 )
 
-// noopHandler counts what it is handed and applies nothing.
-type noopHandler struct {
-	mu    sync.Mutex
-	first time.Time
-	n     atomic.Uint64
-}
+// noopHandler applies nothing.
+type noopHandler struct{}
 
-func (h *noopHandler) Name() string { return "noop" }
-
-func (h *noopHandler) Handle(_ context.Context, b consumer.Batch) error {
-	h.mu.Lock()
-	if h.first.IsZero() {
-		h.first = time.Now()
-	}
-	h.mu.Unlock()
-	h.n.Add(uint64(len(b.Records)))
-	return nil
-}
+func (noopHandler) Name() string                                 { return "noop" }
+func (noopHandler) Handle(context.Context, consumer.Batch) error { return nil }
 
 // runnerCeiling runs a consumer.Runner with a handler that does nothing over the
 // workload's topic: fetching, decoding and batching alone, the ceiling of every
 // handler's rate in a Runner on this machine.
 func runnerCeiling(ctx context.Context, env *Env) (uint64, time.Duration, error) {
+	return timeHandler(ctx, env, "noop", noopHandler{})
+}
+
+// timeHandler runs h in a consumer.Runner (default settings, a new group) over
+// the workload's topic until h has returned without error for every record
+// (the changes and a tombstone per delete), and returns the workload's row
+// changes and the time from the first batch handed to h to the return of the
+// last one: joining the group and the assignment are left out. Sink stages use
+// it, so they all measure the same way.
+func timeHandler(ctx context.Context, env *Env, group string, h consumer.Handler) (uint64, time.Duration, error) {
 	if len(env.Brokers) == 0 {
 		return 0, 0, fmt.Errorf("no Kafka with the workload topic (the last producer round failed)")
 	}
-	h := &noopHandler{}
+	var (
+		mu          sync.Mutex
+		handled     atomic.Uint64
+		first, last time.Time
+	)
+	timed := consumer.Wrap(h, func(ctx context.Context, b consumer.Batch) error {
+		mu.Lock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		mu.Unlock()
+		if err := h.Handle(ctx, b); err != nil {
+			return err
+		}
+		mu.Lock()
+		last = time.Now()
+		mu.Unlock()
+		handled.Add(uint64(len(b.Records)))
+		return nil
+	})
 	env.groups++
 	reg := consumer.NewRegistry()
-	if err := reg.Register(h, consumer.Tables("bench.orders"), consumer.Group(fmt.Sprintf("bench-noop-%d", env.groups))); err != nil {
+	if err := reg.Register(timed, consumer.Tables("bench.orders"), consumer.Group(fmt.Sprintf("bench-%s-%d", group, env.groups))); err != nil {
 		return 0, 0, err
 	}
 	ccfg := consumer.DefaultConfig()
@@ -57,19 +73,18 @@ func runnerCeiling(ctx context.Context, env *Env) (uint64, time.Duration, error)
 	wl := env.Workload
 	records := uint64(wl.RowChanges + wl.Deletes) // a tombstone follows each delete
 	deadline := time.After(10 * time.Minute)
-	for h.n.Load() < records {
+	for handled.Load() < records {
 		select {
 		case err := <-done:
-			return 0, 0, fmt.Errorf("runner stopped after %d of %d records: %v", h.n.Load(), records, err)
+			return 0, 0, fmt.Errorf("runner stopped after %d of %d records: %v", handled.Load(), records, err)
 		case <-deadline:
-			return 0, 0, fmt.Errorf("%d of %d records handled in 10 minutes", h.n.Load(), records)
+			return 0, 0, fmt.Errorf("%d of %d records handled in 10 minutes", handled.Load(), records)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	end := time.Now()
 	cancel()
 	<-done
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return uint64(wl.RowChanges), end.Sub(h.first), nil
+	mu.Lock()
+	defer mu.Unlock()
+	return uint64(wl.RowChanges), last.Sub(first), nil
 }

@@ -91,12 +91,15 @@ type Env struct {
 	// Topic is the workload table's topic in Brokers; Records the change records in it.
 	Topic string
 
-	tmp    string
-	t      *runT // what testenv starts the servers for, also under go test
-	redis  *testenv.RedisServer
-	pg     *testenv.PostgresServer
-	kafka  []*devKafka
-	groups int // consumer groups made so far (each apply run gets a new one)
+	tmp       string
+	t         *runT // what testenv starts the servers for, also under go test
+	redis     *testenv.RedisServer
+	pg        *testenv.PostgresServer
+	rabbit    *testenv.RabbitMQServer
+	memcached *testenv.MemcachedServer
+	kafka     []*devKafka
+	groups    int       // consumer groups made so far (each apply run gets a new one)
+	samples   []sampled // see sample
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -119,6 +122,24 @@ func (e *Env) Postgres() (*testenv.PostgresServer, error) {
 	}
 	err := e.t.do(func() { e.pg = testenv.Postgres(e.t) })
 	return e.pg, err
+}
+
+// RabbitMQ starts (once) a private RabbitMQ node.
+func (e *Env) RabbitMQ() (*testenv.RabbitMQServer, error) {
+	if e.rabbit != nil {
+		return e.rabbit, nil
+	}
+	err := e.t.do(func() { e.rabbit = testenv.RabbitMQ(e.t) })
+	return e.rabbit, err
+}
+
+// Memcached starts (once) a private memcached.
+func (e *Env) Memcached() (*testenv.MemcachedServer, error) {
+	if e.memcached != nil {
+		return e.memcached, nil
+	}
+	err := e.t.do(func() { e.memcached = testenv.Memcached(e.t) })
+	return e.memcached, err
 }
 
 // Run runs every stage and returns the report; a stage that fails is reported as
