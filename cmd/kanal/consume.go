@@ -20,7 +20,9 @@ only after they are applied. Stop it with SIGINT/SIGTERM: in-flight batches fini
 offsets are committed and the groups are left.
 
 Built-in handlers: stdout (prints each change as a JSON line), redis (docs/redis.md),
-aggregate (summary tables, docs/aggregators.md), sqlmirror (row copies, docs/sqlmirror.md).
+aggregate (summary tables, docs/aggregators.md), sqlmirror (row copies, docs/sqlmirror.md),
+elasticsearch (docs/elasticsearch.md), rabbitmq (docs/rabbitmq.md), memcached
+(docs/memcached.md).
 Every setting: docs/config.md. A binary of your own can run these and its own
 handlers from the same file: see the handlers package and examples/custom-handler.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// Server is an in-test server for the subset of the Elasticsearch REST API the
-// sink uses, with the semantics Elastic documents for it:
+// Server is an in-test server for the subset of the Elasticsearch REST API
+// kanal's elasticsearch sink uses, with the semantics Elastic documents for it:
 //
 //   - _bulk with index, create and delete actions; version + version_type=external
 //     (the write succeeds only when the given version is strictly higher than the
@@ -34,11 +34,10 @@ import (
 //     document with id 'x'"). Numeric strings are accepted for numbers (coerce).
 //   - _mget (found, _seq_no, _primary_term, _source; a missing index is an
 //     index_not_found_exception per document), _refresh, _search with match_all
-//     and size over index names or patterns.
+//     and size over index names or patterns; GET / (the cluster's main
+//     endpoint, which clients ping).
 //
-// Faults are injected per test: reject429 makes that many of the next bulk
-// items fail with 429 es_rejected_execution_exception; fail503 makes that many
-// of the next requests fail with 503.
+// Faults are injected with Inject.
 type Server struct {
 	*httptest.Server
 

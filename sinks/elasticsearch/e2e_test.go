@@ -46,8 +46,8 @@ func canonical(row map[string]string) string {
 // source: each item with exactly the pairs whose a is its id, pairs without an
 // item in documents of their own (no parent fields), wl.nopk row for row.
 //
-// The kill is in-process (handler stopped, network cut); a SIGKILL of a real
-// `kanal consume` needs the handler registered there (see docs/elasticsearch.md).
+// The kill is in-process (handler stopped, network cut); cmd/kanal's
+// TestConsume*Killed SIGKILLs a real `kanal consume` running the handler.
 func TestEndToEndConsumerKilled(t *testing.T) {
 	srv := newESServer(t, false)
 	cl := estest.Cluster{URL: srv.URL}

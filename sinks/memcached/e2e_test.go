@@ -17,8 +17,8 @@ import (
 // what the dead one had applied; once every change is applied, memcached holds
 // exactly the source's rows.
 //
-// The kill is in-process (handler stopped, network cut); a SIGKILL of a real
-// `kanal consume` needs the handler registered there (see docs/memcached.md).
+// The kill is in-process (handler stopped, network cut); cmd/kanal's
+// TestConsume*Killed SIGKILLs a real `kanal consume` running the handler.
 func TestEndToEndConsumerKilled(t *testing.T) {
 	srv := testenv.Memcached(t)
 	p := cdctest.NewPipeline(t, "memcached-e2e", 11)

@@ -19,8 +19,8 @@ import (
 // after a newer one without having been applied); and the rows the queue's
 // consumer builds equal the source tables.
 //
-// The kill is in-process (handler stopped, network cut); a SIGKILL of a real
-// `kanal consume` needs the handler registered there (see docs/rabbitmq.md).
+// The kill is in-process (handler stopped, network cut); cmd/kanal's
+// TestConsume*Killed SIGKILLs a real `kanal consume` running the handler.
 func endToEnd(t *testing.T, srv *testenv.RabbitMQServer) {
 	p := cdctest.NewPipeline(t, "rabbitmq-e2e", 5)
 	cfg := config(srv.URL, "wl.*")
