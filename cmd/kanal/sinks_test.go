@@ -38,8 +38,8 @@ type consumeRun struct {
 	m    *testenv.MariaDBServer
 	k    *testenv.KafkaCluster
 	recs []cdctest.Record // every record of the wl topics, after the run
-	// applied is, per consumer process, the records it had applied (its metrics)
-	// when it was killed or, for the last one, stopped.
+	// applied is, per consumer process, the records its metrics said it had
+	// applied just before it was killed or, for the last one, stopped.
 	applied []int
 }
 
@@ -94,14 +94,17 @@ func (s consumeKills) run(t *testing.T) *consumeRun {
 		c := startKanal(t, env, "consume", "--config", cfgPath)
 		// Kill after a random number of applied records: mid-stream, with a
 		// batch or more applied but not yet committed most of the time.
-		target := 100 + rng.IntN(500)
-		load(c, fmt.Sprintf("kill %d: %d records applied", kill+1, target), func() bool { return appliedRecords(metrics) >= target })
+		target, applied := 100+rng.IntN(500), 0
+		load(c, fmt.Sprintf("kill %d: %d records applied", kill+1, target), func() bool {
+			applied = appliedRecords(metrics)
+			return applied >= target
+		})
 		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		<-c.done
 		c.done <- nil
-		run.applied = append(run.applied, target)
+		run.applied = append(run.applied, applied)
 	}
 	// The last consumer starts while the load goes on, then catches up.
 	c := startKanal(t, env, "consume", "--config", cfgPath)
