@@ -191,7 +191,7 @@ func liveKeys(recs []cdctest.Record) (live, deleted []string) {
 // included), and the replays after the kills were refused as stale versions
 // rather than applied twice.
 func TestConsumeElasticsearchKilled(t *testing.T) {
-	t.Parallel() // own servers; most of its time is waiting for a dead member's session to expire
+	t.Parallel() // own servers, ports and group
 	srv := estest.NewServer(false)
 	t.Cleanup(srv.Close)
 	run := consumeKills{name: "search", seed: 31, kills: 2, handler: fmt.Sprintf(`    - handler: elasticsearch
@@ -240,7 +240,7 @@ func TestConsumeElasticsearchKilled(t *testing.T) {
 // memcached under its key template with the source's values, and every row
 // deleted at the source is gone (a tombstone or nothing).
 func TestConsumeMemcachedKilled(t *testing.T) {
-	t.Parallel() // own servers; most of its time is waiting for a dead member's session to expire
+	t.Parallel() // own servers, ports and group
 	mc := testenv.Memcached(t)
 	run := consumeKills{name: "cache", seed: 32, kills: 2, handler: fmt.Sprintf(`    - handler: memcached
       name: cache
@@ -297,7 +297,7 @@ func TestConsumeMemcachedKilled(t *testing.T) {
 // the documented dedupe by kanal.key and kanal.seq, exactly once and in per-key
 // order, and the rows it builds equal the source tables.
 func TestConsumeRabbitMQKilled(t *testing.T) {
-	t.Parallel() // own servers; most of its time is waiting for a dead member's session to expire
+	t.Parallel() // own servers, ports and group
 	mq := testenv.RabbitMQ(t)
 	ch := amqptest.Channel(t, mq.URL)
 	amqptest.BindQueue(t, ch, "kanal-e2e", "e2e", "wl.*")
