@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -47,11 +49,13 @@ type Record struct {
 	Table string
 	// Op is the change's operation; OpDelete for tombstones.
 	Op schemas.Op
-	// Seq is the change's per-source sequence (a row version): Change.Seq, or the
-	// kanal.seq header when the format does not carry it (canal-json). A
-	// tombstone has the Seq of the delete it follows, from its own kanal.seq
-	// header, so it stays known after compaction removed the delete; it is 0 only
-	// for tombstones written without headers (by other tools).
+	// Seq is the change's row version: the producer's per-source sequence
+	// (Change.Seq, or the kanal.seq header when the format does not carry it, as
+	// canal-json does). A record without one (written by Canal itself) gets a
+	// version derived from its offset and Row (OffsetVersion), also set in
+	// Change.Seq. A tombstone has the Seq of the delete it follows, from its own
+	// kanal.seq header, so it stays known after compaction removed the delete; it
+	// is 0 only for tombstones written without headers (by other tools).
 	Seq uint64
 	// Pos is the source position of the change's rows event, "file:pos" (the
 	// kanal.pos header); for a tombstone, that of the delete it follows. "" when
@@ -127,6 +131,11 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		if c.Seq == 0 && len(changes) == 1 {
 			c.Seq = hseq
 		}
+		if c.Seq == 0 {
+			if c.Seq, err = OffsetVersion(kr.Offset, i); err != nil {
+				return nil, fmt.Errorf("%s/%d@%d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+			}
+		}
 		r := base
 		r.Row = i
 		r.Change = c
@@ -139,4 +148,43 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		recs = append(recs, r)
 	}
 	return recs, nil
+}
+
+// Versions of records that carry no sequence. Canal writes no kanal.seq, so
+// version-guarded sinks get one derived from where the record sits in Kafka.
+// That is a valid row version because all changes of a row are in one partition,
+// in binlog order: Canal partitions by a hash of the primary key
+// (canal.mq.partitionHash) or writes a topic to one partition (its default).
+// The rule, documented in docs/formats.md, is:
+//
+//	version = OffsetVersionBase + offset<<20 + row
+//
+// where row is the index of the change in its message (Record.Row; a Canal
+// message may carry several rows under one offset). Derived versions lie above
+// every producer sequence (which would need 2^62 changes to reach them), and below
+// 2^63, so that SQL sinks store them in a BIGINT.
+const (
+	// OffsetVersionBase is the smallest version derived from an offset.
+	OffsetVersionBase      uint64 = 1 << 62
+	offsetVersionRowBits          = 20
+	maxOffsetVersionOffset        = 1<<(62-offsetVersionRowBits) - 1
+)
+
+// ErrNoVersion is wrapped when a record without a sequence lies beyond the range
+// OffsetVersion can number (offset ≥ 2^42, or a message of more than 2^20 rows).
+var ErrNoVersion = errors.New("record has no kanal.seq and no version can be derived from its offset")
+
+// ErrMixedVersions is wrapped when a partition carries records with a producer
+// sequence after records without one (Canal's): their versions are not
+// comparable, so such records are dead-lettered rather than silently ignored by
+// version-guarded sinks. Give the new producer topics of its own.
+var ErrMixedVersions = errors.New("topic mixes records with and without kanal.seq")
+
+// OffsetVersion returns the version of the row-th change of the record at offset,
+// for records without a producer sequence (see OffsetVersionBase).
+func OffsetVersion(offset int64, row int) (uint64, error) {
+	if offset < 0 || offset > maxOffsetVersionOffset || row < 0 || row >= 1<<offsetVersionRowBits {
+		return 0, fmt.Errorf("%w: offset %d, row %d", ErrNoVersion, offset, row)
+	}
+	return OffsetVersionBase + uint64(offset)<<offsetVersionRowBits + uint64(row), nil
 }

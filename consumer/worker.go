@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -57,6 +58,9 @@ type worker struct {
 	// delete gets its Seq, so versioned sinks can guard tombstones too.
 	lastDelKey string
 	lastDelSeq uint64
+	// sawOffsetVersion: a record of this partition had no producer sequence
+	// (see checkVersions).
+	sawOffsetVersion bool
 
 	dec *schemas.Decoder // worker goroutine only
 }
@@ -289,6 +293,9 @@ func (w *worker) process(krecs []*kgo.Record) error {
 			}
 		}
 		recs, err := w.decode(kr)
+		if err == nil {
+			err = w.checkVersions(recs)
+		}
 		switch {
 		case w.stopped():
 			return errStopped
@@ -557,4 +564,24 @@ func (w *worker) applied(rt *groupRoute, recs []Record) {
 		last := recs[len(recs)-1]
 		w.mark(last.Offset+1, last.Raw.LeaderEpoch)
 	}
+}
+
+// checkVersions refuses a record with a producer sequence after records without
+// one in the same partition: a topic that Canal wrote and then kanal (a producer
+// switch on the same topics) has versions of two kinds, and the new, lower
+// sequences would be ignored by version-guarded sinks. The other way round needs
+// no check: derived versions lie above every sequence.
+func (w *worker) checkVersions(recs []Record) error {
+	for i := range recs {
+		r := &recs[i]
+		switch {
+		case r.Tombstone || r.Seq == 0:
+		case r.Seq >= OffsetVersionBase:
+			w.sawOffsetVersion = true
+		case w.sawOffsetVersion:
+			return fmt.Errorf("%w: %s key %s has kanal.seq %d after records without one in %s/%d",
+				ErrMixedVersions, r.Table, r.Key, r.Seq, r.Topic, r.Partition)
+		}
+	}
+	return nil
 }

@@ -41,7 +41,9 @@ type canalField struct {
 // any further mysqlType keys; their Type is the mysqlType text (empty when absent:
 // values then stay strings). The columns named in pkNames are the key; without
 // pkNames every column is, and KeyFallback is set. For UPDATE the before image is the
-// after image overlaid with the matching element of old. Source carries DB, Table,
+// after image overlaid with the matching element of old; an UPDATE that changes the
+// primary key becomes a delete of the old key followed by a create of the new one
+// (both from the same row, so there may be more changes than rows). Source carries DB, Table,
 // TsMs (from es) and Row (the index in data); Seq is 0 because canal-json has no
 // per-row sequence (Canal's id numbers a batch, not a row), and "r" never appears:
 // INSERT decodes as OpCreate.
@@ -138,10 +140,38 @@ func DecodeCanalJSON(data []byte) ([]*Change, error) {
 					c.Before[k] = v
 				}
 			}
+			if !keyFallback && keyChanged(cols, c.Before, c.After) {
+				// Canal writes a primary-key change as one UPDATE; kanal's model
+				// (and every key-based sink) needs the old key removed: a delete of
+				// the old key, then a create of the new one, as the producer writes it.
+				del := *c
+				del.Op, del.After = OpDelete, nil
+				c.Op, c.Before = OpCreate, nil
+				changes = append(changes, &del)
+			}
 		}
 		changes = append(changes, c)
 	}
 	return changes, nil
+}
+
+// keyChanged reports whether an update moved the row to another primary key.
+func keyChanged(cols []Column, before, after map[string]any) bool {
+	for _, col := range cols {
+		if col.PK && !sameValue(before[col.Name], after[col.Name]) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameValue compares two decoded values ([]byte by content).
+func sameValue(a, b any) bool {
+	if x, ok := a.([]byte); ok {
+		y, ok := b.([]byte)
+		return ok && bytes.Equal(x, y)
+	}
+	return a == b
 }
 
 // canalNonRowTypes are Canal's EventType names of messages without row data.
