@@ -80,6 +80,18 @@ type KafkaConfig struct {
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxBufferedBytes bounds the records held in memory before they are acknowledged.
 	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// MaxRecordBytes is the largest record (key, value and headers) the producer
+	// writes. Topics kanal creates get max.message.bytes to match (plus 1 KiB of
+	// batch framing), and record batches are sized by it; a topic that already
+	// exists with a smaller max.message.bytes lowers it for that topic. Above
+	// ~100 MiB the brokers' socket.request.max.bytes must be raised too.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// OversizePolicy is what happens to a change whose record is larger still:
+	// "fail" stops the producer (exit 1) with an error naming table, key, binlog
+	// position and size; "skip" writes a small marker record in its place (same
+	// key, header kanal.format=oversize; never a tombstone) and a copy to
+	// "<prefix>._oversize", counts it and goes on. Never an endless retry.
+	OversizePolicy string `yaml:"oversize_policy"`
 }
 
 // TablesConfig selects tables by "db.table" glob patterns (path.Match syntax: "shop.*",
@@ -124,6 +136,8 @@ func DefaultConfig() Config {
 			Compression:        "snappy",
 			TransactionTimeout: time.Minute,
 			MaxBufferedBytes:   64 << 20,
+			MaxRecordBytes:     16 << 20,
+			OversizePolicy:     "fail",
 		},
 	}
 }
@@ -207,6 +221,12 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.transaction_timeout", "must be >= 1s")
 	case k.MaxBufferedBytes < 1<<20:
 		return bad("kafka.max_buffered_bytes", "must be >= 1MiB")
+	case k.MaxRecordBytes < 64<<10 || k.MaxRecordBytes > maxRecordBytesLimit:
+		return bad("kafka.max_record_bytes", "%d is not between 64KiB and 1GiB-1MiB", k.MaxRecordBytes)
+	case k.MaxBufferedBytes < k.MaxRecordBytes+recordOverhead:
+		return bad("kafka.max_buffered_bytes", "%d must be at least max_record_bytes + 1KiB (%d)", k.MaxBufferedBytes, k.MaxRecordBytes+recordOverhead)
+	case k.OversizePolicy != "fail" && k.OversizePolicy != "skip":
+		return bad("kafka.oversize_policy", "%q is not fail or skip", k.OversizePolicy)
 	}
 	return nil
 }

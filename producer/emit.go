@@ -52,6 +52,7 @@ func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 	if err := s.w.ensureTableTopic(ctx, ti.topic); err != nil {
 		return err
 	}
+	ti.maxRecord = s.w.recordLimit(ti.topic)
 	s.tables[tm.TableID] = ti
 	s.rememberTable(tv)
 	return nil
@@ -321,6 +322,12 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	}
 	rec := s.newRecord()
 	rec.Topic, rec.Key, rec.Value, rec.Headers, rec.Timestamp = ti.topic, key, value, headers, s.eventTime
+	if size := recordBytes(rec); size > ti.maxRecord {
+		// Kafka would refuse it, and retrying would hold back every later change.
+		if err := s.oversize(ctx, ti, src, op, rec, size, ti.maxRecord); err != nil {
+			return err
+		}
+	}
 	if err := s.w.produce(ctx, rec); err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ var (
 	ErrBinlogPurged = errors.New("binlog position purged")
 	// ErrFenced means another producer with the same source name took over.
 	ErrFenced = errors.New("producer fenced by a newer instance with the same source name")
+	// ErrOversize means a change's record is larger than Kafka takes and
+	// kafka.oversize_policy is fail; see OversizeError.
+	ErrOversize = errors.New("change too large for Kafka")
 )
 
 // BinlogPurgedError says which position was lost and what the server still has.

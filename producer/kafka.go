@@ -72,6 +72,10 @@ type writer struct {
 	adm    *kadm.Client
 
 	topics map[string]bool
+	// limits holds the max.message.bytes of topics that existed before kanal
+	// wrote to them (read by franz-go's goroutines through topicBatchLimit).
+	limitsMu sync.RWMutex
+	limits   map[string]int32
 
 	inTxn   bool
 	records int
@@ -84,14 +88,17 @@ type writer struct {
 }
 
 func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, error) {
-	w := &writer{cfg: cfg, source: source, log: log, topics: map[string]bool{}}
+	w := &writer{cfg: cfg, source: source, log: log, topics: map[string]bool{}, limits: map[string]int32{}}
 	opts := append(cfg.ClientOptions(),
 		kgo.TransactionalID("kanal-"+source),
 		kgo.TransactionTimeout(cfg.TransactionTimeout),
 		kgo.RecordPartitioner(partitioner{kgo.StickyKeyPartitioner(nil)}),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
-		kgo.ProducerBatchMaxBytes(1<<20),
+		// Batches as large as one record of kafka.max_record_bytes, or as the
+		// topic's own max.message.bytes when that is smaller.
+		kgo.ProducerBatchMaxBytesFn(w.topicBatchLimit),
+		kgo.BrokerMaxWriteBytes(max(defaultBrokerWriteBytes, cfg.batchLimit()+1<<20)),
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(10),
 		kgo.ProducerBatchCompression(compressionCodec(cfg.Compression)...),
@@ -135,16 +142,24 @@ func (w *writer) ensureTopic(ctx context.Context, topic string, partitions int32
 	if err == nil {
 		err = resp.Err
 	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	existed := errors.Is(err, kerr.TopicAlreadyExists)
+	if err != nil && !existed {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	if err == nil {
 		w.log.Info("created topic", "topic", topic, "partitions", partitions)
 	}
+	if existed && configs[topicMaxMessageBytes] != nil {
+		if err := w.learnTopicLimit(ctx, topic); err != nil {
+			return err
+		}
+	}
 	w.topics[topic] = true
 	return nil
 }
 
+// ensureTableTopic creates a table's topic with kanal's cleanup policy and a
+// max.message.bytes that takes records of kafka.max_record_bytes.
 func (w *writer) ensureTableTopic(ctx context.Context, topic string) error {
 	if w.topics[topic] {
 		return nil

@@ -45,6 +45,9 @@ type Stats struct {
 	// Kafka transactions (changes, tombstones, positions, schemas), before
 	// compression: what a format costs per change.
 	CommittedBytes atomic.Uint64
+	// OversizeSkipped counts changes too large for Kafka that were replaced by an
+	// oversize marker (kafka.oversize_policy: skip).
+	OversizeSkipped atomic.Uint64
 }
 
 // Producer captures one source. Create it with New and call Run.
@@ -57,6 +60,8 @@ type Producer struct {
 	registry schemas.SchemaRegistry
 	// emitHook, set only by tests, runs after each change is handed to Kafka.
 	emitHook func(changes uint64)
+	// limitsLogged: the brokers' record size limits were logged (once per process).
+	limitsLogged bool
 }
 
 // New validates cfg and returns a producer. A nil logger discards logs.
@@ -85,7 +90,8 @@ func (p *Producer) Stats() *Stats { return &p.stats }
 func permanent(err error) bool {
 	var rowErr *RowError
 	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) || errors.Is(err, ErrCharset) ||
-		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.As(err, &rowErr)
+		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.Is(err, ErrOversize) ||
+		errors.As(err, &rowErr)
 }
 
 // Run captures changes until ctx is cancelled (then it commits what it has and

@@ -116,6 +116,10 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if err := w.fence(ctx); err != nil {
 		return false, err
 	}
+	if !p.limitsLogged {
+		w.logBrokerLimits(ctx)
+		p.limitsLogged = true
+	}
 	if err := w.ensureInternalTopics(ctx); err != nil {
 		return false, err
 	}

@@ -48,6 +48,8 @@ type tableInfo struct {
 	// lastValueLen is the size of the last record value encoded for this table:
 	// the estimate for the next one (see arena.reserve).
 	lastValueLen int
+	// maxRecord is the largest record the table's topic takes (recordLimit).
+	maxRecord   int
 	pk           []int // indexes of the key columns
 	keyFallback  bool  // no primary key: every column forms the key
 	decoders     []colDecoder

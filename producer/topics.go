@@ -17,12 +17,14 @@ import (
 const (
 	topicCleanupPolicy    = "cleanup.policy"
 	topicMinCompactionLag = "min.compaction.lag.ms"
+	topicMaxMessageBytes  = "max.message.bytes"
 )
 
 // TableTopicConfigs returns the topic configuration kanal creates table topics
-// with: cleanup.policy and, for compacted topics, min.compaction.lag.ms.
+// with: cleanup.policy, max.message.bytes (kafka.max_record_bytes plus the
+// batch framing) and, for compacted topics, min.compaction.lag.ms.
 func (k *KafkaConfig) TableTopicConfigs() map[string]string {
-	m := map[string]string{topicCleanupPolicy: k.CleanupPolicy}
+	m := map[string]string{topicCleanupPolicy: k.CleanupPolicy, topicMaxMessageBytes: strconv.Itoa(int(k.batchLimit()))}
 	if strings.Contains(k.CleanupPolicy, "compact") {
 		m[topicMinCompactionLag] = strconv.FormatInt(k.MinCompactionLag.Milliseconds(), 10)
 	}
@@ -79,7 +81,7 @@ func CheckTableTopics(ctx context.Context, adm *kadm.Client, k *KafkaConfig, top
 			}
 		}
 		for key, w := range want {
-			if h := have[key]; h != w {
+			if h := have[key]; h != w && !(key == topicMaxMessageBytes && atLeast(h, w)) {
 				out = append(out, TopicDrift{Topic: rc.Name, Key: key, Have: h, Want: w})
 			}
 		}
@@ -89,6 +91,14 @@ func CheckTableTopics(ctx context.Context, adm *kadm.Client, k *KafkaConfig, top
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Key < b.Key
 	})
 	return out, nil
+}
+
+// atLeast reports whether the number have is at least want: a topic that takes
+// larger records than kanal writes does not differ in a way that matters.
+func atLeast(have, want string) bool {
+	h, err1 := strconv.Atoi(have)
+	w, err2 := strconv.Atoi(want)
+	return err1 == nil && err2 == nil && h >= w
 }
 
 // AlterTableTopics sets the wanted value of every drift (incrementally: other

@@ -10,7 +10,8 @@ import (
 // header: FormatJSON ("json") yields one change, FormatCanalJSON ("canal-json") one
 // change per row of the message. With format "" the shape decides: a top-level "op"
 // field means kanal JSON, "type" and "data" canal-json. Errors wrap ErrDecode (and
-// ErrDDL for canal-json DDL messages); an unknown format is an error naming it.
+// ErrDDL for canal-json DDL messages, ErrOversize with an *OversizeError for oversize
+// markers, FormatOversize); an unknown format is an error naming it.
 func Decode(format string, value []byte) ([]*Change, error) {
 	d := decoders.Get().(*Decoder)
 	defer decoders.Put(d)
@@ -27,6 +28,9 @@ func (d *Decoder) Decode(format string, value []byte) ([]*Change, error) {
 // error wrapping ErrSchemaUnavailable (and not ErrDecode) means the schema could
 // not be looked up now: decoding may succeed later.
 func (d *Decoder) DecodeContext(ctx context.Context, format string, value []byte) ([]*Change, error) {
+	if format == FormatOversize {
+		return nil, oversizeDecodeError(value)
+	}
 	if format == "" {
 		// What the fast path takes is kanal JSON (it has "op"): skip sniffing.
 		if c, ok := d.fastJSON(value); ok {
@@ -39,7 +43,10 @@ func (d *Decoder) DecodeContext(ctx context.Context, format string, value []byte
 		_, hasOp := top["op"]
 		_, hasType := top["type"]
 		_, hasData := top["data"]
+		_, isOversize := top["kanal_oversize"]
 		switch {
+		case isOversize:
+			return nil, oversizeDecodeError(value)
 		case hasOp:
 			format = FormatJSON
 		case hasType && hasData:

@@ -4,9 +4,10 @@ import "strings"
 
 // Record header names. Every change record carries HeaderOp, HeaderPos, HeaderSeq
 // and HeaderFormat; a tombstone carries the first three, copied from the delete it
-// follows. Dead letters keep the original headers and add the HeaderDLQ* ones;
-// records re-published from a dead-letter topic to the group's retry topic keep
-// the original headers and add the HeaderRedrive* ones.
+// follows; an oversize marker adds HeaderOversize (see Oversize). Dead letters keep
+// the original headers and add the HeaderDLQ* ones; records re-published from a
+// dead-letter topic to the group's retry topic keep the original headers and add
+// the HeaderRedrive* ones.
 const (
 	HeaderOp     = "kanal.op"     // the change's Op
 	HeaderPos    = "kanal.pos"    // the source position of the rows event, "file:pos"
@@ -17,6 +18,8 @@ const (
 	// columns (of either image), comma-separated. Each invalid byte sequence was
 	// replaced with U+FFFD in the value (see Value.InvalidText).
 	HeaderInvalidText = "kanal.invalid_text"
+
+	HeaderOversize = "kanal.oversize" // on oversize markers: the size in bytes of the record left out
 
 	HeaderDLQHandler   = "kanal.dlq.handler"   // the handler that gave up on the record
 	HeaderDLQError     = "kanal.dlq.error"     // the last error, truncated
@@ -64,6 +67,10 @@ func PositionsTopic(prefix string) string { return prefix + "._positions" }
 
 // HeartbeatsTopic is the topic of the producers' heartbeat records.
 func HeartbeatsTopic(prefix string) string { return prefix + "._heartbeats" }
+
+// OversizeTopic holds a copy of every oversize marker (see Oversize): the changes
+// the producer left out because they were too large, keyed by record key.
+func OversizeTopic(prefix string) string { return prefix + "._oversize" }
 
 // DLQTopic is the dead-letter topic of a consumer group.
 func DLQTopic(prefix, group string) string { return prefix + "._dlq." + group }
