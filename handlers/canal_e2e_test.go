@@ -22,6 +22,7 @@ import (
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/handlers"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
@@ -140,8 +141,7 @@ consumers:
     - handler: sqlmirror
       name: cn-mirror
       tables: ["cn.*"]
-      # not kanal_offsets: the aggregate handler keeps its offsets there, in another shape
-      options: {dialect: postgres, dsn: "%s", offsets_table: mirror_offsets}
+      options: {dialect: postgres, dsn: "%s"}
     - handler: aggregate
       name: cn-sums
       tables: ["cn.*"]
@@ -595,7 +595,7 @@ func waitSame(t *testing.T, what string, want, got func() map[string]map[string]
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		w, g := want(), got()
-		d := cdctest.Diff(w, g)
+		d := testdiff.Rows(w, g)
 		if d == "" {
 			if len(w) == 0 {
 				t.Fatalf("%s: the source is empty: the test proves nothing", what)
