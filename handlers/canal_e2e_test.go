@@ -25,6 +25,7 @@ import (
 	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
+	memcachedsink "github.com/kanal-cdc/kanal/sinks/memcached"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
 )
 
@@ -32,8 +33,10 @@ import (
 // consumers: topics written exactly the way Canal writes them (no key, no
 // headers, several rows per message, `old` with only the changed columns, a
 // primary-key change as one UPDATE, composite keys, DDL messages, partitions
-// chosen by Canal's own primary-key hash) feed every built-in handler from one
-// configuration file, and each target ends equal to the source tables.
+// chosen by Canal's own primary-key hash) feed the built-in handlers that keep
+// a copy (redis, sqlmirror, aggregate, memcached) and stdout from one
+// configuration file, and each target ends equal to the source tables. (The
+// rabbitmq and elasticsearch handlers take the same versions, Record.Seq.)
 //
 // The Canal messages are built from the real binlog of a random workload: kanal's
 // producer captures it into staging topics (full change envelopes with their
@@ -44,6 +47,7 @@ func TestCanalTopicsIntoEveryHandler(t *testing.T) {
 	k := testenv.Kafka(t)
 	rs := testenv.Redis(t)
 	pg := testenv.Postgres(t)
+	mc := testenv.Memcached(t)
 
 	m.Exec(t, "CREATE DATABASE cn")
 	m.Exec(t, `CREATE TABLE cn.items (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) CHARACTER SET utf8mb4 NOT NULL,
@@ -150,10 +154,14 @@ consumers:
         summaries:
           - {table: pair_totals, source: cn.pairs, group_by: [a], measures: ["count AS n", "sum(v) AS total"]}
           - {table: item_totals, source: cn.items, group_by: [name], measures: ["count AS n", "sum(amount) AS total"]}
+    - handler: memcached
+      name: cn-memcached
+      tables: ["cn.*"]
+      options: {servers: ["%s"], tables: [{match: "cn.*"}]}
     - handler: stdout
       name: cn-stdout
       tables: ["cn.*"]
-`, strings.Join(k.Brokers, ", "), rs.Addr, pg.DSN, pg.DSN)
+`, strings.Join(k.Brokers, ", "), rs.Addr, pg.DSN, pg.DSN, mc.Addr)
 	f, err := config.Parse([]byte(file), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +223,22 @@ consumers:
 		}
 		return rows
 	})
+	mcfg := memcachedsink.DefaultConfig()
+	mcfg.Name, mcfg.Servers = "cn-memcached", []string{mc.Addr}
+	mcfg.Tables = []memcachedsink.TableConfig{{Match: "cn.*"}}
+	mreader, err := memcachedsink.NewReader(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mreader.Close()
+	everKey := map[string]bool{}
+	for _, c := range changes {
+		everKey[c.Key()] = true
+		if c.Before != nil {
+			everKey[string(schemas.AppendKey(nil, c.Source.DB, c.Source.Table, keyValues(c, c.Before)))] = true
+		}
+	}
+	waitSame(t, "memcached", source, func() map[string]map[string]string { return memcachedRows(t, mreader, everKey) })
 	// stdout prints one line per change: none dropped, none twice.
 	deadline := time.Now().Add(time.Minute)
 	for out.lines() < len(changes) && time.Now().Before(deadline) {
@@ -676,6 +700,42 @@ func redisRows(t *testing.T, rdb *redis.Client, rd *redissink.Reader) map[string
 			}
 			out[recordKey] = vals
 		}
+	}
+	return out
+}
+
+// keyValues returns the key column values of row.
+func keyValues(c *schemas.Change, row map[string]any) []any {
+	var vals []any
+	for _, col := range c.Columns {
+		if col.PK {
+			vals = append(vals, row[col.Name])
+		}
+	}
+	return vals
+}
+
+// memcachedRows reads the row of every key the source ever had (memcached cannot
+// list its keys): a row the source no longer has must be gone.
+func memcachedRows(t *testing.T, rd *memcachedsink.Reader, keys map[string]bool) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	for key := range keys {
+		row, ok, err := rd.Get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		vals := map[string]string{}
+		for _, c := range []string{"id", "name", "amount", "note", "tag", "a", "b", "v"} {
+			vals[c] = "NULL"
+			if v, ok := row.Values[c]; ok && v != nil {
+				vals[c] = fmt.Sprint(v)
+			}
+		}
+		out[key] = vals
 	}
 	return out
 }
