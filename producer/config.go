@@ -34,8 +34,13 @@ type SourceConfig struct {
 	NoPrimaryKey string `yaml:"no_primary_key"`
 	// HeartbeatInterval is how often an idle producer writes a heartbeat (0 disables).
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
-	// ConnectTimeout bounds each connection attempt to the server.
+	// ConnectTimeout bounds each connection attempt to the server (and the first
+	// request to the Kafka brokers).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxRetryDuration, when set, is how long the producer keeps retrying while the
+	// source or Kafka fails without any progress (checked after each failed
+	// attempt); then it exits 1 naming what failed. 0 (default): retry forever.
+	MaxRetryDuration time.Duration `yaml:"max_retry_duration"`
 }
 
 // KafkaConfig says where and how changes are written: the connection shared with
@@ -185,6 +190,8 @@ func (s *SourceConfig) Validate() error {
 		return bad("source.heartbeat_interval", "must not be negative")
 	case s.ConnectTimeout <= 0:
 		return bad("source.connect_timeout", "must be positive")
+	case s.MaxRetryDuration < 0:
+		return bad("source.max_retry_duration", "must not be negative (0 = retry forever)")
 	}
 	return nil
 }

@@ -18,6 +18,13 @@ var (
 	ErrBinlogPurged = errors.New("binlog position purged")
 	// ErrFenced means another producer with the same source name took over.
 	ErrFenced = errors.New("producer fenced by a newer instance with the same source name")
+	// ErrAccess means a server refused kanal's credentials or privileges (MySQL
+	// error 1045 and the like, Kafka SASL or ACL errors): the message is the
+	// server's, and retrying cannot help.
+	ErrAccess = errors.New("access denied")
+	// ErrGaveUp means a server kept failing for longer than
+	// source.max_retry_duration.
+	ErrGaveUp = errors.New("gave up retrying")
 	// ErrOversize means a change's record is larger than Kafka takes and
 	// kafka.oversize_policy is fail; see OversizeError.
 	ErrOversize = errors.New("change too large for Kafka")

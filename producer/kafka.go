@@ -87,7 +87,7 @@ type writer struct {
 	promise  func(*kgo.Record, error)
 }
 
-func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, error) {
+func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerWatch) (*writer, error) {
 	w := &writer{cfg: cfg, source: source, log: log, topics: map[string]bool{}, limits: map[string]int32{}}
 	opts := append(cfg.ClientOptions(),
 		kgo.TransactionalID("kanal-"+source),
@@ -102,6 +102,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger) (*writer, erro
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(10),
 		kgo.ProducerBatchCompression(compressionCodec(cfg.Compression)...),
+		kgo.WithHooks(watch),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -128,7 +129,7 @@ func (w *writer) close() { w.cl.Close() }
 // instance can no longer commit: from here on this process owns the source.
 func (w *writer) fence(ctx context.Context) error {
 	if _, _, err := w.cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("kafka: initialise transactional producer kanal-%s: %w", w.source, err)
+		return kafkaFailed(&w.cfg.Config, fmt.Errorf("initialise transactional producer kanal-%s: %w", w.source, err))
 	}
 	return nil
 }
@@ -144,7 +145,7 @@ func (w *writer) ensureTopic(ctx context.Context, topic string, partitions int32
 	}
 	existed := errors.Is(err, kerr.TopicAlreadyExists)
 	if err != nil && !existed {
-		return fmt.Errorf("create topic %s: %w", topic, err)
+		return kafkaFailed(&w.cfg.Config, fmt.Errorf("create topic %s: %w", topic, err))
 	}
 	if err == nil {
 		w.log.Info("created topic", "topic", topic, "partitions", partitions)
@@ -336,7 +337,7 @@ func ReadPosition(ctx context.Context, cfg *kafkaconn.Config, source string) (*s
 func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
 	if !w.inTxn {
 		if err := w.cl.BeginTransaction(); err != nil {
-			return fenced(fmt.Errorf("begin kafka transaction: %w", err))
+			return kafkaFailed(&w.cfg.Config, fenced(fmt.Errorf("begin kafka transaction: %w", err)))
 		}
 		w.inTxn = true
 		w.began = time.Now()
@@ -351,6 +352,10 @@ func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
 // commit ends the current transaction with pos as its position record. On any error
 // the transaction is aborted and nothing of it becomes visible.
 func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
+	return kafkaFailed(&w.cfg.Config, w.commitTxn(ctx, pos))
+}
+
+func (w *writer) commitTxn(ctx context.Context, pos schemas.Position) error {
 	pos.WrittenMs = time.Now().UnixMilli()
 	if err := w.produce(ctx, &kgo.Record{
 		Topic: schemas.PositionsTopic(w.cfg.TopicPrefix),
@@ -390,8 +395,7 @@ func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
 // fenced marks errors that mean another instance with the same transactional id
 // took over: retrying would only fight it, so they are permanent.
 func fenced(err error) error {
-	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
 		return fmt.Errorf("%w: %w", ErrFenced, err)
 	}
 	return err

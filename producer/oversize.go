@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -93,19 +94,30 @@ func (w *writer) learnTopicLimit(ctx context.Context, topic string) error {
 // logBrokerLimits reads message.max.bytes of each broker and logs it with what
 // kanal uses, so an operator sees the limits in force at start.
 func (w *writer) logBrokerLimits(ctx context.Context) {
-	rcs, err := w.adm.DescribeBrokerConfigs(ctx)
+	meta, err := w.adm.BrokerMetadata(ctx)
+	if err != nil {
+		w.log.Warn("cannot read the brokers' message.max.bytes", "err", err)
+		return
+	}
+	addr := map[string]string{}
+	for _, b := range meta.Brokers {
+		addr[strconv.Itoa(int(b.NodeID))] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+	}
+	// Without broker ids DescribeConfigs returns the cluster's dynamic defaults
+	// only, which leave out a broker's static message.max.bytes.
+	rcs, err := w.adm.DescribeBrokerConfigs(ctx, meta.Brokers.NodeIDs()...)
 	if err != nil {
 		w.log.Warn("cannot read the brokers' message.max.bytes", "err", err)
 		return
 	}
 	for _, rc := range rcs {
 		if rc.Err != nil {
-			w.log.Warn("cannot read a broker's message.max.bytes", "broker", rc.Name, "err", rc.Err)
+			w.log.Warn("cannot read a broker's message.max.bytes", "broker", addr[rc.Name], "err", rc.Err)
 			continue
 		}
 		for _, c := range rc.Configs {
 			if c.Key == "message.max.bytes" && c.Value != nil {
-				w.log.Info("kafka record size limits", "broker", rc.Name, "message.max.bytes", *c.Value,
+				w.log.Info("kafka record size limits", "broker", addr[rc.Name], "message.max.bytes", *c.Value,
 					"max_record_bytes", w.cfg.MaxRecordBytes, "topics_created_with_max.message.bytes", w.cfg.batchLimit(),
 					"oversize_policy", w.cfg.OversizePolicy)
 			}

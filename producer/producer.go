@@ -60,8 +60,11 @@ type Producer struct {
 	registry schemas.SchemaRegistry
 	// emitHook, set only by tests, runs after each change is handed to Kafka.
 	emitHook func(changes uint64)
-	// limitsLogged: the brokers' record size limits were logged (once per process).
-	limitsLogged bool
+	// limitsLogged: the brokers' record size limits were logged, and the table
+	// patterns checked (once per process).
+	limitsLogged, includeChecked bool
+	// brokers logs Kafka connection failures while the client retries them.
+	brokers *brokerWatch
 }
 
 // New validates cfg and returns a producer. A nil logger discards logs.
@@ -72,7 +75,8 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Producer{cfg: cfg, log: log.With("source", cfg.Source.Name)}
+	log = log.With("source", cfg.Source.Name)
+	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config)}
 	if schemas.FormatNeedsRegistry(cfg.Kafka.Format) {
 		reg, err := schemastore.NewRegistry(cfg.Kafka.SchemaRegistry, p.log)
 		if err != nil {
@@ -91,19 +95,25 @@ func permanent(err error) bool {
 	var rowErr *RowError
 	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) || errors.Is(err, ErrCharset) ||
 		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.Is(err, ErrOversize) ||
+		errors.Is(err, ErrAccess) ||
 		errors.As(err, &rowErr)
 }
 
 // Run captures changes until ctx is cancelled (then it commits what it has and
-// returns nil) or a permanent error occurs. Transient failures of MySQL or Kafka are
-// retried with exponential backoff, each time resuming from the last committed position.
+// returns nil) or a permanent error occurs (configuration, access denied, purged
+// binlog, fencing, a change too large). Transient failures of MySQL or Kafka are
+// retried with exponential backoff, each time resuming from the last committed
+// position and logging what fails and for how long; after
+// source.max_retry_duration of failures without progress Run gives up (ErrGaveUp).
 func (p *Producer) Run(ctx context.Context) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 30 * time.Second
 	bo.MaxElapsedTime = 0
+	var failingSince time.Time // first failure since the last progress
 	for {
 		progressed, err := p.runOnce(ctx)
+		err = classify(err)
 		if ctx.Err() != nil {
 			if err != nil {
 				// Nothing is lost: the aborted part is re-read from the last
@@ -121,9 +131,17 @@ func (p *Producer) Run(ctx context.Context) error {
 		if progressed {
 			bo.Reset()
 		}
+		if progressed || failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		down := time.Since(failingSince)
+		if limit := p.cfg.Source.MaxRetryDuration; limit > 0 && down >= limit {
+			return gaveUp(err, down, limit)
+		}
 		wait := bo.NextBackOff()
 		p.stats.Restarts.Add(1)
-		p.log.Warn("capture interrupted; resuming from the last committed position", "err", err, "retry_in", wait)
+		msg, args := p.brokers.retryMessage(err, down, wait)
+		p.log.Warn(msg, args...)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -99,20 +99,33 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	cfg := &p.cfg
 	db, err := openSQL(&cfg.Source)
 	if err != nil {
-		return false, err
+		return false, sourceFailed(&cfg.Source, err)
 	}
 	defer db.Close()
 	checkCtx, cancel := context.WithTimeout(ctx, cfg.Source.ConnectTimeout)
 	info, err := checkServer(checkCtx, db, &cfg.Source)
 	cancel()
 	if err != nil {
-		return false, err
+		return false, sourceFailed(&cfg.Source, err)
 	}
-	w, err := newWriter(&cfg.Kafka, cfg.Source.Name, p.log)
+	if !p.includeChecked {
+		p.warnUnmatchedIncludes(ctx, db)
+		p.includeChecked = true
+	}
+	w, err := newWriter(&cfg.Kafka, cfg.Source.Name, p.log, p.brokers)
 	if err != nil {
-		return false, err
+		return false, kafkaFailed(&cfg.Kafka.Config, err)
 	}
 	defer w.close()
+	// One bounded request first: a broker that is down, or a listener that does
+	// not speak SASL or TLS as configured, fails here within seconds instead of
+	// in the client's internal retries.
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.Source.ConnectTimeout)
+	err = w.cl.Ping(pingCtx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		return false, kafkaFailed(&cfg.Kafka.Config, fmt.Errorf("connect: %w", err))
+	}
 	if err := w.fence(ctx); err != nil {
 		return false, err
 	}
@@ -125,11 +138,11 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 	pos, err := w.loadPosition(ctx)
 	if err != nil {
-		return false, err
+		return false, kafkaFailed(&cfg.Kafka.Config, err)
 	}
 	files, err := binlogFiles(ctx, db)
 	if err != nil {
-		return false, err
+		return false, sourceFailed(&cfg.Source, err)
 	}
 	if len(files) == 0 {
 		return false, fmt.Errorf("%w: %s has no binary logs", ErrServerConfig, cfg.Source.Addr)
@@ -150,7 +163,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	default:
 		cur, err := currentPosition(ctx, db, info.flavor)
 		if err != nil {
-			return false, err
+			return false, sourceFailed(&cfg.Source, err)
 		}
 		pos = &cur
 		p.log.Info("no stored position; starting at the current binlog position", "position", pos.String())
@@ -231,8 +244,14 @@ func (s *session) stream(ctx context.Context) error {
 	defer stopPump()
 	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
 	if err != nil {
-		return fmt.Errorf("start binlog sync at %s: %w", s.boundary.String(), err)
+		hint := ""
+		if accessDenied(err) {
+			hint = " (reading the binlog needs REPLICATION SLAVE on *.*)"
+		}
+		return sourceFailed(&s.cfg.Source, fmt.Errorf("source %s: start binlog sync at %s%s: %w", s.cfg.Source.Addr, s.boundary.String(), hint, err))
 	}
+	s.p.brokers.streaming.Store(true)
+	defer s.p.brokers.streaming.Store(false)
 	go func() {
 		// With a synchronous handler the streamer carries only the error that
 		// ends the stream; it follows every event already queued.
@@ -313,7 +332,7 @@ func (s *session) classifyStreamErr(err error) error {
 			return &BinlogPurgedError{Source: s.cfg.Source.Name, Want: s.boundary, Oldest: oldest}
 		}
 	}
-	return fmt.Errorf("read binlog after %s: %w", s.boundary.String(), err)
+	return sourceFailed(&s.cfg.Source, fmt.Errorf("source %s: read binlog after %s: %w", s.cfg.Source.Addr, s.boundary.String(), err))
 }
 
 // shutdown commits what is already written (a clean stop loses nothing and leaves no

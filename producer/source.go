@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -252,4 +253,45 @@ func currentPosition(ctx context.Context, db *sql.DB, flavor string) (schemas.Po
 		p.GTIDSet = strings.ReplaceAll(gtid.String, "\n", "")
 	}
 	return p, nil
+}
+
+// warnUnmatchedIncludes warns about each tables.include pattern that matches no
+// table on the source: usually a typo, which would otherwise capture nothing
+// without a word. Tables created later are still captured when they match.
+func (p *Producer) warnUnmatchedIncludes(ctx context.Context, db *sql.DB) {
+	if len(p.cfg.Tables.Include) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Source.ConnectTimeout)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+		WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')`)
+	if err != nil {
+		p.log.Warn("cannot list the source's tables to check tables.include", "err", err)
+		return
+	}
+	defer rows.Close()
+	matched := make([]bool, len(p.cfg.Tables.Include))
+	for rows.Next() {
+		var schema, table string
+		if err := rows.Scan(&schema, &table); err != nil {
+			p.log.Warn("cannot list the source's tables to check tables.include", "err", err)
+			return
+		}
+		for i, pat := range p.cfg.Tables.Include {
+			if ok, _ := path.Match(pat, schema+"."+table); ok {
+				matched[i] = true
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		p.log.Warn("cannot list the source's tables to check tables.include", "err", err)
+		return
+	}
+	for i, pat := range p.cfg.Tables.Include {
+		if !matched[i] {
+			p.log.Warn(fmt.Sprintf("tables.include pattern %q matches no table on the source", pat), "pattern", pat,
+				"hint", "patterns are case-sensitive db.table globs (shop.*); a table created later that matches is captured")
+		}
+	}
 }
