@@ -18,9 +18,10 @@ func devKafkaCmd() *cobra.Command {
 		Use:   "dev-kafka [--listen 127.0.0.1:9092] [--data-dir DIR]",
 		Short: "Run a single-broker Kafka-protocol server for development (kfake; no replication)",
 		Long: `dev-kafka runs an in-process Kafka-compatible broker (franz-go's kfake) with
-transactions, consumer groups and compaction. With --data-dir it persists to disk and
-survives restarts; without it everything is in memory. For development and tests
-only: it has no replication.`,
+transactions, consumer groups and compaction. Topics a client produces to or asks
+for that do not exist yet are created with --default-partitions partitions. With
+--data-dir it persists to disk and survives restarts; without it everything is in
+memory. For development and tests only: it has no replication.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, portStr, err := net.SplitHostPort(listen)
 			if err != nil {
@@ -37,6 +38,9 @@ only: it has no replication.`,
 				kfake.NumBrokers(1),
 				kfake.Ports(port),
 				kfake.DefaultNumPartitions(partitions),
+				// Clients that ask (the Java producer and librdkafka by default,
+				// franz-go with AllowAutoTopicCreation) create topics on first use.
+				kfake.AllowAutoTopicCreation(),
 				kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "1000"}),
 			}
 			if dataDir != "" {

@@ -32,7 +32,9 @@ func tailCmd() *cobra.Command {
 		Short: "Print committed changes (or a group's dead letters) as JSON, one per line",
 		Long: `tail reads the table topics with read_committed (only changes of committed
 Kafka transactions) and prints each change as a kanal JSON envelope on one line.
-Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed.
+Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed;
+Canal DDL messages are skipped with a note on stderr. An unreachable broker ends
+tail within seconds with exit code 1.
 
 With --dlq G it reads the dead-letter topic of group G instead and prints each dead
 letter as {"dlq":{handler, reason, error, topic, partition, offset, attempts, time,
@@ -84,6 +86,14 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 				return err
 			}
 			defer cl.Close()
+			// The client would retry an unreachable broker silently until the
+			// timeout; one bounded request first says which broker fails.
+			pingCtx, cancel := context.WithTimeout(ctx, tailConnectTimeout)
+			err = cl.Ping(pingCtx)
+			cancel()
+			if err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("kafka %s unreachable: %w", brokers, err)
+			}
 			out := bufio.NewWriter(os.Stdout)
 			defer out.Flush()
 			n := 0
@@ -109,6 +119,10 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 						continue
 					}
 					changes, err := dec.DecodeContext(ctx, headerValue(r, schemas.HeaderFormat), r.Value)
+					if errors.Is(err, schemas.ErrDDL) {
+						fmt.Fprintf(os.Stderr, "kanal tail: %s/%d@%d: skipped %s\n", r.Topic, r.Partition, r.Offset, describeDDL(r.Value))
+						continue
+					}
 					if err != nil {
 						fmt.Fprintf(os.Stderr, "kanal tail: %s/%d@%d key %q: %v\n", r.Topic, r.Partition, r.Offset, r.Key, err)
 						continue
@@ -134,6 +148,19 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 	cmd.Flags().IntVar(&max, "max", 0, "exit after printing this many changes (0 = no limit)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "exit after this long (0 = until interrupted)")
 	return cmd
+}
+
+// tailConnectTimeout bounds tail's first request to the brokers.
+const tailConnectTimeout = 10 * time.Second
+
+// describeDDL names a Canal DDL (or other non-row) message: its type, table and
+// statement.
+func describeDDL(value []byte) string {
+	var m struct {
+		Database, Table, Type, SQL string
+	}
+	_ = json.Unmarshal(value, &m)
+	return strings.TrimSpace(fmt.Sprintf("Canal %s message for %s.%s: %s", m.Type, m.Database, m.Table, m.SQL))
 }
 
 func headerValue(r *kgo.Record, key string) string {
