@@ -112,6 +112,14 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 	w.adm = kadm.NewClient(cl)
 	w.promise = func(r *kgo.Record, err error) {
 		if err != nil {
+			if errors.Is(err, kerr.MessageTooLarge) {
+				// kanal checks every record against the topic's limit before
+				// producing it, so the broker's limit is below what kanal read or
+				// assumed: retrying would fail the same way, forever.
+				err = fmt.Errorf("%w: the broker refused a batch as too large: topic %s takes less than kanal assumed (%d bytes); "+
+					"let kanal read the topic's max.message.bytes (DescribeConfigs) or lower kafka.max_record_bytes: %w",
+					ErrOversize, r.Topic, w.topicBatchLimit(r.Topic), err)
+			}
 			w.errMu.Lock()
 			if w.firstErr == nil {
 				w.firstErr = fmt.Errorf("produce to %s: %w", r.Topic, err)

@@ -3,6 +3,8 @@ package producer_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"reflect"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
@@ -321,5 +325,56 @@ func TestOversizeSkip(t *testing.T) {
 	}
 	if l := logs.lines("oversize marker", "key=big.docs:2", "bytes="); len(l) != 2 {
 		t.Errorf("want 2 warnings naming big.docs:2, got %q", l)
+	}
+}
+
+// TestTopicLimitUnreadable: when kanal may not read an existing topic's
+// max.message.bytes and the topic takes less than kafka.max_record_bytes, the
+// broker's refusal stops the producer with an error naming the topic and what to
+// do, instead of retrying the same batch forever.
+func TestTopicLimitUnreadable(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE big")
+	m.Exec(t, "CREATE TABLE big.pre (id INT PRIMARY KEY, body LONGTEXT)")
+	small := "20000"
+	adm := kadm.NewClient(k.Client(t))
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, map[string]*string{"max.message.bytes": &small}, "kanal.big.pre"); err != nil {
+		t.Fatal(err)
+	}
+	// DescribeConfigs (key 32) is refused, as without the DescribeConfigs ACL.
+	k.Cluster.ControlKey(32, func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		dreq := req.(*kmsg.DescribeConfigsRequest)
+		resp := dreq.ResponseKind().(*kmsg.DescribeConfigsResponse)
+		for _, r := range dreq.Resources {
+			rr := kmsg.NewDescribeConfigsResponseResource()
+			rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+			rr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Resources = append(resp.Resources, rr)
+		}
+		return resp, nil, true
+	})
+	cfg := cdctest.ProducerConfig(m, k, "unreadable")
+	cfg.Tables.Include = []string{"big.*"}
+	cfg.Kafka.MaxRecordBytes = 64 << 10
+	// Random text: compression must not bring the batch under the limit.
+	noise := make([]byte, 24000)
+	rand.Read(noise)
+	m.Exec(t, "INSERT INTO big.pre VALUES (1, '"+base64.StdEncoding.EncodeToString(noise)+"')")
+	log, logs := newLogCapture(t)
+	r := runProducer(t, cfg, log)
+	began := time.Now()
+	select {
+	case <-r.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the producer still retries a batch the broker refuses as too large")
+	}
+	t.Logf("stopped after %v: %v", time.Since(began).Round(time.Millisecond), r.err)
+	if !errors.Is(r.err, producer.ErrOversize) || !strings.Contains(r.err.Error(), "kanal.big.pre") || !strings.Contains(r.err.Error(), "DescribeConfigs") {
+		t.Errorf("got %v, want ErrOversize naming the topic and DescribeConfigs", r.err)
+	}
+	if l := logs.lines("cannot read the topic's max.message.bytes", "kanal.big.pre"); len(l) == 0 {
+		t.Errorf("no warning that the topic's limit could not be read:\n%s", logs)
 	}
 }
