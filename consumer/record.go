@@ -107,10 +107,12 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		Raw:       kr,
 	}
 	var hseq uint64
+	hasSeq := false
 	for _, h := range kr.Headers {
 		switch h.Key {
 		case schemas.HeaderSeq:
 			hseq, _ = strconv.ParseUint(string(h.Value), 10, 64)
+			hasSeq = true
 		case schemas.HeaderPos:
 			base.Pos = string(h.Value)
 		}
@@ -131,7 +133,7 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		if c.Seq == 0 && len(changes) == 1 {
 			c.Seq = hseq
 		}
-		if c.Seq == 0 {
+		if c.Seq == 0 && !hasSeq { // kanal's producer wrote none: Canal's record
 			if c.Seq, err = OffsetVersion(kr.Offset, i); err != nil {
 				return nil, fmt.Errorf("%s/%d@%d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 			}

@@ -69,6 +69,14 @@ func TestDecodeVersions(t *testing.T) {
 		t.Fatalf("kanal record: %+v %v", recs, err)
 	}
 
+	// A kanal.seq of 0 (a truncate written before the source's first change) is
+	// kanal's, not a missing one: no derived version.
+	recs, err = decode(context.Background(), d, &kgo.Record{Offset: 13, Value: []byte(one), Headers: []kgo.RecordHeader{
+		{Key: schemas.HeaderSeq, Value: []byte("0")}, {Key: schemas.HeaderFormat, Value: []byte(schemas.FormatCanalJSON)}}})
+	if err != nil || len(recs) != 1 || recs[0].Seq != 0 {
+		t.Fatalf("kanal record with kanal.seq 0: %+v %v", recs, err)
+	}
+
 	if _, err := OffsetVersion(1<<42, 0); !errors.Is(err, ErrNoVersion) {
 		t.Errorf("offset 2^42: %v, want ErrNoVersion", err)
 	}
