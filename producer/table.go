@@ -50,11 +50,11 @@ type tableInfo struct {
 	lastValueLen int
 	// maxRecord is the largest record the table's topic takes (recordLimit).
 	maxRecord   int
-	pk           []int // indexes of the key columns
-	keyFallback  bool  // no primary key: every column forms the key
-	decoders     []colDecoder
-	fingerprint  []byte
-	skip         bool // filtered out
+	pk          []int // indexes of the key columns
+	keyFallback bool  // no primary key: every column forms the key
+	decoders    []colDecoder
+	fingerprint []byte
+	skip        bool // filtered out
 	// warnedInvalid: columns whose invalid text was logged already.
 	warnedInvalid []bool
 }
