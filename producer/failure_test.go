@@ -48,18 +48,20 @@ func TestAccessDeniedIsPermanent(t *testing.T) {
 		name    string
 		cfg     producer.Config
 		secret  string
+		want    error
 		message []string // the server's words
 	}{
-		{"wrong password", wrongPW, wrongPW.Source.Password, []string{"1045", "Access denied for user 'kanal'"}},
-		// MariaDB refuses the replica registration with error 1045.
-		{"no REPLICATION SLAVE", noSlave, "noslave-pw", []string{"Access denied for user 'noslave'", "REPLICATION SLAVE"}},
-		{"wrong SASL password", wrongSASL, "wrong-secret-456", []string{"kafka " + sasl, "SASL_AUTHENTICATION_FAILED", "Invalid username or password"}},
+		{"wrong password", wrongPW, wrongPW.Source.Password, producer.ErrAccess, []string{"1045", "Access denied for user 'kanal'"}},
+		// The grants are checked before the binlog is read (the refusal of the
+		// replica registration, MariaDB's error 1045, is ErrAccess too).
+		{"no REPLICATION SLAVE", noSlave, "noslave-pw", producer.ErrServerConfig, []string{"noslave", "REPLICATION SLAVE", "GRANT"}},
+		{"wrong SASL password", wrongSASL, "wrong-secret-456", producer.ErrAccess, []string{"kafka " + sasl, "SASL_AUTHENTICATION_FAILED", "Invalid username or password"}},
 	} {
 		r := runProducer(t, tc.cfg, cdctest.Logger(t))
 		err, took := waitExit(t, r, 30*time.Second, tc.name)
 		t.Logf("%s: stopped after %v: %v", tc.name, took.Round(time.Millisecond), err)
-		if !errors.Is(err, producer.ErrAccess) {
-			t.Errorf("%s: got %v, want ErrAccess", tc.name, err)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 			continue
 		}
 		for _, s := range tc.message {
