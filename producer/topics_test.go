@@ -51,6 +51,12 @@ func TestTableTopicSettings(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A topic that takes larger records than kanal writes is not a difference.
+	lag, roomy := "604800000", "67108864"
+	if _, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact, "min.compaction.lag.ms": &lag,
+		"max.message.bytes": &roomy}, "kanal.wl.roomy"); err != nil {
+		t.Fatal(err)
+	}
 	m.Exec(t, "CREATE DATABASE wl")
 	m.Exec(t, "CREATE TABLE wl.fresh (id INT PRIMARY KEY)")
 	m.Exec(t, "INSERT INTO wl.fresh VALUES (1)")
@@ -90,16 +96,24 @@ func TestTableTopicSettings(t *testing.T) {
 			warned = append(warned, l)
 		}
 	}
-	if len(warned) != 1 || !strings.Contains(warned[0], "topic=kanal.wl.old") || !strings.Contains(warned[0], "setting=min.compaction.lag.ms") ||
-		!strings.Contains(warned[0], "topic_value=0") || !strings.Contains(warned[0], "level=WARN") {
+	// The topic was created with the broker's max.message.bytes (1 MiB), below
+	// what kafka.max_record_bytes needs, and without a compaction lag.
+	want := []string{"setting=max.message.bytes topic_value=1048588", "setting=min.compaction.lag.ms topic_value=0"}
+	if len(warned) != len(want) {
 		t.Errorf("start-up warnings about existing topics: %q", warned)
+	}
+	for i := range min(len(warned), len(want)) {
+		if !strings.Contains(warned[i], "topic=kanal.wl.old") || !strings.Contains(warned[i], want[i]) || !strings.Contains(warned[i], "level=WARN") {
+			t.Errorf("start-up warning %q, want one with %s", warned[i], want[i])
+		}
 	}
 
 	drifts, err := producer.CheckTableTopics(ctx, adm, &cfg.Kafka, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(drifts) != 1 || drifts[0].Topic != "kanal.wl.old" {
+	if len(drifts) != 2 || drifts[0].Topic != "kanal.wl.old" || drifts[0].Key != "max.message.bytes" ||
+		drifts[1].Topic != "kanal.wl.old" || drifts[1].Key != "min.compaction.lag.ms" {
 		t.Fatalf("drifts %v", drifts)
 	}
 	if err := producer.AlterTableTopics(ctx, adm, drifts); err != nil {
