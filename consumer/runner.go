@@ -370,24 +370,6 @@ func (r *Runner) clientOptions(clientID string) []kgo.Opt {
 	return append(opts, r.kopts...)
 }
 
-// kgoLogger passes franz-go's warnings and errors to slog.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lv := slog.LevelDebug
-	switch level {
-	case kgo.LogLevelError:
-		lv = slog.LevelError
-	case kgo.LogLevelWarn:
-		lv = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		lv = slog.LevelInfo
-	}
-	l.log.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
