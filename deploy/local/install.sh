@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kanal's tests and demo need from Debian packages: the servers
 # they run as private child processes (MariaDB, Redis, Postgres, RabbitMQ,
-# memcached), kcat, and
-# make plus a C toolchain (`go test -race` needs cgo). Safe to run again: when
+# memcached), kcat, chromium (headless, for the status page tests), and make
+# plus a C toolchain (`go test -race` needs cgo). Safe to run again: when
 # everything is present it only checks and exits.
 #
 # Services the packages start are not used (tests start their own instances
@@ -53,6 +53,37 @@ else
 		kcat make gcc libc6-dev python3-avro
 	if ! have_servers; then
 		echo "install.sh: packages installed but binaries still missing" >&2
+		exit 1
+	fi
+fi
+
+# The status page tests load the page in a headless browser (chromedp drives
+# Debian's chromium; chromium-driver ships the matching WebDriver).
+have_browser() {
+	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || return 1
+	command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || return 1
+}
+
+if have_browser; then
+	echo "install.sh: chromium already installed"
+else
+	if [ "$(id -u)" -eq 0 ]; then
+		SUDO=()
+	elif command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo)
+	else
+		echo "install.sh: need root (or sudo) to install chromium" >&2
+		exit 1
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "install.sh: apt-get not found; install chromium and chromium-driver by hand" >&2
+		exit 1
+	fi
+	echo "install.sh: installing chromium chromium-driver"
+	"${SUDO[@]}" apt-get update
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+	if ! have_browser; then
+		echo "install.sh: chromium installed but its binaries are missing" >&2
 		exit 1
 	fi
 fi
