@@ -112,6 +112,10 @@ type Config struct {
 	Source SourceConfig `yaml:"source"`
 	Kafka  KafkaConfig  `yaml:"kafka"`
 	Tables TablesConfig `yaml:"tables"`
+	// HA runs several `kanal produce` processes of one source, one active.
+	HA HAConfig `yaml:"ha"`
+	// Admin is the producer's HTTP endpoint, status records and source monitor.
+	Admin AdminConfig `yaml:"admin"`
 }
 
 // DefaultConfig returns a configuration with every default filled in; a YAML file
@@ -144,6 +148,8 @@ func DefaultConfig() Config {
 			MaxRecordBytes:     16 << 20,
 			OversizePolicy:     "fail",
 		},
+		HA:    DefaultHAConfig(),
+		Admin: DefaultAdminConfig(),
 	}
 }
 
@@ -158,6 +164,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.HA.Validate(); err != nil {
+		return err
+	}
+	if err := c.Admin.Validate(); err != nil {
 		return err
 	}
 	return c.Tables.Validate()
@@ -263,7 +275,9 @@ func (c Config) LogValue() slog.Value {
 		Source SourceConfig
 		Kafka  KafkaConfig
 		Tables TablesConfig
-	}{c.Source, c.Kafka, c.Tables})
+		HA     HAConfig
+		Admin  AdminConfig
+	}{c.Source, c.Kafka, c.Tables, c.HA, c.Admin})
 }
 
 // filter decides which tables are captured.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/schemastore"
@@ -65,6 +66,12 @@ type Producer struct {
 	limitsLogged, includeChecked bool
 	// brokers logs Kafka connection failures while the client retries them.
 	brokers *brokerWatch
+	// beforeFence, set by a Leader, runs right before each session fences the
+	// transactional id; an error (wrapping ErrFenced) stops Run.
+	beforeFence func(ctx context.Context) error
+
+	live    *live
+	metrics *metrics
 }
 
 // New validates cfg and returns a producer. A nil logger discards logs.
@@ -76,7 +83,8 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("source", cfg.Source.Name)
-	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config)}
+	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config), live: newLive()}
+	p.metrics = newMetrics(p)
 	if schemas.FormatNeedsRegistry(cfg.Kafka.Format) {
 		reg, err := schemastore.NewRegistry(cfg.Kafka.SchemaRegistry, p.log)
 		if err != nil {
@@ -89,6 +97,13 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 
 // Stats returns the producer's live counters.
 func (p *Producer) Stats() *Stats { return &p.stats }
+
+// Progress returns where the producer stands in the binlog.
+func (p *Producer) Progress() Progress { return p.live.snapshot() }
+
+// Metrics returns the registry of the producer's Prometheus metrics; more
+// collectors may be registered on it.
+func (p *Producer) Metrics() *prometheus.Registry { return p.metrics.reg }
 
 // permanent reports errors that a reconnect cannot fix.
 func permanent(err error) bool {

@@ -126,6 +126,11 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if err != nil && ctx.Err() == nil {
 		return false, kafkaFailed(&cfg.Kafka.Config, fmt.Errorf("connect: %w", err))
 	}
+	if p.beforeFence != nil {
+		if err := p.beforeFence(ctx); err != nil {
+			return false, err
+		}
+	}
 	if err := w.fence(ctx); err != nil {
 		return false, err
 	}
@@ -169,6 +174,8 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 		p.log.Info("no stored position; starting at the current binlog position", "position", pos.String())
 	}
 	pos.Source, pos.Flavor, pos.ServerID = cfg.Source.Name, info.flavor, info.serverID
+	stopMonitor := p.startMonitor(ctx, db, *pos)
+	defer stopMonitor()
 
 	enc, err := schemas.NewEncoder(cfg.Kafka.Format, schemas.EncoderConfig{TopicPrefix: cfg.Kafka.TopicPrefix, Registry: p.registry})
 	if err != nil {
@@ -252,6 +259,8 @@ func (s *session) stream(ctx context.Context) error {
 	}
 	s.p.brokers.streaming.Store(true)
 	defer s.p.brokers.streaming.Store(false)
+	s.p.live.setStreaming(true, s.boundary.File, s.boundary.Pos)
+	defer s.p.live.setStreaming(false, "", 0)
 	go func() {
 		// With a synchronous handler the streamer carries only the error that
 		// ends the stream; it follows every event already queued.
@@ -373,14 +382,14 @@ func (s *session) commit(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Kafka.TransactionTimeout)
 	defer cancel()
 	began := time.Now()
-	bytes := s.w.bytes
 	err := s.w.commit(ctx, pos)
 	s.p.stats.CommitNanos.Add(int64(time.Since(began)))
 	if err != nil {
 		return err
 	}
+	// w.bytes now counts the whole transaction, its position record too.
+	s.p.committed(pos, time.Since(began), s.w.bytes)
 	s.released()
-	s.p.stats.CommittedBytes.Add(uint64(bytes))
 	s.committedMidTxn = pos.RowsDone > 0
 	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
@@ -485,9 +494,11 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 	if h.Timestamp != 0 {
 		s.lastTs = int64(h.Timestamp) * 1000
 	}
+	s.p.live.event(h, s.lastTs)
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
 		s.file = string(e.NextLogName)
+		s.p.live.rotate(s.file, uint32(e.Position))
 		if !s.inTxn {
 			s.boundary = schemas.Position{File: s.file, Pos: uint32(e.Position)}
 		}

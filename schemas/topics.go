@@ -103,3 +103,13 @@ func IsTableTopic(prefix, topic string) bool {
 	db, table, ok := strings.Cut(rest, ".")
 	return ok && db != "" && table != "" && !strings.Contains(table, ".")
 }
+
+// StatusTopic is the compacted topic where producers and consumer Runners
+// publish what `kanal status` shows about them (StatusRecord), keyed by
+// StatusKey.
+func StatusTopic(prefix string) string { return prefix + "._status" }
+
+// ProducerGroup is the consumer group through which the `kanal produce`
+// processes of one source elect their active member: the member assigned
+// partition 0 of PositionsTopic is active, the others stand by.
+func ProducerGroup(source string) string { return "kanal-producer-" + source }

@@ -18,7 +18,12 @@ func produceCmd() *cobra.Command {
 		Long: `produce connects to MySQL/MariaDB as a replica and writes each row change to
 the topic <prefix>.<db>.<table>, committing changes and the source position in one
 Kafka transaction. Stop it with SIGINT/SIGTERM: it commits what it has and exits.
-After a crash it resumes right after the last committed position.`,
+After a crash it resumes right after the last committed position.
+
+Several processes with the same source.name may run (ha.enabled, the default):
+one is active, the others stand by in the Kafka consumer group
+kanal-producer-<source> and take over within ha.session_timeout when it dies,
+at once when it stops. admin.listen serves /metrics, /healthz and /readyz.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadConfig(cfgPath)
 			if err != nil {
@@ -41,7 +46,7 @@ After a crash it resumes right after the last committed position.`,
 				defer pprof.StopCPUProfile()
 			}
 			log.Info("kanal produce starting", "config", f.Config)
-			return p.Run(cmd.Context())
+			return producer.NewLeader(p).Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML configuration file")
