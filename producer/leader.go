@@ -64,7 +64,7 @@ type Leader struct {
 	released atomic.Uint64
 	lost     atomic.Uint64
 
-	cl        *kgo.Client // the group member (HA) or a plain client for status records
+	cl        *kgo.Client  // the group member (HA) or a plain client for status records
 	adminAddr atomic.Value // string
 
 	runCtx context.Context
