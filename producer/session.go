@@ -282,6 +282,17 @@ func (s *session) stream(ctx context.Context) error {
 	s.lastCommit = time.Now()
 	for {
 		pe, ok := q.take()
+		if !ok && s.w.inTxn && !s.inTxn && len(q.ch) == 0 {
+			// Nothing queued and no binlog transaction open, but the last one's
+			// Kafka transaction is: it was followed by events outside any
+			// transaction (a rotation's, checkpoints), so endTxn saw more
+			// coming and did not commit. Commit now rather than leave it
+			// invisible until the source writes again.
+			if err := s.commit(ctx); err != nil {
+				s.w.abort()
+				return err
+			}
+		}
 		if !ok {
 			select {
 			case <-ctx.Done():
@@ -501,6 +512,14 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		s.p.live.rotate(s.file, uint32(e.Position))
 		if !s.inTxn {
 			s.boundary = schemas.Position{File: s.file, Pos: uint32(e.Position)}
+		}
+	case *replication.FormatDescriptionEvent, *replication.MariadbGTIDListEvent,
+		*replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+		// A new file's header events: outside any transaction, so the
+		// position after them is as good a place to resume as the file's
+		// start, and a caught-up producer's position then equals the server's.
+		if !s.inTxn && h.LogPos != 0 {
+			s.boundary = schemas.Position{File: s.file, Pos: h.LogPos}
 		}
 	case *replication.MariadbGTIDEvent:
 		s.beginTxn()

@@ -65,6 +65,9 @@ func startKanal(t *testing.T, env []string, args ...string) *child {
 		_ = cmd.Process.Kill()
 		<-c.done
 		c.done <- nil
+		if t.Failed() && os.Getenv("KANAL_TEST_CHILD_LOGS") != "" {
+			t.Logf("log of kanal %s:\n%s", strings.Join(args, " "), c.output())
+		}
 	})
 	return c
 }
