@@ -91,6 +91,10 @@ type Config struct {
 	// MetricsAddr, when set, is the host:port of an HTTP server with /metrics,
 	// /healthz and /readyz.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// StatusInterval is how often each group publishes its status record
+	// (handlers, halted partitions) to "<prefix>._status" for `kanal status`
+	// (0 publishes none).
+	StatusInterval time.Duration `yaml:"status_interval"`
 }
 
 // DefaultConfig returns a configuration with every default filled in (brokers
@@ -113,6 +117,7 @@ func DefaultConfig() Config {
 		DLQPartitions:    1,
 		DLQMaxValueBytes: 256 << 10,
 		Heartbeats:       true,
+		StatusInterval:   5 * time.Second,
 	}
 }
 
@@ -152,6 +157,8 @@ func (c *Config) Validate() error {
 		return bad("dlq_max_value_bytes", "%d is not between 0 and %d", c.DLQMaxValueBytes, maxDLQValueBytes)
 	case !validInstanceID(c.InstanceID):
 		return bad("instance_id", "%q is not auto, none or 1-200 printable characters without spaces", c.InstanceID)
+	case c.StatusInterval < 0 || c.StatusInterval > 0 && c.StatusInterval < 100*time.Millisecond:
+		return bad("status_interval", "must be 0 (off) or >= 100ms")
 	}
 	if err := c.Retry.validate("retry."); err != nil {
 		return err

@@ -195,6 +195,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.readHeartbeats(ctx) }()
 	}
+	if r.cfg.StatusInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.publishStatus(ctx) }()
+	}
 	errs := make(chan error, len(r.groups))
 	for _, g := range r.groups {
 		wg.Add(1)

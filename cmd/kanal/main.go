@@ -29,7 +29,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd())
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kanal:", err)
 		os.Exit(exitCode(err))

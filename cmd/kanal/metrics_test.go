@@ -119,7 +119,7 @@ func TestProduceMetrics(t *testing.T) {
   listen: 127.0.0.1:0
   poll_interval: 200ms
 `)
-	cfgText := strings.Replace(readFile(t, cfgPath), "heartbeat_interval: 200ms", "heartbeat_interval: 0s", 1)
+	cfgText := strings.Replace(mustReadFile(t, cfgPath), "heartbeat_interval: 200ms", "heartbeat_interval: 0s", 1)
 	rewriteFile(t, cfgPath, cfgText)
 	c := startKanal(t, []string{"KANAL_TEST_DB_PASSWORD=" + m.Password}, "produce", "--config", cfgPath)
 	addr := c.adminAddr(t)
@@ -340,7 +340,7 @@ func purgeTo(t *testing.T, m *testenv.MariaDBServer, file string) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func mustReadFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -67,6 +67,10 @@ var depRules = []depRule{{
 	forbid: under(module),
 	why:    "the in-test MySQL 8 server speaks MySQL's protocol, not kanal's",
 }, {
+	pkg:    module + "/status",
+	forbid: under(module+"/producer", module+"/consumer"),
+	why:    "kanal status reads Kafka only: it meets producers and consumers at the wire contract (schemas)",
+}, {
 	pkg:    module + "/sinks/...",
 	forbid: under(module + "/producer"),
 	why:    "sinks read Kafka records, not the binlog",
