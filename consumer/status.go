@@ -28,7 +28,9 @@ func instanceName() string {
 // until ctx ends, then the records' tombstones: `kanal status` reads them.
 func (r *Runner) publishStatus(ctx context.Context) {
 	topic := schemas.StatusTopic(r.cfg.Kafka.TopicPrefix)
-	cl, err := kgo.NewClient(r.clientOptions("kanal-consumer-status")...)
+	// Records not delivered in time are dropped (see produceWait).
+	cl, err := kgo.NewClient(append(r.clientOptions("kanal-consumer-status"),
+		kgo.RecordDeliveryTimeout(max(2*r.cfg.StatusInterval, 2*time.Second)))...)
 	if err != nil {
 		r.log.Warn("status records not published", "err", err)
 		return
@@ -49,7 +51,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 				recs = append(recs, &kgo.Record{Topic: topic, Key: key(g), Value: r.statusRecord(g, instance).Marshal()})
 			}
 			pctx, cancel := context.WithTimeout(ctx, r.cfg.StatusInterval)
-			if err := cl.ProduceSync(pctx, recs...).FirstErr(); err != nil && ctx.Err() == nil {
+			if err := produceWait(pctx, cl, recs...); err != nil && ctx.Err() == nil {
 				r.log.Debug("status records not written", "topic", topic, "err", err)
 			}
 			cancel()
@@ -62,7 +64,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 				for _, g := range r.groups {
 					tombs = append(tombs, &kgo.Record{Topic: topic, Key: key(g)})
 				}
-				_ = cl.ProduceSync(tctx, tombs...).FirstErr()
+				_ = produceWait(tctx, cl, tombs...)
 				cancel()
 			}
 			return
@@ -102,4 +104,26 @@ func ensureStatusTopic(ctx context.Context, cl *kgo.Client, topic string) error 
 		return err
 	}
 	return nil
+}
+
+// produceWait produces recs and waits for them until ctx ends. Unlike
+// ProduceSync it gives up then: franz-go keeps retrying records it cannot
+// deliver (an unreachable broker), and a stop must not wait for that.
+func produceWait(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
+	done := make(chan error, len(recs))
+	for _, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	}
+	var first error
+	for range recs {
+		select {
+		case err := <-done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
 }

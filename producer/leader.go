@@ -125,7 +125,7 @@ func (l *Leader) Run(ctx context.Context) error {
 	}
 	if !l.cfg.HA.Enabled {
 		cl, err := kgo.NewClient(append(l.cfg.Kafka.ClientOptions(), kgo.ClientID("kanal-produce-"+l.instance),
-			kgo.WithLogger(kafkaconn.Logger(l.log)))...)
+			kgo.WithLogger(kafkaconn.Logger(l.log)), l.statusDeliveryTimeout())...)
 		if err != nil {
 			return fmt.Errorf("kafka client: %w", err)
 		}
@@ -143,6 +143,7 @@ func (l *Leader) Run(ctx context.Context) error {
 	cl, err := kgo.NewClient(append(l.cfg.Kafka.ClientOptions(),
 		kgo.ClientID("kanal-produce-"+l.instance),
 		kgo.WithLogger(kafkaconn.Logger(l.log)),
+		l.statusDeliveryTimeout(),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(positions),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
@@ -182,6 +183,12 @@ func (l *Leader) Run(ctx context.Context) error {
 	cl.Close()
 	l.inGroup.Store(false)
 	return err
+}
+
+// statusDeliveryTimeout drops status records not delivered in time: an
+// unreachable broker must not hold a stop (ProduceSync would wait forever).
+func (l *Leader) statusDeliveryTimeout() kgo.Opt {
+	return kgo.RecordDeliveryTimeout(max(2*l.cfg.Admin.StatusInterval, 2*time.Second))
 }
 
 func ownsPositions(assigned map[string][]int32, topic string) bool {

@@ -38,7 +38,7 @@ func (l *Leader) publishStatus(ctx context.Context) (stop func()) {
 			if created {
 				rec := &kgo.Record{Topic: topic, Key: key, Value: l.statusRecord().Marshal()}
 				pctx, pcancel := context.WithTimeout(ctx, iv)
-				if err := l.cl.ProduceSync(pctx, rec).FirstErr(); err != nil && ctx.Err() == nil {
+				if err := produceWait(pctx, l.cl, rec); err != nil && ctx.Err() == nil {
 					l.log.Debug("status record not written", "topic", topic, "err", err)
 				}
 				pcancel()
@@ -55,7 +55,7 @@ func (l *Leader) publishStatus(ctx context.Context) (stop func()) {
 		wg.Wait()
 		tctx, tcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer tcancel()
-		_ = l.cl.ProduceSync(tctx, &kgo.Record{Topic: topic, Key: key}).FirstErr()
+		_ = produceWait(tctx, l.cl, &kgo.Record{Topic: topic, Key: key})
 	}
 }
 
@@ -94,4 +94,26 @@ func ensureStatusTopic(ctx context.Context, cl *kgo.Client, topic string) error 
 		return err
 	}
 	return nil
+}
+
+// produceWait produces recs and waits for them until ctx ends. Unlike
+// ProduceSync it gives up then: franz-go keeps retrying records it cannot
+// deliver (an unreachable broker), and a stop must not wait for that.
+func produceWait(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
+	done := make(chan error, len(recs))
+	for _, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	}
+	var first error
+	for range recs {
+		select {
+		case err := <-done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
 }

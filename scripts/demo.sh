@@ -305,4 +305,7 @@ say "kanal tail --from-beginning --max 5 (what the topics carry)"
 timeout 60 "$KANAL" tail --brokers "$BROKERS" --tables 'shop.*' --from-beginning --max 5 | cut -c1-220 ||
 	echo "(tail exited with $?)"
 
+say "kanal status (the active producer, each group's lag and freshness per table)"
+timeout 60 "$KANAL" status --config "$TMP/kanal.yaml" || die "kanal status failed"
+
 say "done: everything verified; stopping and cleaning up"
