@@ -49,7 +49,7 @@ func WriteText(w io.Writer, r *Report) error {
 		for _, m := range g.Members {
 			members = append(members, m.Instance)
 		}
-		fmt.Fprintf(tw, "\nGROUP %s\tstate %s\tmembers %d (%s)\tdead letters %d\n", g.Name, g.State, len(g.Members), strings.Join(members, ", "), g.DeadLetters)
+		fmt.Fprintf(tw, "\nGROUP %s  state %s  members %d (%s)  dead letters %d\n", g.Name, g.State, len(g.Members), strings.Join(members, ", "), g.DeadLetters)
 		if len(g.Handlers) > 0 {
 			fmt.Fprintf(tw, "  handlers: %s\n", strings.Join(g.Handlers, ", "))
 		}
