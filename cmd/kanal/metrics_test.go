@@ -151,7 +151,9 @@ func TestProduceMetrics(t *testing.T) {
 			lag, time.Since(lastEvent).Seconds())
 	}
 
-	topics := []string{schemas.TopicName("kanal", "wl", "m"), schemas.PositionsTopic("kanal"), schemas.HeartbeatsTopic("kanal")}
+	// Every topic the producer writes in its transactions.
+	topics := []string{schemas.TopicName("kanal", "wl", "m"), schemas.PositionsTopic("kanal"), schemas.HeartbeatsTopic("kanal"),
+		schemas.SchemaChangesTopic("kanal"), schemas.SchemasTopic("kanal")}
 	recs := committedRecords(t, k.Brokers, topics...)
 	var bytes int
 	changes, positions := 0, 0
@@ -170,7 +172,7 @@ func TestProduceMetrics(t *testing.T) {
 					t.Fatal(err)
 				}
 				last = p
-			case r.Value != nil:
+			case topic == schemas.TopicName("kanal", "wl", "m") && r.Value != nil:
 				changes++
 			}
 		}
