@@ -30,7 +30,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 	topic := schemas.StatusTopic(r.cfg.Kafka.TopicPrefix)
 	// Records not delivered in time are dropped (see produceWait).
 	cl, err := kgo.NewClient(append(r.clientOptions("kanal-consumer-status"),
-		kgo.RecordDeliveryTimeout(max(2*r.cfg.StatusInterval, 2*time.Second)))...)
+		kgo.RecordDeliveryTimeout(max(2*r.cfg.StatusInterval, 2*time.Second)), kgo.DisableIdempotentWrite())...)
 	if err != nil {
 		r.log.Warn("status records not published", "err", err)
 		return

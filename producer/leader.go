@@ -124,8 +124,8 @@ func (l *Leader) Run(ctx context.Context) error {
 		defer shutdownServer(srv)
 	}
 	if !l.cfg.HA.Enabled {
-		cl, err := kgo.NewClient(append(l.cfg.Kafka.ClientOptions(), kgo.ClientID("kanal-produce-"+l.instance),
-			kgo.WithLogger(kafkaconn.Logger(l.log)), l.statusDeliveryTimeout())...)
+		cl, err := kgo.NewClient(append(append(l.cfg.Kafka.ClientOptions(), kgo.ClientID("kanal-produce-"+l.instance),
+			kgo.WithLogger(kafkaconn.Logger(l.log))), l.statusWrites()...)...)
 		if err != nil {
 			return fmt.Errorf("kafka client: %w", err)
 		}
@@ -140,10 +140,9 @@ func (l *Leader) Run(ctx context.Context) error {
 
 	positions := schemas.PositionsTopic(l.cfg.Kafka.TopicPrefix)
 	group := schemas.ProducerGroup(l.cfg.Source.Name)
-	cl, err := kgo.NewClient(append(l.cfg.Kafka.ClientOptions(),
+	cl, err := kgo.NewClient(append(append(l.cfg.Kafka.ClientOptions(), l.statusWrites()...),
 		kgo.ClientID("kanal-produce-"+l.instance),
 		kgo.WithLogger(kafkaconn.Logger(l.log)),
-		l.statusDeliveryTimeout(),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(positions),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
@@ -185,10 +184,11 @@ func (l *Leader) Run(ctx context.Context) error {
 	return err
 }
 
-// statusDeliveryTimeout drops status records not delivered in time: an
-// unreachable broker must not hold a stop (ProduceSync would wait forever).
-func (l *Leader) statusDeliveryTimeout() kgo.Opt {
-	return kgo.RecordDeliveryTimeout(max(2*l.cfg.Admin.StatusInterval, 2*time.Second))
+// statusWrites are the options for writing status records: not idempotent
+// (a lost or doubled status record does not matter, and no producer id is
+// needed), and dropped when not delivered in time.
+func (l *Leader) statusWrites() []kgo.Opt {
+	return []kgo.Opt{kgo.RecordDeliveryTimeout(max(2*l.cfg.Admin.StatusInterval, 2*time.Second)), kgo.DisableIdempotentWrite()}
 }
 
 func ownsPositions(assigned map[string][]int32, topic string) bool {
