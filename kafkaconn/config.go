@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrConfig matches every validation error of this package (errors.Is).
@@ -36,8 +39,9 @@ type Config struct {
 	TopicPrefix string `yaml:"topic_prefix"`
 	// SASL, when set, authenticates with PLAIN or SCRAM-SHA-256/512.
 	SASL *SASLConfig `yaml:"sasl"`
-	// TLS enables TLS with the system roots.
-	TLS bool `yaml:"tls"`
+	// TLS to the brokers: `true` (the system's roots) or a mapping naming the
+	// CA, a client certificate and key, the server name.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// SchemaRegistry, when set, is the schema registry of the avro-confluent
 	// format (required by it).
 	SchemaRegistry *SchemaRegistryConfig `yaml:"schema_registry"`
@@ -49,8 +53,12 @@ type SASLConfig struct {
 	Mechanism string `yaml:"mechanism"`
 	// User is the SASL user name.
 	User string `yaml:"user"`
-	// Password of the SASL user. Write it as ${VAR}: it never appears in logs or errors.
+	// Password of the SASL user. Write it as ${VAR}, or use password_file: it
+	// never appears in logs or errors.
 	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password instead (a mounted secret);
+	// its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
 }
 
 // Default returns the defaults (no brokers).
@@ -84,6 +92,14 @@ func (c *Config) Validate() error {
 		if s.User == "" {
 			return bad("sasl.user", "required with sasl")
 		}
+		var se *secret.FieldError
+		if err := secret.Check("kafka.sasl.password", s.Password, s.PasswordFile); errors.As(err, &se) {
+			return &FieldError{Field: se.Field, Problem: se.Problem}
+		}
+	}
+	var te *tlsconfig.FieldError
+	if err := c.TLS.Validate("kafka.tls"); errors.As(err, &te) {
+		return &FieldError{Field: te.Field, Problem: te.Problem}
 	}
 	if c.SchemaRegistry != nil {
 		return c.SchemaRegistry.Validate()
@@ -118,9 +134,4 @@ func (c Config) Redacted() Config {
 
 // Redact returns "[redacted]" for a set secret and "" for an unset one, so that a
 // printed configuration still tells the two apart.
-func Redact(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "[redacted]"
-}
+func Redact(s string) string { return secret.Redact(s) }

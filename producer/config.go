@@ -11,6 +11,8 @@ import (
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // SourceConfig says which MySQL/MariaDB server to read and how.
@@ -24,6 +26,13 @@ type SourceConfig struct {
 	Addr     string `yaml:"addr"`
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password instead (a mounted secret);
+	// its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS to the server, for the binlog stream and the SQL queries alike:
+	// `true` (the system's roots) or a mapping naming the CA, a client
+	// certificate and key, the server name.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// ServerID is the replica server_id kanal registers with; unique among replicas.
 	ServerID uint32 `yaml:"server_id"`
 	// Start says where to begin when no position is stored: "current" (the server's
@@ -205,6 +214,12 @@ func (s *SourceConfig) Validate() error {
 	case s.MaxRetryDuration < 0:
 		return bad("source.max_retry_duration", "must not be negative (0 = retry forever)")
 	}
+	if err := secret.Check("source.password", s.Password, s.PasswordFile); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := s.TLS.Validate("source.tls"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	return nil
 }
 
@@ -269,7 +284,7 @@ func (t *TablesConfig) Validate() error {
 
 // LogValue keeps the passwords out of logs when a Config is logged.
 func (c Config) LogValue() slog.Value {
-	c.Source.Password = kafkaconn.Redact(c.Source.Password)
+	c.Source.Password = secret.Redact(c.Source.Password)
 	c.Kafka.Config = c.Kafka.Config.Redacted()
 	return slog.AnyValue(struct {
 		Source SourceConfig

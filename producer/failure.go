@@ -199,11 +199,11 @@ type outage struct {
 func newBrokerWatch(log *slog.Logger, cfg *kafkaconn.Config) *brokerWatch {
 	b := &brokerWatch{log: log, down: map[string]*outage{}}
 	switch {
-	case cfg.SASL != nil && cfg.TLS:
+	case cfg.SASL != nil && cfg.TLS.Enabled:
 		b.hint = "kafka.sasl (" + cfg.SASL.Mechanism + ") and kafka.tls are set: is this listener SASL_SSL?"
 	case cfg.SASL != nil:
 		b.hint = "kafka.sasl (" + cfg.SASL.Mechanism + ") is set: a listener without SASL closes the connection at once"
-	case cfg.TLS:
+	case cfg.TLS.Enabled:
 		b.hint = "kafka.tls is set: a listener without TLS fails the handshake"
 	}
 	return b

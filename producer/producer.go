@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/schemastore"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // Stats are counters a running producer keeps; read them with Producer.Stats.
@@ -82,6 +83,8 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tlsconfig.WarnPlaintext(log, "source", cfg.Source.Addr, "source.tls", &cfg.Source.TLS)
+	cfg.Kafka.WarnPlaintext(log)
 	log = log.With("source", cfg.Source.Name)
 	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config), live: newLive()}
 	p.metrics = newMetrics(p)
@@ -105,13 +108,16 @@ func (p *Producer) Progress() Progress { return p.live.snapshot() }
 // collectors may be registered on it.
 func (p *Producer) Metrics() *prometheus.Registry { return p.metrics.reg }
 
-// permanent reports errors that a reconnect cannot fix.
+// permanent reports errors that a reconnect cannot fix. A TLS failure (a
+// server certificate not trusted, a server that wants TLS) is one: retrying
+// would only repeat it, and a stopped producer is what a supervisor shows.
 func permanent(err error) bool {
 	var rowErr *RowError
+	var tlsErr *tlsconfig.Error
 	return errors.Is(err, ErrServerConfig) || errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrNoPrimaryKey) || errors.Is(err, ErrCharset) ||
 		errors.Is(err, ErrFenced) || errors.Is(err, ErrConfig) || errors.Is(err, schemas.ErrSchemaRejected) || errors.Is(err, ErrOversize) ||
 		errors.Is(err, ErrAccess) ||
-		errors.As(err, &rowErr)
+		errors.As(err, &rowErr) || errors.As(err, &tlsErr)
 }
 
 // Run captures changes until ctx is cancelled (then it commits what it has and

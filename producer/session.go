@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/internal/charset"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/secret"
 )
 
 // session is the state of one connection: from a loaded position to an error.
@@ -212,13 +213,25 @@ func (s *session) syncerConfig() (replication.BinlogSyncerConfig, error) {
 	if err != nil {
 		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: source.addr: bad port %q", ErrConfig, portStr)
 	}
+	password, err := secret.Password("source.password", s.cfg.Source.Password, s.cfg.Source.PasswordFile)
+	if err != nil {
+		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	tc, err := s.cfg.Source.TLS.Client("source.tls")
+	if err != nil {
+		return replication.BinlogSyncerConfig{}, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if tc != nil && tc.ServerName == "" && !tc.InsecureSkipVerify {
+		tc.ServerName = host
+	}
 	return replication.BinlogSyncerConfig{
 		ServerID:  s.cfg.Source.ServerID,
 		Flavor:    s.info.flavor,
 		Host:      host,
 		Port:      uint16(port),
 		User:      s.cfg.Source.User,
-		Password:  s.cfg.Source.Password,
+		Password:  password,
+		TLSConfig: tc,
 		ParseTime: true,
 		// The server sends heartbeats when idle, so a long silence while we wait
 		// for it means a dead connection: silenceConn fails the read then (and

@@ -10,6 +10,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/kanal-cdc/kanal/internal/dbconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -30,13 +31,22 @@ func openSQL(cfg *SourceConfig) (*sql.DB, error) {
 	mc.Addr = cfg.Addr
 	mc.Timeout = cfg.ConnectTimeout
 	mc.ReadTimeout = cfg.ConnectTimeout
-	connector, err := gomysql.NewConnector(mc)
+	conn := cfg.conn()
+	if err := conn.ApplyMySQL(mc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	connector, err := conn.MySQLConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", cfg.Addr, err)
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(2)
 	return db, nil
+}
+
+// conn is the source's TLS and password settings, for dbconn.
+func (s *SourceConfig) conn() *dbconn.Settings {
+	return &dbconn.Settings{TLS: s.TLS, PasswordFile: s.PasswordFile, Field: "source", Server: "source " + s.Addr}
 }
 
 // setting is a server variable kanal depends on, and how to fix it.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"net"
@@ -48,6 +49,8 @@ type MariaDBServer struct {
 	socket  string
 	logPath string
 	extra   []string
+	// rootTLS, when set, is how the root pool connects (WithTLS).
+	rootTLS *tls.Config
 
 	mu   sync.Mutex
 	proc *proc
@@ -60,6 +63,7 @@ type MariaDBOption func(*mariadbConfig)
 type mariadbConfig struct {
 	serverID uint32
 	args     []string
+	tls      *TLSCerts
 }
 
 // WithServerID sets the server's server_id (default DefaultServerID).
@@ -71,6 +75,14 @@ func WithServerID(id uint32) MariaDBOption {
 // the defaults (for example "--max-binlog-size=4096" to force rotation).
 func WithArgs(extra ...string) MariaDBOption {
 	return func(c *mariadbConfig) { c.args = append(c.args, extra...) }
+}
+
+// WithTLS makes the server require TLS on every TCP connection
+// (require_secure_transport=ON) with certs' server certificate; the server
+// does not ask for client certificates. DB then connects with TLS; DSN is left
+// plaintext, so that tests can see the refusal.
+func WithTLS(certs *TLSCerts) MariaDBOption {
+	return func(c *mariadbConfig) { c.tls = certs }
 }
 
 // MariaDB starts a private MariaDB server on 127.0.0.1 with a fresh data
@@ -99,6 +111,11 @@ func MariaDB(t T, opts ...MariaDBOption) *MariaDBServer {
 		socket:   filepath.Join(base, "mysqld.sock"),
 		logPath:  filepath.Join(base, "mariadb.log"),
 		extra:    cfg.args,
+	}
+	if cfg.tls != nil {
+		m.extra = append([]string{"--ssl-ca=" + cfg.tls.CA, "--ssl-cert=" + cfg.tls.ServerCert,
+			"--ssl-key=" + cfg.tls.ServerKey, "--require-secure-transport=ON"}, m.extra...)
+		m.rootTLS = cfg.tls.ClientConfig()
 	}
 	// A unix socket path is limited to 108 bytes and long test names make
 	// long temp dirs; the socket is unused by tests, it only has to differ
@@ -213,10 +230,14 @@ func (m *MariaDBServer) start() error {
 	m.mu.Unlock()
 	fresh := db == nil
 	if fresh {
-		if db, err = sql.Open("mysql", m.rootDSN("")); err != nil {
+		rc := m.dsnConfig("")
+		rc.User, rc.Passwd, rc.TLS = "root", "", m.rootTLS
+		conn, err := mysql.NewConnector(rc)
+		if err != nil {
 			p.kill()
 			return fmt.Errorf("open MariaDB pool: %w", err)
 		}
+		db = sql.OpenDB(conn)
 	}
 	err = p.waitReady(startTimeout, func(ctx context.Context) error {
 		// Another test's server may hold the port we picked (packages run in
@@ -263,13 +284,6 @@ func (m *MariaDBServer) createUser() error {
 		}
 	}
 	return nil
-}
-
-func (m *MariaDBServer) rootDSN(db string) string {
-	cfg := m.dsnConfig(db)
-	cfg.User = "root"
-	cfg.Passwd = ""
-	return cfg.FormatDSN()
 }
 
 func (m *MariaDBServer) dsnConfig(db string) *mysql.Config {

@@ -20,10 +20,14 @@ import (
 const PostgresDatabase = "kanal"
 
 // PostgresServer is a private Postgres cluster run by a postgres child
-// process, with trust authentication for the superuser "postgres".
+// process, with trust authentication for the superuser "postgres" (unless
+// WithSSL).
 type PostgresServer struct {
-	// DSN is postgres://postgres@127.0.0.1:port/kanal?sslmode=disable.
+	// DSN is postgres://postgres@127.0.0.1:port/kanal?sslmode=disable; with
+	// WithSSL it carries the password and sslmode=verify-full with the CA.
 	DSN string
+	// Password is the superuser's password under WithSSL ("" otherwise).
+	Password string
 	// Addr is "127.0.0.1:port".
 	Addr string
 	// Port is the TCP port.
@@ -34,6 +38,26 @@ type PostgresServer struct {
 	t       T
 	logPath string
 	proc    *proc
+	// socketDir is where the server's unix socket lives: the harness's own
+	// connections use it when TCP needs TLS.
+	socketDir string
+	ssl       bool
+}
+
+// PostgresOption configures Postgres.
+type PostgresOption func(*postgresConfig)
+
+type postgresConfig struct{ ssl *TLSCerts }
+
+// PostgresPassword is the superuser's password of a server started WithSSL.
+const PostgresPassword = "kanal-pg-secret"
+
+// WithSSL makes the server accept TCP connections only over TLS (ssl=on and
+// hostssl lines alone in pg_hba.conf) with certs' server certificate, and only
+// with the password PostgresPassword (scram-sha-256). The harness itself
+// connects over the unix socket.
+func WithSSL(certs *TLSCerts) PostgresOption {
+	return func(c *postgresConfig) { c.ssl = certs }
 }
 
 // Postgres initialises a private cluster, starts it on 127.0.0.1, creates
@@ -42,9 +66,13 @@ type PostgresServer struct {
 // Postgres refuses to run as root, so under root the cluster belongs to the
 // "postgres" system user (created by the Debian package), or "nobody" when
 // that is missing, and the server runs with that user's credentials.
-func Postgres(t T) *PostgresServer {
+func Postgres(t T, opts ...PostgresOption) *PostgresServer {
 	t.Helper()
 	skipShort(t, "Postgres")
+	var cfg postgresConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	initdb := RequireBinary(t, "initdb")
 	bin := RequireBinary(t, "postgres")
 	cred, own, err := postgresOwner()
@@ -64,7 +92,7 @@ func Postgres(t T) *PostgresServer {
 			t.Fatalf("testenv: Postgres dir: %v", err)
 		}
 	}
-	pg := &PostgresServer{DataDir: filepath.Join(base, "data"), t: t, logPath: filepath.Join(base, "postgres.log")}
+	pg := &PostgresServer{DataDir: filepath.Join(base, "data"), t: t, logPath: filepath.Join(base, "postgres.log"), socketDir: base}
 
 	began := time.Now()
 	runAs := strconv.Itoa(os.Geteuid())
@@ -89,15 +117,27 @@ func Postgres(t T) *PostgresServer {
 	}
 	initDone := time.Now()
 
+	var sslArgs []string
+	if cfg.ssl != nil {
+		if sslArgs, err = pg.sslFiles(cfg.ssl, base, own); err != nil {
+			t.Fatalf("testenv: Postgres: %v", err)
+		}
+		pg.ssl, pg.Password = true, PostgresPassword
+	}
+
 	t.Cleanup(pg.cleanup)
 	err = withFreePort(pg.logPath, func(port int) error {
 		pg.Port = port
 		pg.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		pg.DSN = fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", pg.Addr, PostgresDatabase)
+		if cfg.ssl != nil {
+			pg.DSN = fmt.Sprintf("postgres://postgres:%s@%s/%s?sslmode=verify-full&sslrootcert=%s",
+				PostgresPassword, pg.Addr, PostgresDatabase, cfg.ssl.CA)
+		}
 		p, err := startProc(procSpec{
 			name: "postgres",
 			bin:  bin,
-			args: []string{
+			args: append([]string{
 				"-D", pg.DataDir,
 				"-p", strconv.Itoa(port),
 				"-k", base,
@@ -109,7 +149,7 @@ func Postgres(t T) *PostgresServer {
 				"-c", "full_page_writes=off",
 				"-c", "shared_buffers=32MB",
 				"-c", "max_connections=100",
-			},
+			}, sslArgs...),
 			dir:     base,
 			logPath: pg.logPath,
 			cred:    cred,
@@ -172,7 +212,51 @@ func postgresOwner() (*syscall.Credential, *owner, error) {
 }
 
 func (pg *PostgresServer) adminDSN() string {
+	if pg.ssl {
+		return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=5", pg.socketDir, pg.Port)
+	}
 	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&connect_timeout=5", pg.Addr)
+}
+
+// sslFiles writes the server's certificate, key, CA and a pg_hba.conf that
+// takes TCP connections only over TLS into dir (owned by the server's user:
+// Postgres refuses a key others can read) and returns the server options
+// using them.
+func (pg *PostgresServer) sslFiles(certs *TLSCerts, dir string, own *owner) ([]string, error) {
+	files := map[string]string{"server.pem": certs.ServerCert, "server.key": certs.ServerKey, "ca.pem": certs.CA}
+	for name, src := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeOwned(filepath.Join(dir, name), data, own); err != nil {
+			return nil, err
+		}
+	}
+	hba := "local all all trust\n" +
+		"hostssl all all 127.0.0.1/32 scram-sha-256\n" +
+		"hostssl all all ::1/128 scram-sha-256\n"
+	if err := writeOwned(filepath.Join(dir, "pg_hba.conf"), []byte(hba), own); err != nil {
+		return nil, err
+	}
+	return []string{
+		"-c", "ssl=on",
+		"-c", "ssl_cert_file=" + filepath.Join(dir, "server.pem"),
+		"-c", "ssl_key_file=" + filepath.Join(dir, "server.key"),
+		"-c", "ssl_ca_file=" + filepath.Join(dir, "ca.pem"),
+		"-c", "hba_file=" + filepath.Join(dir, "pg_hba.conf"),
+		"-c", "password_encryption=scram-sha-256",
+	}, nil
+}
+
+func writeOwned(path string, data []byte, own *owner) error {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	if own != nil {
+		return os.Chown(path, own.uid, own.gid)
+	}
+	return nil
 }
 
 func (pg *PostgresServer) createDatabase() error {
@@ -185,6 +269,11 @@ func (pg *PostgresServer) createDatabase() error {
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+PostgresDatabase); err != nil {
 		return fmt.Errorf("create database %s: %w", PostgresDatabase, err)
+	}
+	if pg.ssl {
+		if _, err := conn.Exec(ctx, "ALTER ROLE postgres PASSWORD '"+PostgresPassword+"'"); err != nil {
+			return fmt.Errorf("set the password: %w", err)
+		}
 	}
 	return nil
 }
