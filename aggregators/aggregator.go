@@ -155,6 +155,10 @@ func (a *Aggregator) Setup(ctx context.Context) error {
 // Close closes the connection pool.
 func (a *Aggregator) Close() { a.t.close() }
 
+// Ping connects to the target database, as a batch would, for `kanal config
+// check --connect`. Errors about TLS name the server and what to set.
+func (a *Aggregator) Ping(ctx context.Context) error { return a.t.ping(ctx) }
+
 // ensure creates s's tables once their column types can be resolved (from cols,
 // the columns of a change of s.Source, when some type is inferred).
 func (a *Aggregator) ensure(ctx context.Context, s *summaryRT, cols []schemas.Column) (bool, error) {
@@ -489,6 +493,7 @@ type target interface {
 	begin(ctx context.Context, group, topic string, partition int32, sums []*summaryRT, keys []string) (txn, sqloffsets.State, []map[string]*rowState, error)
 	loadOffsets(ctx context.Context, group string, partitions map[string][]int32) (map[string]map[int32]int64, error)
 	resetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
+	ping(ctx context.Context) error
 	close()
 }
 

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"regexp"
 	"time"
+
+	"github.com/kanal-cdc/kanal/internal/dbconn"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -31,6 +34,18 @@ type TargetConfig struct {
 	MaxConns int `yaml:"max_conns"`
 	// ConnectTimeout bounds connecting to the database.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// PasswordFile is a file holding the password (a mounted secret), used
+	// instead of the DSN's; its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS to the database: `true` (the system's roots) or a mapping naming the
+	// CA, a client certificate and key, the server name. It replaces the
+	// DSN's own TLS settings (sslmode=…, tls=…), which still work without it.
+	TLS tlsconfig.Config `yaml:"tls"`
+}
+
+// conn is the target's TLS and password settings; server names it in errors.
+func (t *TargetConfig) conn(server string) *dbconn.Settings {
+	return &dbconn.Settings{TLS: t.TLS, PasswordFile: t.PasswordFile, Field: "target", Server: t.Driver + " target " + server}
 }
 
 // Config is an aggregator: summary tables in one target database, kept by one
@@ -83,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkDSN(c.Target.Driver, c.Target.DSN); err != nil {
 		return bad("target.dsn", "%v", err)
+	}
+	if err := c.Target.TLS.Validate("target.tls"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	for i := range c.Summaries {
 		if _, err := c.Summaries[i].Compile(); err != nil {

@@ -37,7 +37,12 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 	}
 	mc.Timeout = cfg.Target.ConnectTimeout
 	mc.ParseTime = false
-	conn, err := mysql.NewConnector(mc)
+	cs := cfg.Target.conn(mc.Addr)
+	if err := cs.ApplyMySQL(mc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	cs.WarnMySQL(log, mc)
+	conn, err := cs.MySQLConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: target.dsn: not a valid go-sql-driver DSN", ErrConfig)
 	}
@@ -50,6 +55,8 @@ func newMySQL(cfg Config, log *slog.Logger) (*mysqlTarget, error) {
 
 func (m *mysqlTarget) close()            { m.db.Close() }
 func (m *mysqlTarget) dialect() *dialect { return &myTypes }
+
+func (m *mysqlTarget) ping(ctx context.Context) error { return m.db.PingContext(ctx) }
 
 func (m *mysqlTarget) setup(ctx context.Context) error {
 	m.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/dbconn"
 	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 )
 
@@ -29,6 +32,7 @@ type postgres struct {
 	// db is database/sql over pool, for the offsets table's setup, loads and
 	// resets; batches pipeline its statements on pool.
 	db      *sql.DB
+	conn    *dbconn.Settings // explains connection errors
 	log     *slog.Logger
 	offsets *sqloffsets.Table
 
@@ -43,12 +47,17 @@ func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
 	}
 	pc.MaxConns = int32(cfg.Target.MaxConns)
 	pc.ConnConfig.ConnectTimeout = cfg.Target.ConnectTimeout
+	cs := cfg.Target.conn(net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))))
+	if err := cs.ApplyPostgres(pc.ConnConfig); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	cs.WarnPostgres(log, pc.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, fmt.Errorf("aggregators: postgres pool: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	return &postgres{pool: pool, db: db, log: log, offsets: sqloffsets.New(sqloffsets.Postgres, db, cfg.OffsetsTable)}, nil
+	return &postgres{pool: pool, db: db, conn: cs, log: log, offsets: sqloffsets.New(sqloffsets.Postgres, db, cfg.OffsetsTable)}, nil
 }
 
 func (p *postgres) close() {
@@ -56,6 +65,8 @@ func (p *postgres) close() {
 	p.pool.Close()
 }
 func (p *postgres) dialect() *dialect { return &pgTypes }
+
+func (p *postgres) ping(ctx context.Context) error { return p.conn.ExplainPostgres(p.db.PingContext(ctx)) }
 
 // ignoreExists treats "already exists" races of concurrent CREATE … IF NOT
 // EXISTS as success.
@@ -74,7 +85,7 @@ func (p *postgres) setup(ctx context.Context) error {
 		return nil
 	}
 	if err := p.offsets.Setup(ctx); err != nil {
-		return fmt.Errorf("aggregators: postgres: %w", err)
+		return fmt.Errorf("aggregators: postgres: %w", p.conn.ExplainPostgres(err))
 	}
 	p.setUpOK = true
 	return nil
@@ -178,7 +189,7 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	}
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return nil, off, nil, fmt.Errorf("postgres: acquire a connection: %w", err)
+		return nil, off, nil, fmt.Errorf("postgres: acquire a connection: %w", p.conn.ExplainPostgres(err))
 	}
 	tx := &pgTxn{p: p, conn: conn, group: group, topic: topic, part: partition, locs: make([]pgLoc, 0, len(keys)*len(sums))}
 	b := &pgx.Batch{}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/handlers"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/secret"
 )
 
 // LogConfig selects the log output.
@@ -119,12 +120,40 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*File, error) {
 	return &f, nil
 }
 
+// CheckFiles reads the files the source and kafka sections name (TLS
+// certificates and keys, password files), which Validate leaves alone so that a
+// file can be checked where they do not exist, and names the first that cannot
+// be used. Handlers read the files of their options when they are built.
+func (f *File) CheckFiles() error {
+	var errs []error
+	if s := f.Source; s.Addr != "" {
+		if _, err := secret.Password("source.password", s.Password, s.PasswordFile); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := s.TLS.Client("source.tls"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s := f.Kafka.SASL; s != nil {
+		if _, err := secret.Password("kafka.sasl.password", s.Password, s.PasswordFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := f.Kafka.TLS.Client("kafka.tls"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", producer.ErrConfig, err)
+	}
+	return nil
+}
+
 // Validate checks the whole file, naming the bad field.
 func (f *File) Validate() error {
 	// A file for consumers only needs no source section; `kanal produce` still
 	// refuses a missing source (producer.New validates it).
 	s := f.Source
-	hasSource := s.Name != "" || s.Addr != "" || s.User != "" || s.Password != ""
+	hasSource := s.Name != "" || s.Addr != "" || s.User != "" || s.Password != "" || s.PasswordFile != ""
 	if hasSource || len(f.Consumers.Handlers) == 0 {
 		if err := f.Config.Validate(); err != nil {
 			return err

@@ -89,7 +89,9 @@ type Config struct {
 	// from a stuck pipeline in the freshness metric.
 	Heartbeats bool `yaml:"heartbeats"`
 	// MetricsAddr, when set, is the host:port of an HTTP server with /metrics,
-	// /healthz and /readyz.
+	// /healthz and /readyz. Without a host (":9464") it listens on 127.0.0.1
+	// only; to be reached from elsewhere (Prometheus, Kubernetes probes) name
+	// the interface: "0.0.0.0:9464", or the pod's IP as ${POD_IP}:9464.
 	MetricsAddr string `yaml:"metrics_addr"`
 	// StatusInterval is how often each group publishes its status record
 	// (handlers, halted partitions) to "<prefix>._status" for `kanal status`

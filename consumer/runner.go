@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/internal/listen"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/schemastore"
@@ -113,6 +114,7 @@ func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Ru
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Kafka.WarnPlaintext(log)
 	r := &Runner{cfg: cfg, log: log, halted: map[haltKey]HaltedPartition{}}
 	for _, o := range opts {
 		o(r)
@@ -297,7 +299,7 @@ func (r *Runner) serve(ctx context.Context) (*http.Server, error) {
 	deadline := time.Now().Add(r.cfg.RevokeTimeout + 5*time.Second)
 	for attempt := 1; ; attempt++ {
 		var err error
-		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", r.cfg.MetricsAddr)
+		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", listen.Addr(r.cfg.MetricsAddr))
 		if err == nil {
 			break
 		}

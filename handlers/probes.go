@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/tls"
-	"database/sql"
 	"fmt"
 	"net"
 	"net/url"
@@ -32,11 +30,11 @@ func redisProbes(_ *Spec, o *redissink.Config) []Probe {
 		ps = append(ps, Probe{
 			Server: fmt.Sprintf("redis instance %s (%s db %d)", n, in.Addr, in.DB),
 			Check: func(ctx context.Context) error {
-				opts := &redis.Options{Addr: in.Addr, Username: in.Username, Password: in.Password, DB: in.DB,
-					DialTimeout: in.DialTimeout, MaxRetries: -1, DisableIdentity: true}
-				if in.TLS {
-					opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				opts, err := in.ClientOptions(n)
+				if err != nil {
+					return err
 				}
+				opts.MaxRetries = -1
 				cl := redis.NewClient(opts)
 				defer cl.Close()
 				return cl.Ping(ctx).Err()
@@ -46,23 +44,23 @@ func redisProbes(_ *Spec, o *redissink.Config) []Probe {
 	return ps
 }
 
-// aggregateProbes connects to the target database, as the aggregator will.
-func aggregateProbes(_ *Spec, o *aggregators.Config) []Probe {
-	t := o.Target
+// aggregateProbes connects to the target database through the aggregator's
+// own connection settings (TLS, password file), as a batch will.
+func aggregateProbes(spec *Spec, o *aggregators.Config) []Probe {
+	cfg := *o
+	cfg.Name = spec.Name
+	t := cfg.Target
 	return []Probe{{
 		Server: t.Driver + " target " + dsnAddr(t.Driver, t.DSN),
 		Check: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, t.ConnectTimeout)
 			defer cancel()
-			if t.Driver == aggregators.DriverPostgres {
-				return pingPostgres(ctx, t.DSN)
-			}
-			mc, err := mysql.ParseDSN(t.DSN)
+			a, err := aggregators.New(cfg, nil)
 			if err != nil {
-				return fmt.Errorf("target.dsn: not a valid go-sql-driver DSN")
+				return err
 			}
-			mc.Timeout = t.ConnectTimeout
-			return pingMySQL(ctx, mc)
+			defer a.Close()
+			return a.Ping(ctx)
 		},
 	}}
 }
@@ -84,29 +82,6 @@ func sqlmirrorProbes(spec *Spec, o *sqlmirror.Config) []Probe {
 			return h.DB().PingContext(ctx)
 		},
 	}}
-}
-
-func pingPostgres(ctx context.Context, dsn string) error {
-	pc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return fmt.Errorf("dsn: not a valid PostgreSQL connection string")
-	}
-	conn, err := pgx.ConnectConfig(ctx, pc)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	return conn.Ping(ctx)
-}
-
-func pingMySQL(ctx context.Context, mc *mysql.Config) error {
-	conn, err := mysql.NewConnector(mc)
-	if err != nil {
-		return err
-	}
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	return db.PingContext(ctx)
 }
 
 // dsnAddr returns where a DSN points, without its user or password: for people

@@ -2,7 +2,6 @@ package kafkaconn
 
 import (
 	"context"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"time"
@@ -28,8 +27,13 @@ func (c *Config) ClientOptions() []kgo.Opt {
 	case err != nil:
 		opts = append(opts, kgo.Dialer(func(context.Context, string, string) (net.Conn, error) { return nil, err }))
 	case tc != nil:
-		// franz-go sets ServerName to each broker's host when it is empty.
-		opts = append(opts, kgo.Dialer((&dialer{tc: tc}).dial))
+		// A plaintext client of a TLS-only broker gets franz-go's own clear
+		// error ("the broker requires TLS but the client is using plaintext"):
+		// only TLS connections need explaining, per broker.
+		opts = append(opts, kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+			d := &tlsconfig.Dialer{Server: "kafka broker " + host, Field: "kafka.tls", TLS: tc, Timeout: 10 * time.Second}
+			return d.DialContext(ctx, network, host)
+		}))
 	}
 	if s := c.SASL; s != nil {
 		user, pwField, value, file := s.User, "kafka.sasl.password", s.Password, s.PasswordFile
@@ -53,27 +57,6 @@ func (c *Config) ClientOptions() []kgo.Opt {
 		}
 	}
 	return opts
-}
-
-// dialer connects to one broker with TLS and explains the failures users can
-// fix in the kafka section: which broker, and what about TLS went wrong. (A
-// plaintext client of a TLS-only broker gets franz-go's own clear error:
-// "the broker requires TLS but the client is using plaintext".)
-type dialer struct{ tc *tls.Config }
-
-func (d *dialer) dial(ctx context.Context, network, host string) (net.Conn, error) {
-	nd := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 20 * time.Second}
-	tc := d.tc.Clone()
-	if tc.ServerName == "" {
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			tc.ServerName = h
-		}
-	}
-	conn, err := (&tls.Dialer{NetDialer: nd, Config: tc}).DialContext(ctx, network, host)
-	if err != nil {
-		return nil, tlsconfig.Explain("kafka broker "+host, "kafka.tls", err)
-	}
-	return &tlsConn{Conn: conn, host: host}, nil
 }
 
 // WarnPlaintext logs a warning, once per process and broker, for each broker
@@ -102,24 +85,4 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelInfo
 	}
 	l.log.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
-}
-
-// tlsConn is a TLS connection to a broker. With TLS 1.3 a server that refuses
-// the client certificate says so only after the handshake, in answer to the
-// first request: that first read's error is explained as the handshake's is.
-type tlsConn struct {
-	net.Conn
-	host string
-	read bool
-}
-
-func (c *tlsConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.read = true
-	}
-	if err != nil && !c.read {
-		err = tlsconfig.Explain("kafka broker "+c.host, "kafka.tls", err)
-	}
-	return n, err
 }

@@ -53,10 +53,14 @@ func Password(field, value, file string) (string, error) {
 	return pw, nil
 }
 
-// Check validates a password setting as Password reads it, for Validate methods.
+// Check validates a password setting without reading the file, for Validate
+// methods: a configuration is checked where the file may not exist (a laptop,
+// a CI job); Password reads it when connecting.
 func Check(field, value, file string) error {
-	_, err := Password(field, value, file)
-	return err
+	if file != "" && value != "" {
+		return &FieldError{Field: field + "_file", Problem: fmt.Sprintf("%s is set too; give one of them", field)}
+	}
+	return nil
 }
 
 // Redact returns "[redacted]" for a set secret and "" for an unset one, so that a

@@ -111,24 +111,30 @@ func yamlKeys() map[string]bool {
 	return keys
 }
 
-// Validate checks the settings and reads their files, as Client will. field is
-// where the settings sit in the file ("source.tls"); errors name it, the key and
-// the file, never a file's content.
+// Validate checks the settings without reading their files (a configuration is
+// checked where the files may not exist: a laptop, a CI job); Client reads them.
+// field is where the settings sit in the file ("source.tls"); errors name it
+// and the key.
 func (c *Config) Validate(field string) error {
-	_, err := c.Client(field)
-	return err
+	switch {
+	case !c.Enabled && (c.CA != "" || c.Cert != "" || c.Key != "" || c.ServerName != "" || c.InsecureSkipVerify):
+		return bad(field+".enabled", "false, but other TLS settings are given: remove them or enable TLS")
+	case c.Cert != "" && c.Key == "":
+		return bad(field+".key", "required with cert (%s)", c.Cert)
+	case c.Key != "" && c.Cert == "":
+		return bad(field+".cert", "required with key (%s)", c.Key)
+	}
+	return nil
 }
 
-// Client returns the *tls.Config of a client connection, or nil when TLS is off.
-// field names the settings in errors, as in Validate. ServerName is left empty
+// Client returns the *tls.Config of a client connection, or nil when TLS is off,
+// reading the files. field names the settings in errors, as in Validate; a file
+// error names the file and never shows its content. ServerName is left empty
 // unless configured: every driver kanal uses fills it in from the address it
 // dials, which is what the certificate is checked against.
 func (c *Config) Client(field string) (*tls.Config, error) {
-	if !c.Enabled {
-		if c.CA != "" || c.Cert != "" || c.Key != "" || c.ServerName != "" || c.InsecureSkipVerify {
-			return nil, bad(field+".enabled", "false, but other TLS settings are given: remove them or enable TLS")
-		}
-		return nil, nil
+	if err := c.Validate(field); err != nil || !c.Enabled {
+		return nil, err
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
 	if c.CA != "" {
@@ -138,17 +144,12 @@ func (c *Config) Client(field string) (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	}
-	switch {
-	case c.Cert != "" && c.Key != "":
+	if c.Cert != "" {
 		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
 			return nil, bad(field+".cert", "%s with key %s: %v", c.Cert, c.Key, fileError(err))
 		}
 		tc.Certificates = []tls.Certificate{pair}
-	case c.Cert != "":
-		return nil, bad(field+".key", "required with cert (%s)", c.Cert)
-	case c.Key != "":
-		return nil, bad(field+".cert", "required with key (%s)", c.Key)
 	}
 	return tc, nil
 }

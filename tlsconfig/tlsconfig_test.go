@@ -73,7 +73,7 @@ func TestClientErrorsNameFieldAndFile(t *testing.T) {
 		{tlsconfig.Config{Enabled: true, Cert: junk, Key: certs.ClientKey}, "source.tls.cert", "junk.pem"},
 		{tlsconfig.Config{CA: certs.CA}, "source.tls.enabled", "other TLS settings"},
 	} {
-		err := tc.c.Validate("source.tls")
+		_, err := tc.c.Client("source.tls")
 		var fe *tlsconfig.FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tlsconfig.ErrConfig) {
 			t.Errorf("%+v: got %v, want field %s", tc.c, err, tc.field)

@@ -52,8 +52,9 @@ func configCmd() *cobra.Command {
 		Use:   "check --config kanal.yaml [--connect]",
 		Short: "Validate a configuration file; with --connect also try every server it names",
 		Long: `check loads the file as produce and consume do (variables, defaults, every
-field) and builds each handler without connecting. It prints one line and exits 0,
-or exits 2 with the error naming the bad field.
+field), reads the TLS and password files it names and builds each handler without
+connecting. It prints one line and exits 0, or exits 2 with the error naming the bad
+field or file.
 
 With --connect it then tries each server: the MySQL/MariaDB source as the configured
 user (binlog settings, REPLICATION SLAVE and REPLICATION CLIENT), each Kafka broker
@@ -67,6 +68,9 @@ failed. Passwords are never printed.`,
 				return err
 			}
 			reg := handlers.Builtin()
+			if err := f.CheckFiles(); err != nil {
+				return usageError{fmt.Errorf("%s: %w", cfgPath, err)}
+			}
 			if err := reg.Check(&f.Consumers); err != nil {
 				return usageError{fmt.Errorf("%s: %w", cfgPath, err)}
 			}
@@ -119,7 +123,7 @@ func plural(n int, what string) string {
 // hasSource mirrors config's rule: a consumers-only file may leave out source.
 func hasSource(f *config.File) bool {
 	s := f.Source
-	return s.Name != "" || s.Addr != "" || s.User != "" || s.Password != ""
+	return s.Name != "" || s.Addr != "" || s.User != "" || s.Password != "" || s.PasswordFile != ""
 }
 
 // serverProbes lists every server of the file: the source, each broker, and

@@ -65,6 +65,25 @@ func TestExampleCoversEverySetting(t *testing.T) {
 	}
 }
 
+// TestExampleShowsTLS: the TLS settings every `tls:` takes are shown whole
+// once, at source.tls.
+func TestExampleShowsTLS(t *testing.T) {
+	text := commentedSetting.ReplaceAllString(string(Example()), "$1$2")
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	tls := valueOf(valueOf(doc.Content[0], "source"), "tls")
+	if tls == nil {
+		t.Fatal("the example has no source.tls")
+	}
+	var missing []string
+	covers(tlsType, []*yaml.Node{tls}, "source.tls", &missing)
+	for _, m := range missing {
+		t.Errorf("the example does not show %s", m)
+	}
+}
+
 // covers checks that the mappings in nodes, together, hold every key of struct
 // type t (recursively), appending the paths of the missing ones.
 func covers(t reflect.Type, nodes []*yaml.Node, path string, missing *[]string) {
@@ -86,6 +105,8 @@ func covers(t reflect.Type, nodes []*yaml.Node, path string, missing *[]string) 
 		}
 		ft := deref(s.typ)
 		switch {
+		case ft == tlsType:
+			// Shown whole once, as source.tls (TestExampleShowsTLS).
 		case isStruct(ft):
 			covers(ft, vals, p, missing)
 		case ft.Kind() == reflect.Slice && isStruct(deref(ft.Elem())):

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/handlers"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // Markdown returns the configuration reference (docs/config.md): one table per
@@ -17,6 +18,9 @@ import (
 func Markdown(reg *handlers.Factories) []byte {
 	return markdownWith(reg, comments)
 }
+
+// tlsHeading is the title of the TLS settings' section.
+const tlsHeading = "TLS settings (`tls:`)"
 
 // section is one mapping of the file: a struct type at a path.
 type section struct {
@@ -70,6 +74,13 @@ Durations are Go durations: ` + "`250ms`, `5s`, `1m30s`, `24h`" + `.
 		queue = queue[1:]
 		queue = append(writeSection(&b, comments, s, "##"), queue...)
 	}
+	// The TLS settings every connection shares, once.
+	tlsSection := section{path: "tls", typ: tlsType, def: reflect.ValueOf(tlsconfig.Config{})}
+	fmt.Fprintf(&b, "\n## %s\n", tlsHeading)
+	b.WriteString("\nEvery `tls:` of the file (`source.tls`, `kafka.tls`, a Redis instance's, a SQL target's, …) takes " +
+		"`true` (TLS with the system's roots), `false` (the default), or this mapping. A file's error names the setting " +
+		"and the file, never its content. Without TLS, a connection to another machine logs a warning once.\n")
+	writeSection(&b, comments, tlsSection, "")
 	b.WriteString("\n## Handler options\n\nThe `options:` of a `consumers.handlers[]` entry depend on its `handler:` type.\n")
 	for _, n := range reg.Names() {
 		f, _ := reg.Get(n)
@@ -184,6 +195,9 @@ func derefValue(v reflect.Value) reflect.Value {
 func typeName(t reflect.Type) string {
 	if t == durationType {
 		return "duration"
+	}
+	if t == tlsType {
+		return "boolean or [TLS object](#" + anchor(tlsHeading) + ")"
 	}
 	if t == nodeType {
 		return "object"

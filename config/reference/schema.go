@@ -45,6 +45,17 @@ func schemaWith(reg *handlers.Factories, comments map[string]string) ([]byte, er
 	}
 	root := r.Reflect(&config.File{})
 	root.Title = "kanal configuration file"
+	// The TLS settings' mapping, which mapType refers to from every `tls:`.
+	tr := *r
+	tr.Mapper = func(t reflect.Type) *jsonschema.Schema {
+		if t == tlsType {
+			return nil
+		}
+		return mapType(t)
+	}
+	for k, d := range tr.ReflectFromType(tlsType).Definitions {
+		root.Definitions[k] = d
+	}
 	spec := root.Definitions[defName(reflect.TypeFor[handlers.Spec]())]
 	if spec == nil {
 		return nil, fmt.Errorf("reference: no definition of handlers.Spec")
@@ -119,6 +130,11 @@ func mapType(t reflect.Type) *jsonschema.Schema {
 		}}
 	case nodeType:
 		return &jsonschema.Schema{Type: "object"}
+	case tlsType:
+		return &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+			{Type: "boolean", Description: "true: TLS with the system's roots; false: no TLS"},
+			{Ref: "#/$defs/" + defName(tlsType)},
+		}}
 	case reflect.TypeFor[consumer.Policy]():
 		return &jsonschema.Schema{Type: "string", Enum: []any{string(consumer.Halt), string(consumer.DeadLetter)}}
 	}

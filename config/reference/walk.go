@@ -7,11 +7,16 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	nodeType     = reflect.TypeFor[yaml.Node]()
+	// tlsType is every connection's `tls:`: a boolean or a mapping, described
+	// once (its own section, definition and example) rather than at each use.
+	tlsType = reflect.TypeFor[tlsconfig.Config]()
 )
 
 // setting is one key of a YAML mapping decoded into a Go struct.
@@ -54,9 +59,10 @@ func settings(t reflect.Type, def reflect.Value) []setting {
 // typeKey is a named type's key in the comment map: "<pkg path>.<Type>".
 func typeKey(t reflect.Type) string { return t.PkgPath() + "." + t.Name() }
 
-// isStruct reports whether t is decoded as a nested mapping of known keys.
+// isStruct reports whether t is decoded as a nested mapping of known keys,
+// described where it is used (the TLS settings are described once).
 func isStruct(t reflect.Type) bool {
-	return t.Kind() == reflect.Struct && t != nodeType
+	return t.Kind() == reflect.Struct && t != nodeType && t != tlsType
 }
 
 // without returns s minus the settings named in keys.

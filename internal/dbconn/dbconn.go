@@ -17,6 +17,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kanal-cdc/kanal/secret"
 	"github.com/kanal-cdc/kanal/tlsconfig"
@@ -193,4 +194,23 @@ func (s *Settings) ExplainPostgres(err error) error {
 		return tlsconfig.Required(s.Server, s.tlsField()+" (or sslmode=verify-full in the DSN)", err)
 	}
 	return tlsconfig.Explain(s.Server, s.tlsField(), err)
+}
+
+// PostgresConnector returns a database/sql connector for cc whose connection
+// errors name the server and say when TLS is the problem (ExplainPostgres).
+func (s *Settings) PostgresConnector(cc *pgx.ConnConfig) driver.Connector {
+	return &pgConnector{Connector: stdlib.GetConnector(*cc), s: s}
+}
+
+type pgConnector struct {
+	driver.Connector
+	s *Settings
+}
+
+func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, c.s.ExplainPostgres(err)
+	}
+	return conn, nil
 }

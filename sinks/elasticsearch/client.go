@@ -3,16 +3,16 @@ package essink
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // client speaks the few REST endpoints the sink uses (_bulk, _mget) to the
@@ -33,16 +33,16 @@ type client struct {
 func newClient(cfg *Config) (*client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: ca_file: %v", ErrConfig, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: ca_file: no PEM certificate in %s", ErrConfig, cfg.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tc, err := cfg.TLS.Client("tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if tc != nil {
+		tr.TLSClientConfig = tc
+	}
+	password, err := secret.Password("password", cfg.Password, cfg.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c := &client{http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
 	for _, u := range cfg.URLs {
@@ -53,7 +53,7 @@ func newClient(cfg *Config) (*client, error) {
 		c.auth = "ApiKey " + cfg.APIKey
 	case cfg.Username != "":
 		req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
-		req.SetBasicAuth(cfg.Username, cfg.Password)
+		req.SetBasicAuth(cfg.Username, password)
 		c.auth = req.Header.Get("Authorization")
 	}
 	if cfg.Refresh != "" {
@@ -100,7 +100,7 @@ func (c *client) do(ctx context.Context, path, contentType string, body []byte, 
 				return ctx.Err()
 			}
 			// The URL has no credentials (Validate), so the error may name it.
-			lastErr = err
+			lastErr = tlsconfig.Explain("elasticsearch "+base, "tls", err)
 			continue
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))

@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -41,9 +44,13 @@ type Config struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
 	APIKey   string `yaml:"api_key"`
-	// CAFile is a PEM file of CA certificates for https endpoints (default: the
-	// system roots).
-	CAFile string `yaml:"ca_file"`
+	// PasswordFile is a file holding the password instead (a mounted secret);
+	// its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS of https endpoints: a mapping naming the CA (a private CA's
+	// certificates; default: the system's roots), a client certificate and
+	// key, the server name. https:// URLs use TLS with or without it.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Timeout bounds one HTTP request.
 	Timeout time.Duration `yaml:"timeout"`
 	// BulkMaxActions and BulkMaxBytes bound one _bulk request; a batch needing
@@ -147,6 +154,12 @@ func (c *Config) Validate() error {
 	if !nameRE.MatchString(c.Name) {
 		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
 	}
+	if err := secret.Check("password", c.Password, c.PasswordFile); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if len(c.URLs) == 0 {
 		return bad("urls", "at least one URL is required")
 	}
@@ -155,14 +168,17 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad(fmt.Sprintf("urls[%d]", i), "not an http(s)://host:port URL")
 		}
+		if c.TLS.Enabled && u.Scheme != "https" {
+			return bad(fmt.Sprintf("urls[%d]", i), "tls is set, so the URL must be https://")
+		}
 		if u.User != nil {
 			return bad(fmt.Sprintf("urls[%d]", i), "credentials belong in username/password or api_key, not the URL")
 		}
 	}
 	switch {
-	case c.APIKey != "" && (c.Username != "" || c.Password != ""):
+	case c.APIKey != "" && (c.Username != "" || c.Password != "" || c.PasswordFile != ""):
 		return bad("api_key", "set either api_key or username/password")
-	case c.Password != "" && c.Username == "":
+	case (c.Password != "" || c.PasswordFile != "") && c.Username == "":
 		return bad("username", "required with a password")
 	case c.Timeout <= 0:
 		return bad("timeout", "must be positive")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // errValue is wrapped by errors about a record the sink can never index; they
@@ -101,6 +103,15 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	for _, s := range cfg.URLs {
+		if u, err := url.Parse(s); err == nil {
+			tc := cfg.TLS
+			if u.Scheme == "https" {
+				tc.Enabled = true // https verifies with the system's roots by default
+			}
+			tlsconfig.WarnPlaintext(log, "elasticsearch", u.Host, "urls (https://) and tls", &tc)
+		}
 	}
 	h := &Handler{cfg: cfg, log: log.With("handler", cfg.Name), c: c, children: map[string][]*rule{},
 		byTable: map[string]*rule{}, pkCols: map[string][]string{}, lastDel: map[partKey]string{}}

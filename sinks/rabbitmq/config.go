@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -43,6 +46,12 @@ type Config struct {
 	// URL is the broker, "amqp://user:password@host:5672/vhost" (amqps:// for
 	// TLS). The password never appears in logs or errors.
 	URL string `yaml:"url"`
+	// PasswordFile is a file holding the password of the URL's user instead
+	// (a mounted secret); its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS of an amqps:// URL: a mapping naming the CA (default: the system's
+	// roots), a client certificate and key, the server name.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Exchange is where messages are published.
 	Exchange string `yaml:"exchange"`
 	// ExchangeType is the type the exchange is declared with: topic (default),
@@ -137,6 +146,19 @@ func (c *Config) Validate() error {
 		return bad("url", "scheme %q is not amqp or amqps", u.Scheme)
 	case u.Host == "":
 		return bad("url", "no host")
+	case c.TLS.Enabled && u.Scheme != "amqps":
+		return bad("url", "tls is set, so the URL must be amqps://")
+	case c.PasswordFile != "" && u.User == nil:
+		return bad("url", "password_file needs the user in the URL (amqp://user@host/)")
+	}
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		if err := secret.Check("password", pw, c.PasswordFile); err != nil {
+			return fmt.Errorf("%w: %w (the URL holds a password)", ErrConfig, err)
+		}
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	switch c.ExchangeType {
 	case "topic", "direct", "fanout", "headers":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path"
 	"strconv"
 	"sync"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrUnroutable is wrapped by the permanent error of a mandatory message the
@@ -94,6 +97,13 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if u, err := url.Parse(cfg.URL); err == nil {
+		tc := cfg.TLS
+		if u.Scheme == "amqps" {
+			tc.Enabled = true // amqps verifies with the system's roots by default
+		}
+		tlsconfig.WarnPlaintext(log, "rabbitmq", u.Host, "url (amqps://) and tls", &tc)
 	}
 	h := &Handler{cfg: cfg, log: log.With("handler", cfg.Name), byTable: map[string]*table{},
 		parts: map[partKey]*partMemory{}, lastDel: map[partKey]string{}}
@@ -527,9 +537,24 @@ func (h *Handler) connect(ctx context.Context) (*amqp.Connection, error) {
 	defer cancel()
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("kanal-" + h.cfg.Name)
+	tc, err := h.cfg.TLS.Client("tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var auth []amqp.Authentication
+	if h.cfg.PasswordFile != "" {
+		u, _ := url.Parse(h.cfg.URL) // Validate parsed it
+		pw, err := secret.Password("password", "", h.cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		auth = []amqp.Authentication{&amqp.PlainAuth{Username: u.User.Username(), Password: pw}}
+	}
 	conn, err := amqp.DialConfig(h.cfg.URL, amqp.Config{
-		Heartbeat:  h.cfg.Heartbeat,
-		Properties: props,
+		Heartbeat:       h.cfg.Heartbeat,
+		Properties:      props,
+		TLSClientConfig: tc,
+		SASL:            auth,
 		Dial: func(network, addr string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(dctx, network, addr)
@@ -546,6 +571,9 @@ func (h *Handler) connect(ctx context.Context) (*amqp.Connection, error) {
 	if err != nil {
 		// amqp091's errors name the address, never the password; the URL is
 		// logged redacted.
+		if te := tlsconfig.Explain("rabbitmq "+h.cfg.Redacted(), "tls", err); te != err {
+			return nil, te
+		}
 		return nil, fmt.Errorf("connect to %s: %w", h.cfg.Redacted(), err)
 	}
 	if h.cfg.Declare {

@@ -9,6 +9,11 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -69,10 +74,15 @@ type InstanceConfig struct {
 	// requirepass). The password never appears in logs or errors.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password instead (a mounted secret);
+	// its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
 	// DB is the database number.
 	DB int `yaml:"db"`
-	// TLS connects with TLS (system roots).
-	TLS bool `yaml:"tls"`
+	// TLS to the instance (Redis' tls-port): `true` (the system's roots) or a
+	// mapping naming the CA, a client certificate and key (tls-auth-clients),
+	// the server name.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// PoolSize bounds the connections to this instance (0: go-redis' default,
 	// 10 per CPU).
 	PoolSize     int           `yaml:"pool_size"`
@@ -84,7 +94,42 @@ type InstanceConfig struct {
 // LogValue keeps the password out of logs.
 func (c InstanceConfig) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("addr", c.Addr), slog.Int("db", c.DB), slog.String("username", c.Username),
-		slog.Bool("tls", c.TLS))
+		slog.Bool("tls", c.TLS.Enabled))
+}
+
+// ClientOptions returns the go-redis options that reach the instance named
+// name with its address, database, credentials (the password file read now)
+// and TLS; connection errors about TLS name the instance. Applications reading
+// what the handler wrote can connect the same way.
+func (c InstanceConfig) ClientOptions(name string) (*redis.Options, error) {
+	field := "instances." + name
+	pw, err := secret.Password(field+".password", c.Password, c.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	tc, err := c.TLS.Client(field + ".tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	d := &tlsconfig.Dialer{Server: fmt.Sprintf("redis instance %s (%s)", name, c.Addr), Field: field + ".tls", TLS: tc, Timeout: c.DialTimeout}
+	if d.Timeout == 0 {
+		d.Timeout = 5 * time.Second // go-redis' default
+	}
+	return &redis.Options{
+		Addr:         c.Addr,
+		Username:     c.Username,
+		Password:     pw,
+		DB:           c.DB,
+		PoolSize:     c.PoolSize,
+		DialTimeout:  c.DialTimeout,
+		ReadTimeout:  c.ReadTimeout,
+		WriteTimeout: c.WriteTimeout,
+		// TLS is the dialer's, so that its errors name the instance.
+		Dialer: d.DialContext,
+		// go-redis would otherwise send CLIENT SETINFO, which Redis < 7.2
+		// rejects (harmlessly, but with a log line per connection).
+		DisableIdentity: true,
+	}, nil
 }
 
 // TableConfig says where and how the rows of matching tables are stored.
@@ -174,6 +219,12 @@ func (c *Config) Validate() error {
 			return bad(f+".pool_size", "must be >= 0")
 		case in.DialTimeout < 0 || in.ReadTimeout < 0 || in.WriteTimeout < 0:
 			return bad(f, "timeouts must be >= 0")
+		}
+		if err := secret.Check(f+".password", in.Password, in.PasswordFile); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if err := in.TLS.Validate(f + ".tls"); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	if err := c.checkInstances("default_instances", c.DefaultInstances); err != nil {

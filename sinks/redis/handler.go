@@ -11,6 +11,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // Handler materialises change records in Redis. It implements consumer.Handler and
@@ -71,6 +72,9 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	for name, in := range cfg.Instances {
+		tlsconfig.WarnPlaintext(log, "redis instance "+name, in.Addr, "instances."+name+".tls", &in.TLS)
 	}
 	return &Handler{
 		r:      r,

@@ -1,7 +1,6 @@
 package redissink
 
 import (
-	"crypto/tls"
 	"fmt"
 	"path"
 	"sync"
@@ -52,28 +51,17 @@ func newRouter(cfg Config) (*router, error) {
 		r.tables = append(r.tables, t)
 	}
 	for name, in := range cfg.Instances {
-		opts := &redis.Options{
-			Addr:         in.Addr,
-			Username:     in.Username,
-			Password:     in.Password,
-			DB:           in.DB,
-			PoolSize:     in.PoolSize,
-			DialTimeout:  in.DialTimeout,
-			ReadTimeout:  in.ReadTimeout,
-			WriteTimeout: in.WriteTimeout,
-			// The pipeline of one batch is written and read on one connection; a
-			// context deadline, not a socket one, bounds it.
-			ContextTimeoutEnabled: true,
-			// Named like the handler's default consumer group, so that CLIENT
-			// LIST tells which handler a connection belongs to.
-			ClientName: consumer.DefaultGroup(cfg.Name),
-			// go-redis would otherwise send CLIENT SETINFO, which Redis < 7.2
-			// rejects (harmlessly, but with a log line per connection).
-			DisableIdentity: true,
+		opts, err := in.ClientOptions(name)
+		if err != nil {
+			r.close()
+			return nil, err
 		}
-		if in.TLS {
-			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
+		// The pipeline of one batch is written and read on one connection; a
+		// context deadline, not a socket one, bounds it.
+		opts.ContextTimeoutEnabled = true
+		// Named like the handler's default consumer group, so that CLIENT
+		// LIST tells which handler a connection belongs to.
+		opts.ClientName = consumer.DefaultGroup(cfg.Name)
 		r.clients[name] = redis.NewClient(opts)
 	}
 	return r, nil

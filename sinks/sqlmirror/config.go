@@ -6,7 +6,15 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/kanal-cdc/kanal/internal/dbconn"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
+
+// conn is the target's TLS and password settings; server names it in errors.
+func (c *Config) conn(server string) *dbconn.Settings {
+	return &dbconn.Settings{TLS: c.TLS, PasswordFile: c.PasswordFile, Server: c.Dialect + " target " + server}
+}
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("sqlmirror: invalid configuration")
@@ -31,6 +39,15 @@ type Config struct {
 	// go-sql-driver/mysql DSN, or a Phoenix Query Server URL
 	// ("http://pqs:8765"). It is a secret: it never appears in logs or errors.
 	DSN string `yaml:"dsn"`
+	// PasswordFile (postgres and mysql dialects) is a file holding the
+	// password (a mounted secret), used instead of the DSN's; its trailing
+	// line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS (postgres and mysql dialects) to the target: `true` (the system's
+	// roots) or a mapping naming the CA, a client certificate and key, the
+	// server name. It replaces the DSN's own TLS settings (sslmode=…, tls=…),
+	// which still work without it.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Tables maps source tables to target tables. A change of a table not listed
 	// goes to a target table named like the source table (without its
 	// database), all columns copied under their names.
@@ -133,6 +150,11 @@ func (c *Config) Validate() error {
 		return bad("case_sensitive", "only applies to the phoenix dialect")
 	case c.TruncateToMillis && c.Dialect != Phoenix:
 		return bad("truncate_to_millis", "only applies to the phoenix dialect")
+	case c.Dialect == Phoenix && (c.TLS.Enabled || c.PasswordFile != ""):
+		return bad("tls", "tls and password_file apply to the postgres and mysql dialects; Phoenix takes an https:// URL")
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Dialect == Phoenix && strings.Contains(c.OffsetsTable, "$") {
 		return bad("offsets_table", "%q: Phoenix names cannot hold '$'", c.OffsetsTable)

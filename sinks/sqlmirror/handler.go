@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +18,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -68,7 +68,7 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := open(&cfg)
+	db, err := open(&cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -97,15 +97,21 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 	return h, nil
 }
 
-// open opens the target without connecting. Errors never quote the DSN.
-func open(cfg *Config) (*sql.DB, error) {
+// open opens the target without connecting. Errors never quote the DSN. log
+// gets the warning about a plaintext connection to another machine.
+func open(cfg *Config, log *slog.Logger) (*sql.DB, error) {
 	switch cfg.Dialect {
 	case Postgres:
 		pc, err := pgx.ParseConfig(cfg.DSN)
 		if err != nil {
 			return nil, fmt.Errorf("%w: dsn: not a valid PostgreSQL connection string", ErrConfig)
 		}
-		return stdlib.OpenDB(*pc), nil
+		cs := cfg.conn(net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))))
+		if err := cs.ApplyPostgres(pc); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		cs.WarnPostgres(log, pc)
+		return sql.OpenDB(cs.PostgresConnector(pc)), nil
 	case MySQL:
 		mc, err := mysql.ParseDSN(cfg.DSN)
 		if err != nil {
@@ -120,7 +126,12 @@ func open(cfg *Config) (*sql.DB, error) {
 		}
 		mc.InterpolateParams = true
 		mc.ParseTime = false
-		conn, err := mysql.NewConnector(mc)
+		cs := cfg.conn(mc.Addr)
+		if err := cs.ApplyMySQL(mc); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		cs.WarnMySQL(log, mc)
+		conn, err := cs.MySQLConnector(mc)
 		if err != nil {
 			return nil, fmt.Errorf("%w: dsn: not a valid MySQL DSN", ErrConfig)
 		}
