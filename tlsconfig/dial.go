@@ -34,7 +34,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		if err != nil {
 			return nil, err
 		}
-		return &firstRead{Conn: conn, explain: d.plaintextRead}, nil
+		return &firstRead{Conn: conn, explain: d.plaintextRead, tlsAnswer: d.tlsAnswer}, nil
 	}
 	tc := d.TLS.Clone()
 	if tc.ServerName == "" {
@@ -60,22 +60,45 @@ func (d *Dialer) plaintextRead(err error) error {
 	return err
 }
 
+// tlsAnswer is the error of a plaintext connection whose server answered
+// with a TLS record (an alert about our "handshake"): it speaks only TLS.
+func (d *Dialer) tlsAnswer() error {
+	return &Error{Server: d.Server, Err: errors.New("the answer is a TLS record"),
+		Hint: "the server speaks TLS on this port and this connection is plaintext: set " + d.Field}
+}
+
 // firstRead passes the error of a connection's first read, before any byte
 // arrived, through explain. With TLS 1.3 a server refusing the client
-// certificate says so only then, after the handshake.
+// certificate says so only then, after the handshake. On plaintext
+// connections (tlsAnswer set) a first answer that is a TLS record fails too.
 type firstRead struct {
 	net.Conn
-	explain func(error) error
-	got     bool
+	explain   func(error) error
+	tlsAnswer func() error
+	got       bool
 }
 
 func (c *firstRead) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
+	if n > 0 && !c.got {
 		c.got = true
+		// A TLS record starts with its type (0x15 alert, 0x16 handshake) and
+		// the major version 3; no plaintext protocol kanal speaks does.
+		if c.tlsAnswer != nil && n >= 2 && (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03 {
+			return 0, outer{c.tlsAnswer()}
+		}
 	}
 	if err != nil && !c.got {
-		err = c.explain(err)
+		if e := c.explain(err); e != err {
+			err = outer{e}
+		}
 	}
 	return n, err
 }
+
+// outer holds an explained error one level down: go-redis returns
+// errors.Unwrap of a failed connection setup's error, which then is the
+// explanation rather than the bare network error under it.
+type outer struct{ error }
+
+func (o outer) Unwrap() error { return o.error }
