@@ -66,7 +66,9 @@ func (p *postgres) close() {
 }
 func (p *postgres) dialect() *dialect { return &pgTypes }
 
-func (p *postgres) ping(ctx context.Context) error { return p.conn.ExplainPostgres(p.db.PingContext(ctx)) }
+func (p *postgres) ping(ctx context.Context) error {
+	return p.conn.ExplainPostgres(p.db.PingContext(ctx))
+}
 
 // ignoreExists treats "already exists" races of concurrent CREATE … IF NOT
 // EXISTS as success.
