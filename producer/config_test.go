@@ -47,3 +47,27 @@ func TestConfigLogValueRedactsSecrets(t *testing.T) {
 		t.Error("LogValue changed the config")
 	}
 }
+
+// TestNewWarnsPlaintextOnce: a producer set up to read a source and write to
+// brokers on other machines without TLS says so, once per server, however
+// many producers the process makes.
+func TestNewWarnsPlaintextOnce(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	cfg := DefaultConfig()
+	cfg.Source.Name, cfg.Source.Addr, cfg.Source.User = "warn", "10.99.0.1:3306", "kanal"
+	cfg.Kafka.Brokers = []string{"10.99.0.2:9092", "10.99.0.3:9092"}
+	for range 2 {
+		if _, err := New(cfg, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, addr := range []string{"10.99.0.1:3306", "10.99.0.2:9092", "10.99.0.3:9092"} {
+		if n := strings.Count(buf.String(), "addr="+addr); n != 1 {
+			t.Errorf("%s: %d warnings, want 1:\n%s", addr, n, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "set source.tls") || !strings.Contains(buf.String(), "set kafka.tls") {
+		t.Errorf("the warnings do not name the settings:\n%s", buf.String())
+	}
+}

@@ -1,7 +1,9 @@
 package tlsconfig_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,5 +104,32 @@ func TestRemote(t *testing.T) {
 		if got := tlsconfig.Remote(addr); got != want {
 			t.Errorf("Remote(%q) = %v", addr, got)
 		}
+	}
+}
+
+// TestWarnPlaintextOnce: a plaintext connection to another machine is warned
+// about once per process and server, however often it is set up; loopback
+// and verified TLS are not; TLS without verification is, as such.
+func TestWarnPlaintextOnce(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	for range 3 {
+		tlsconfig.WarnPlaintext(log, "source", "10.20.30.40:3306", "source.tls", &tlsconfig.Config{})
+		tlsconfig.WarnPlaintext(log, "kafka broker", "kafka-0.test:9092", "kafka.tls", nil)
+		tlsconfig.WarnPlaintext(log, "source", "127.0.0.1:3306", "source.tls", &tlsconfig.Config{})
+		tlsconfig.WarnPlaintext(log, "redis instance a", "10.20.30.41:6379", "instances.a.tls", &tlsconfig.Config{Enabled: true})
+		tlsconfig.WarnPlaintext(log, "redis instance b", "10.20.30.42:6379", "instances.b.tls", &tlsconfig.Config{Enabled: true, InsecureSkipVerify: true})
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d warnings, want 3 (two plaintext, one unverified):\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{"10.20.30.40:3306", "kafka-0.test:9092", "10.20.30.42:6379"} {
+		if !strings.Contains(lines[i], "level=WARN") || !strings.Contains(lines[i], want) {
+			t.Errorf("warning %d: %s", i, lines[i])
+		}
+	}
+	if !strings.Contains(lines[0], "set source.tls") || !strings.Contains(lines[2], "insecure_skip_verify") {
+		t.Errorf("the warnings do not say what to set:\n%s", buf.String())
 	}
 }

@@ -43,6 +43,18 @@ var depRules = []depRule{{
 	forbid: under(module+"/producer", module+"/consumer"),
 	why:    "the schema store serves both sides and knows neither",
 }, {
+	pkg:    module + "/tlsconfig",
+	forbid: under(module),
+	why:    "the TLS settings every connection shares depend on nothing else of kanal",
+}, {
+	pkg:    module + "/secret",
+	forbid: under(module),
+	why:    "password files are read the same way everywhere and depend on nothing else of kanal",
+}, {
+	pkg:    module + "/internal/dbconn",
+	forbid: under(module+"/producer", module+"/consumer", module+"/sinks", module+"/aggregators", module+"/handlers", module+"/kafkaconn"),
+	why:    "the SQL drivers' connection settings serve the source and the targets alike and know neither",
+}, {
 	pkg:    module + "/producer",
 	forbid: under(module + "/consumer"),
 	why:    "producer and consumer meet only at the wire contract (schemas)",
