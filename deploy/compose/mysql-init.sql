@@ -1,0 +1,26 @@
+-- Run once by the mysql image on an empty data directory, after it created
+-- the account kanal (MYSQL_USER, password from the kanal_db_password secret)
+-- and the database shop (MYSQL_DATABASE).
+
+-- What kanal produce needs: the binlog stream (REPLICATION SLAVE), the binlog
+-- list and position (REPLICATION CLIENT), and SELECT.
+GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'kanal'@'%';
+
+-- The demo schema: the tables of scripts/demo.sh.
+CREATE TABLE shop.users (
+  id BIGINT PRIMARY KEY AUTO_INCREMENT,
+  name VARCHAR(100),
+  email VARCHAR(200),
+  balance DECIMAL(12,2),
+  created_at DATETIME(3)
+);
+
+CREATE TABLE shop.earnings (
+  id BIGINT PRIMARY KEY AUTO_INCREMENT,
+  user_id BIGINT NOT NULL,
+  kind ENUM('order','referral','bonus','refund') NOT NULL,
+  amount DECIMAL(12,2) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  created_at DATETIME(6) NOT NULL,
+  KEY (user_id)
+);
