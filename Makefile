@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all deps build tidy-check test test-short demo bench fmt fmt-check vet clean
+.PHONY: all deps build tidy-check test test-short demo bench image fmt fmt-check vet clean
 
 all: build
 
@@ -26,6 +26,21 @@ demo: deps build
 bench: deps build
 	$(GO) build -o bin/kanal-bench ./cmd/kanal-bench
 	bash scripts/bench.sh
+
+# The container image (deploy/Dockerfile): a static kanal on Alpine, run as an
+# unprivileged user; docker-compose.yml and deploy/kubernetes use it. Needs a
+# Docker engine (IMAGE_TOOL=podman works too); the build machines have none.
+IMAGE ?= kanal:dev
+IMAGE_TOOL ?= docker
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+image:
+	@if ! command -v $(IMAGE_TOOL) >/dev/null 2>&1 || ! $(IMAGE_TOOL) info >/dev/null 2>&1; then \
+		echo "make image: $(IMAGE_TOOL) is not usable here (not installed, or no engine running)."; \
+		echo "On a machine with Docker, from the repository root:"; \
+		echo "  $(IMAGE_TOOL) build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) ."; \
+		exit 1; \
+	fi
+	$(IMAGE_TOOL) build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 fmt:
 	gofmt -w .
