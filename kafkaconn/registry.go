@@ -1,10 +1,14 @@
 package kafkaconn
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"time"
+
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
 // SchemaRegistryConfig is the Confluent-compatible schema registry (Confluent
@@ -17,8 +21,12 @@ type SchemaRegistryConfig struct {
 	// User and Password, when set, are sent as HTTP basic auth.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
-	// TLS settings for an https:// URL.
-	TLS RegistryTLS `yaml:"tls"`
+	// PasswordFile is a file holding the password instead (a mounted secret);
+	// its trailing line break is dropped.
+	PasswordFile string `yaml:"password_file"`
+	// TLS of an https:// URL: a mapping naming the CA (default: the system's
+	// roots), a client certificate and key, the server name.
+	TLS tlsconfig.Config `yaml:"tls"`
 	// Compatibility, when set, is the compatibility level kanal sets on every
 	// subject it registers a schema under (BACKWARD, BACKWARD_TRANSITIVE,
 	// FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE). Empty leaves the
@@ -26,18 +34,6 @@ type SchemaRegistryConfig struct {
 	Compatibility string `yaml:"compatibility"`
 	// Timeout bounds each request.
 	Timeout time.Duration `yaml:"timeout"`
-}
-
-// RegistryTLS configures TLS towards the registry.
-type RegistryTLS struct {
-	// CAFile is a PEM file of CA certificates to trust instead of the system's.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a client certificate (PEM), for registries that
-	// require one.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// InsecureSkipVerify turns off certificate verification (testing only).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // DefaultRegistryTimeout is SchemaRegistryConfig.Timeout when unset.
@@ -60,14 +56,22 @@ func (r *SchemaRegistryConfig) Validate() error {
 		return bad("url", "%q is not an http:// or https:// URL", r.URL)
 	case u.User != nil:
 		return bad("url", "put credentials in user and password, not in the URL")
-	case r.Password != "" && r.User == "":
+	case (r.Password != "" || r.PasswordFile != "") && r.User == "":
 		return bad("user", "required with password")
-	case (r.TLS.CertFile == "") != (r.TLS.KeyFile == ""):
-		return bad("tls", "cert_file and key_file go together")
+	case r.TLS.Enabled && u.Scheme != "https":
+		return bad("url", "tls is set, so the URL must be https://")
 	case !compatibilityLevels[r.Compatibility]:
 		return bad("compatibility", "%q is not BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE", r.Compatibility)
 	case r.Timeout < 0:
 		return bad("timeout", "must not be negative")
+	}
+	var se *secret.FieldError
+	if err := secret.Check("kafka.schema_registry.password", r.Password, r.PasswordFile); errors.As(err, &se) {
+		return &FieldError{Field: se.Field, Problem: se.Problem}
+	}
+	var te *tlsconfig.FieldError
+	if err := r.TLS.Validate("kafka.schema_registry.tls"); errors.As(err, &te) {
+		return &FieldError{Field: te.Field, Problem: te.Problem}
 	}
 	return nil
 }

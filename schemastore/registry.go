@@ -7,14 +7,12 @@ package schemastore
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"net/url"
 	"sync"
 	"time"
 
@@ -22,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
+	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/tlsconfig"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -57,16 +57,25 @@ func NewRegistry(cfg *kafkaconn.SchemaRegistryConfig, log *slog.Logger) (*Regist
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: timeout}).DialContext
-	if cfg.TLS != (kafkaconn.RegistryTLS{}) {
-		tc, err := tlsConfig(&cfg.TLS)
-		if err != nil {
-			return nil, err
-		}
+	if u, err := url.Parse(cfg.URL); err == nil {
+		t := cfg.TLS
+		t.Enabled = t.Enabled || u.Scheme == "https" // https verifies with the system's roots by default
+		tlsconfig.WarnPlaintext(log, "schema registry", u.Host, "kafka.schema_registry.url (https://) and tls", &t)
+	}
+	tc, err := cfg.TLS.Client("kafka.schema_registry.tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", kafkaconn.ErrConfig, err)
+	}
+	if tc != nil {
 		tr.TLSClientConfig = tc
 	}
 	opts := []sr.ClientOpt{sr.URLs(cfg.URL), sr.HTTPClient(&http.Client{Transport: tr, Timeout: timeout}), sr.UserAgent("kanal")}
 	if cfg.User != "" {
-		opts = append(opts, sr.BasicAuth(cfg.User, cfg.Password))
+		pw, err := secret.Password("kafka.schema_registry.password", cfg.Password, cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", kafkaconn.ErrConfig, err)
+		}
+		opts = append(opts, sr.BasicAuth(cfg.User, pw))
 	}
 	cl, err := sr.NewClient(opts...)
 	if err != nil {
@@ -74,29 +83,6 @@ func NewRegistry(cfg *kafkaconn.SchemaRegistryConfig, log *slog.Logger) (*Regist
 	}
 	return &Registry{cl: cl, cfg: *cfg, log: log, RetryFor: 30 * time.Second,
 		ids: map[string]int{}, byID: map[int]string{}, compatSet: map[string]bool{}}, nil
-}
-
-func tlsConfig(t *kafkaconn.RegistryTLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // an explicit, documented testing switch
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka.schema_registry.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka.schema_registry.tls.ca_file: %s holds no PEM certificate", t.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka.schema_registry.tls: client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // permanentStatus reports registry answers that a retry cannot change: the
