@@ -20,9 +20,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
+	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/secret"
 	"github.com/kanal-cdc/kanal/tlsconfig"
-	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // Registry talks to a Confluent-compatible schema registry through franz-go's
