@@ -304,7 +304,7 @@ func TestComposeKanalConfig(t *testing.T) {
 			initSQL = string(b)
 		}
 	}
-	for _, s := range []string{"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '" + mysql["MYSQL_USER"] + "'@'%'",
+	for _, s := range []string{"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '" + mysql["MYSQL_USER"] + "'@'%'",
 		"CREATE TABLE shop.users", "CREATE TABLE shop.earnings"} {
 		if !strings.Contains(initSQL, s) {
 			t.Errorf("the mysql init script does not say %q", s)

@@ -278,20 +278,24 @@ func TestTLSEverywhere(t *testing.T) {
 		t.Fatalf("config check --connect with the right CA: exit %d:\n%s", code, out)
 	}
 
-	// The producer refuses a source it cannot trust, or that wants TLS, at once
-	// (exit 1), before writing anything to Kafka.
-	for mode, says := range map[string][]string{
-		"wrong-ca": {"source " + rig.m.Addr(), "not trusted", "x509: certificate signed by unknown authority"},
-		"plain":    {"source " + rig.m.Addr(), "offers TLS", "set source.tls"},
+	// The producer refuses a source or brokers it cannot trust, or a source
+	// that wants TLS, at once (exit 1), before writing anything to Kafka.
+	for _, c := range []struct {
+		mode tlsMode
+		says []string
+	}{
+		{tlsMode{"source": "wrong-ca"}, []string{"source " + rig.m.Addr(), "not trusted", "x509: certificate signed by unknown authority"}},
+		{tlsMode{"source": "plain"}, []string{"source " + rig.m.Addr(), "offers TLS", "set source.tls"}},
+		{tlsMode{"kafka": "wrong-ca"}, []string{"kafka broker " + rig.k.Brokers[0], "not trusted", "x509: certificate signed by unknown authority"}},
 	} {
-		out, code := kanalExit(t, rig.env, "produce", "--config", rig.config(t, tlsMode{"source": mode}))
+		out, code := kanalExit(t, rig.env, "produce", "--config", rig.config(t, c.mode))
 		outputs = append(outputs, out)
 		if code != 1 {
-			t.Errorf("produce with a %s source: exit %d, want 1:\n%s", mode, code, out)
+			t.Errorf("produce with %v: exit %d, want 1:\n%s", c.mode, code, out)
 		}
-		for _, s := range says {
+		for _, s := range c.says {
 			if !strings.Contains(out, s) {
-				t.Errorf("produce with a %s source does not say %q:\n%s", mode, s, out)
+				t.Errorf("produce with %v does not say %q:\n%s", c.mode, s, out)
 			}
 		}
 	}

@@ -2,9 +2,9 @@
 -- the account kanal (MYSQL_USER, password from the kanal_db_password secret)
 -- and the database shop (MYSQL_DATABASE).
 
--- What kanal produce needs: the binlog stream (REPLICATION SLAVE), the binlog
--- list and position (REPLICATION CLIENT), and SELECT.
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'kanal'@'%';
+-- What kanal produce needs: the binlog stream (REPLICATION SLAVE) and the
+-- binlog list and position (REPLICATION CLIENT). It reads no table.
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'kanal'@'%';
 
 -- The demo schema: the tables of scripts/demo.sh.
 CREATE TABLE shop.users (
