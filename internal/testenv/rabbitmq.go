@@ -23,7 +23,8 @@ import (
 // writes — its Mnesia database, logs, Erlang cookie — lives in Dir.
 type RabbitMQServer struct {
 	// URL is "amqp://guest:guest@127.0.0.1:port/" (guest may log in over
-	// loopback).
+	// loopback); with WithRabbitMQTLS "amqps://guest:guest@127.0.0.1:port/"
+	// with the CA as cacertfile.
 	URL string
 	// Addr is "127.0.0.1:port", the AMQP listener.
 	Addr string
@@ -45,6 +46,18 @@ type RabbitMQServer struct {
 	mu   sync.Mutex
 	proc *proc // the Erlang VM running the node
 	epmd *proc
+
+	tls *TLSCerts
+}
+
+// RabbitMQOption configures RabbitMQ.
+type RabbitMQOption func(*RabbitMQServer)
+
+// WithRabbitMQTLS makes the node listen for AMQP over TLS only (amqps, no
+// plaintext listener) with certs' server certificate; clients need no
+// certificate of their own.
+func WithRabbitMQTLS(certs *TLSCerts) RabbitMQOption {
+	return func(r *RabbitMQServer) { r.tls = certs }
 }
 
 // rabbitmqServerScript is the node's start script in Debian's layout; the
@@ -63,7 +76,7 @@ var rabbitmqNodes atomic.Int32
 // RABBITMQ_NODENAME, and HOME set to Dir, so the Erlang cookie the VM creates
 // is private to it. RABBITMQ_CONF_ENV_FILE points at an empty file, so
 // /etc/rabbitmq is never read.
-func RabbitMQ(t T) *RabbitMQServer {
+func RabbitMQ(t T, opts ...RabbitMQOption) *RabbitMQServer {
 	t.Helper()
 	skipShort(t, "RabbitMQ")
 	bin := rabbitmqServerScript
@@ -73,6 +86,9 @@ func RabbitMQ(t T) *RabbitMQServer {
 	epmdBin := RequireBinary(t, "epmd")
 	dir := t.TempDir()
 	r := &RabbitMQServer{Dir: dir, t: t, bin: bin, epmdBin: epmdBin, logPath: filepath.Join(dir, "rabbitmq.log")}
+	for _, o := range opts {
+		o(r)
+	}
 	began := time.Now()
 	t.Cleanup(r.cleanup)
 	err := withFreePort(r.logPath, func(port int) error {
@@ -104,6 +120,12 @@ func (r *RabbitMQServer) configure(port int) error {
 	r.Node = fmt.Sprintf("kanal_%d_%d_%d@localhost", port, os.Getpid(), rabbitmqNodes.Add(1))
 
 	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\ncluster_name = %s\nlog.console = true\nlog.console.level = info\n", port, r.Node)
+	if c := r.tls; c != nil {
+		r.URL = "amqps://guest:guest@" + r.Addr + "/?cacertfile=" + c.CA
+		conf = fmt.Sprintf("listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:%d\ncluster_name = %s\nlog.console = true\nlog.console.level = info\n"+
+			"ssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n"+
+			"ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n", port, r.Node, c.CA, c.ServerCert, c.ServerKey)
+	}
 	files := map[string]string{
 		"rabbitmq.conf":     conf,
 		"rabbitmq-env.conf": "",

@@ -657,7 +657,7 @@ func (h *Handler) Ping(ctx context.Context) error {
 		}
 		resp, err := h.c.http.Do(req)
 		if err != nil {
-			return err
+			return tlsconfig.Explain("elasticsearch "+u, "tls", err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode/100 != 2 {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -556,8 +557,16 @@ func (h *Handler) connect(ctx context.Context) (*amqp.Connection, error) {
 		TLSClientConfig: tc,
 		SASL:            auth,
 		Dial: func(network, addr string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(dctx, network, addr)
+			var c net.Conn
+			var err error
+			if strings.HasPrefix(h.cfg.URL, "amqps:") {
+				var d net.Dialer // amqp091 runs the TLS handshake on this connection
+				c, err = d.DialContext(dctx, network, addr)
+			} else {
+				// Explains a broker that hangs up on plaintext: its port speaks TLS.
+				d := &tlsconfig.Dialer{Server: "rabbitmq " + h.cfg.Redacted(), Field: "url (amqps://) and tls"}
+				c, err = d.DialContext(dctx, network, addr)
+			}
 			if err != nil {
 				return nil, err
 			}
