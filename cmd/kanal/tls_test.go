@@ -488,3 +488,45 @@ func stopKanal(t *testing.T, c *child) {
 		t.Fatalf("%v did not stop within 30s of SIGTERM:\n%s", c.cmd.Args, c.output())
 	}
 }
+
+// TestDevKafkaTLSAndSASL: `kanal dev-kafka` with its TLS and SASL flags is a
+// broker kanal's kafka.tls and kafka.sasl settings connect to, and that
+// refuses a client without them.
+func TestDevKafkaTLSAndSASL(t *testing.T) {
+	certs := testenv.NewTLSCerts(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	dk := startKanal(t, []string{"KANAL_DEV_KAFKA_PASSWORD=" + tlsKafkaPassword}, "dev-kafka", "--listen", addr,
+		"--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey, "--tls-client-ca", certs.CA,
+		"--sasl-user", "dev", "--sasl-mechanism", "SCRAM-SHA-256")
+	waitFor(t, 30*time.Second, "dev-kafka to listen", func() bool { return strings.Contains(dk.output(), "dev-kafka listening on") }, dk)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(tlsKafkaPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(tls, sasl string) string {
+		return writeFile(t, fmt.Sprintf(`kafka:
+  brokers: [%s]
+  tls: %s
+%s
+consumers:
+  handlers:
+    - {handler: stdout, name: audit, tables: ["shop.*"]}
+`, addr, tls, sasl))
+	}
+	good := fmt.Sprintf("{ca: %s, cert: %s, key: %s}", certs.CA, certs.ClientCert, certs.ClientKey)
+	sasl := fmt.Sprintf("  sasl: {mechanism: SCRAM-SHA-256, user: dev, password_file: %s}", pwFile)
+	for _, c := range []struct {
+		tls, sasl string
+		code      int
+		says      string
+	}{
+		{good, sasl, 0, "ok    kafka broker " + addr},
+		{"false", sasl, 1, "requires TLS"},
+		{good, "", 1, "SASL is required"},
+	} {
+		out, code := kanalExit(t, nil, "config", "check", "--connect", "--timeout", "5s", "--config", cfg(c.tls, c.sasl))
+		if code != c.code || !strings.Contains(out, c.says) || strings.Contains(out, tlsKafkaPassword) {
+			t.Errorf("tls %s sasl %q: exit %d, want %d saying %q:\n%s", c.tls, c.sasl, code, c.code, c.says, out)
+		}
+	}
+}
