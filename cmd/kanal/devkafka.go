@@ -34,7 +34,6 @@ To try kanal's kafka.tls and kafka.sasl settings locally: --tls-cert and --tls-k
 make the listener TLS only, --tls-client-ca also requires client certificates signed
 by that CA; --sasl-user requires SASL logins as that user (--sasl-mechanism PLAIN,
 SCRAM-SHA-256 or SCRAM-SHA-512) with the password in $` + devKafkaPasswordEnv + `.`,
-
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, portStr, err := net.SplitHostPort(listen)
 			if err != nil {
