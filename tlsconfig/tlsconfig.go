@@ -1,7 +1,9 @@
 // Package tlsconfig is the TLS setting every connection of kanal shares: the MySQL
-// source, Kafka, Redis and the SQL targets all take a Config and turn it into a
-// *tls.Config here, so that `tls:` means the same everywhere in the file and a bad
-// certificate file is reported the same way, naming the setting and the file.
+// source, Kafka and its schema registry, Redis, the SQL targets, Elasticsearch and
+// RabbitMQ all take a Config and turn it into a *tls.Config here, so that `tls:`
+// means the same everywhere in the file and a bad certificate file is reported the
+// same way, naming the setting and the file. It also explains TLS failures (which
+// server, what to set) and warns about plaintext connections to other machines.
 //
 // In YAML a Config is either a boolean (`tls: true`: TLS with the system's roots)
 // or a mapping:
@@ -67,9 +69,6 @@ type Config struct {
 	// read it. For trying things out only; kanal logs a warning.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
-
-// On returns settings with TLS on and the system's roots (what `tls: true` says).
-func On() Config { return Config{Enabled: true} }
 
 // UnmarshalYAML takes a boolean or a mapping of the keys of Config; unknown keys
 // are errors, as everywhere in the file.

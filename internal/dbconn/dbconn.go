@@ -7,6 +7,7 @@ package dbconn
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -92,9 +93,15 @@ func (s *Settings) ApplyPostgres(cc *pgx.ConnConfig) error {
 	return nil
 }
 
+// verifies reports whether tc checks the server's certificate: the standard
+// way, or through its own callback (pgx's sslmode=verify-ca).
+func verifies(tc *tls.Config) bool {
+	return tc != nil && (!tc.InsecureSkipVerify || tc.VerifyPeerCertificate != nil || tc.VerifyConnection != nil)
+}
+
 // WarnMySQL warns once when mc reaches another machine without verified TLS.
 func (s *Settings) WarnMySQL(log *slog.Logger, mc *mysql.Config) {
-	if mc.TLS != nil && !mc.TLS.InsecureSkipVerify {
+	if verifies(mc.TLS) {
 		return
 	}
 	c := s.TLS
@@ -111,9 +118,9 @@ func (s *Settings) WarnPostgres(log *slog.Logger, cc *pgx.ConnConfig) {
 	if strings.HasPrefix(cc.Host, "/") {
 		return
 	}
-	verified := cc.TLSConfig != nil && !cc.TLSConfig.InsecureSkipVerify
+	verified := verifies(cc.TLSConfig)
 	for _, f := range cc.Fallbacks {
-		verified = verified && f.TLSConfig != nil && !f.TLSConfig.InsecureSkipVerify
+		verified = verified && verifies(f.TLSConfig)
 	}
 	if verified {
 		return
