@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
@@ -25,7 +26,7 @@ import (
 // and nothing reaches it.
 func TestTLSAndPasswordFile(t *testing.T) {
 	certs := testenv.NewTLSCerts(t)
-	fake := newESServer(t)
+	fake := newESServer(t, false)
 	var mu sync.Mutex
 	var auths []string
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,5 +74,5 @@ func TestTLSAndPasswordFile(t *testing.T) {
 	if err := batch(h); err != nil {
 		t.Fatal(err)
 	}
-	expectDocs(t, cluster{url: fake.URL}, "t.orders", map[string]map[string]string{"t.orders/1": {"id": "1", "note": "one", "created": "2024-05-01 10:00:00", "secret": "s3cr3t"}})
+	expectDocs(t, estest.Cluster{URL: fake.URL}, "t.orders", map[string]map[string]string{"t.orders/1": {"id": "1", "note": "one", "created": "2024-05-01 10:00:00", "secret": "s3cr3t"}})
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kanal-cdc/kanal/consumer"
+	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
 	rabbitmqsink "github.com/kanal-cdc/kanal/sinks/rabbitmq"
@@ -56,15 +57,15 @@ func TestTLSAndPasswordFile(t *testing.T) {
 			}
 		}
 	}
-	ch := channel(t, mq.URL)
-	if got := drain(t, ch, queue); len(got) != 0 {
+	ch := amqptest.Channel(t, mq.URL)
+	if got := amqptest.Drain(t, ch, queue); len(got) != 0 {
 		t.Fatalf("%d messages published through failed connections", len(got))
 	}
 
 	if err := publish(good); err != nil {
 		t.Fatal(err)
 	}
-	if got := drain(t, ch, queue); len(got) != 1 || got[0].key != "t.orders:1" {
+	if got := amqptest.Drain(t, ch, queue); len(got) != 1 || got[0].Key != "t.orders:1" {
 		t.Fatalf("got %d messages, want the change of t.orders:1", len(got))
 	}
 }
