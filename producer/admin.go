@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kanal-cdc/kanal/internal/listen"
 )
 
 // HTTPHandler serves /metrics (the producer's registry), /healthz (the process
@@ -41,7 +43,7 @@ func (l *Leader) AdminAddr() string {
 }
 
 func (l *Leader) serve(ctx context.Context) (*http.Server, error) {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", l.cfg.Admin.Listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen.Addr(l.cfg.Admin.Listen))
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}

@@ -59,8 +59,10 @@ func (h *HAConfig) Validate() error {
 // HTTP, in status records and in its log.
 type AdminConfig struct {
 	// Listen is the host:port of the HTTP server with /metrics, /healthz and
-	// /readyz; empty (the default) serves nothing. 127.0.0.1:9465 keeps it
-	// local.
+	// /readyz; empty (the default) serves nothing. Without a host (":9465") it
+	// listens on 127.0.0.1 only; to be reached from elsewhere (Prometheus,
+	// Kubernetes probes) name the interface: "0.0.0.0:9465", or the pod's IP as
+	// ${POD_IP}:9465.
 	Listen string `yaml:"listen"`
 	// StatusInterval is how often the process publishes its status record to
 	// "<prefix>._status" for `kanal status` (0 publishes none).
