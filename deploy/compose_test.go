@@ -71,11 +71,8 @@ func TestCompose(t *testing.T) {
 		} else if !pinnedImage.MatchString(s.Image) {
 			t.Errorf("%s: image %q is not pinned to a version", n, s.Image)
 		}
-		if !strings.HasPrefix(n, "kanal-produce") {
-			hc := s.HealthCheck
-			if hc == nil || hc.Disable || len(hc.Test) < 2 {
-				t.Errorf("%s has no health check", n)
-			}
+		if hc := s.HealthCheck; hc == nil || hc.Disable || len(hc.Test) < 2 {
+			t.Errorf("%s has no health check", n)
 		}
 		for dep, d := range s.DependsOn {
 			if d.Condition != types.ServiceConditionHealthy {
@@ -216,6 +213,20 @@ func TestComposeKanalConfig(t *testing.T) {
 				t.Errorf("%s: source.password_file %s, but mysql sets the password from %s", n, f.Source.PasswordFile, mysql["MYSQL_PASSWORD_FILE"])
 			}
 			secretFile("source.password_file", f.Source.PasswordFile)
+			// Two producers of one source: active and standby.
+			if !f.HA.Enabled {
+				t.Errorf("%s: ha is off, so the second producer would fence the first", n)
+			}
+			if len(s.Profiles) != 0 {
+				t.Errorf("%s starts only with profiles %v", n, s.Profiles)
+			}
+			_, port, err := net.SplitHostPort(f.Admin.Listen)
+			if err != nil {
+				t.Fatalf("%s: admin.listen %q: %v", n, f.Admin.Listen, err)
+			}
+			if hc := strings.Join(s.HealthCheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+port+"/healthz") {
+				t.Errorf("%s: health check %q does not ask /healthz on admin.listen's port %s", n, hc, port)
+			}
 			for _, dep := range []string{"mysql", "kafka-1", "kafka-2", "kafka-3"} {
 				if _, ok := s.DependsOn[dep]; !ok {
 					t.Errorf("%s does not wait for %s", n, dep)

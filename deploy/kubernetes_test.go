@@ -21,7 +21,6 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/handlers"
-	"github.com/kanal-cdc/kanal/producer"
 )
 
 // manifests decodes every document of deploy/kubernetes/*.yaml strictly into
@@ -122,12 +121,11 @@ func TestKubernetes(t *testing.T) {
 		t.Error("a workload's selector does not match its pods' labels")
 	}
 
-	// Until the producer has active/standby (an `ha` section), one replica.
-	_, hasHA := reflect.TypeFor[producer.Config]().FieldByName("HA")
-	if want := int32(1); hasHA {
-		t.Errorf("producer.Config has an ha section now: run 2 kanal-produce replicas (active + standby) with probes on its admin listener")
-	} else if prod.Spec.Replicas == nil || *prod.Spec.Replicas != want || prod.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("kanal-produce: replicas %v strategy %s, want 1 and Recreate", prod.Spec.Replicas, prod.Spec.Strategy.Type)
+	// Active and standby, rolled one pod at a time.
+	if prod.Spec.Replicas == nil || *prod.Spec.Replicas != 2 || prod.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
+		prod.Spec.Strategy.RollingUpdate == nil || prod.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Errorf("kanal-produce: replicas %v strategy %+v, want 2 (active + standby), rolled with none unavailable",
+			prod.Spec.Replicas, prod.Spec.Strategy)
 	}
 
 	rss := benchRSS(t)
@@ -202,18 +200,22 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("%s: no CPU request", w.name)
 		}
 
-		if cmd != "consume" {
-			continue
-		}
-		host, port, err := net.SplitHostPort(f.Consumers.MetricsAddr)
-		if err != nil || host != env["POD_IP"] {
-			t.Errorf("%s: metrics_addr %q does not listen on the pod's IP (probes come from the kubelet)", w.name, f.Consumers.MetricsAddr)
-		}
-		if f.Consumers.InstanceID != env["POD_NAME"] {
+		// The admin listener: on the pod's IP, probed, scraped.
+		addr := f.Consumers.MetricsAddr
+		if cmd == "produce" {
+			addr = f.Admin.Listen
+			if !f.HA.Enabled || f.HA.Instance != env["POD_NAME"] {
+				t.Errorf("%s: ha %+v, want enabled with the pod's name", w.name, f.HA)
+			}
+		} else if f.Consumers.InstanceID != env["POD_NAME"] {
 			t.Errorf("%s: instance_id %q, want the StatefulSet's pod name ${POD_NAME}", w.name, f.Consumers.InstanceID)
 		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host != env["POD_IP"] {
+			t.Errorf("%s: admin address %q does not listen on the pod's IP (probes come from the kubelet)", w.name, addr)
+		}
 		if len(c.Ports) != 1 || fmt.Sprint(c.Ports[0].ContainerPort) != port || c.Ports[0].Name != "admin" {
-			t.Errorf("%s: ports %+v, metrics_addr port %s", w.name, c.Ports, port)
+			t.Errorf("%s: ports %+v, admin address port %s", w.name, c.Ports, port)
 		}
 		for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
 			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "admin" {
@@ -225,7 +227,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("%s: scrape annotations %v, want port %s /metrics", w.name, a, port)
 		}
 		if w.replicas < 2 {
-			t.Errorf("%s: %d replica(s): a group member should be able to fail", w.name, w.replicas)
+			t.Errorf("%s: %d replica(s): a member should be able to fail", w.name, w.replicas)
 		}
 	}
 }
