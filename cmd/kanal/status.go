@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kanal-cdc/kanal/internal/listen"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/status"
 )
@@ -81,13 +82,13 @@ itself, with a per-table chart.`,
 	cmd.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers (instead of --config)")
 	cmd.Flags().StringVar(&prefix, "prefix", kafkaconn.DefaultTopicPrefix, "topic prefix (with --brokers)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVar(&serve, "serve", "", "serve the status page on this host:port until stopped")
+	cmd.Flags().StringVar(&serve, "serve", "", "serve the status page on this host:port until stopped (\":8080\" binds 127.0.0.1)")
 	cmd.Flags().DurationVar(&refresh, "refresh", 2*time.Second, "how often the page refreshes (with --serve)")
 	return cmd
 }
 
 func serveStatus(ctx context.Context, addr string, h http.Handler) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen.Addr(addr)) // ":8080" stays on 127.0.0.1
 	if err != nil {
 		return usageError{fmt.Errorf("--serve: %w", err)}
 	}
