@@ -148,6 +148,9 @@ func (l *Leader) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.SessionTimeout(l.cfg.HA.SessionTimeout),
+		// Not the client's 60s: a rebalance waits that long for a member that
+		// died while joining, and a standby would stand by for it (see HAConfig).
+		kgo.RebalanceTimeout(2*l.cfg.HA.SessionTimeout),
 		kgo.HeartbeatInterval(l.cfg.HA.HeartbeatInterval),
 		kgo.DisableAutoCommit(),
 		kgo.OnPartitionsAssigned(l.onAssigned),

@@ -20,6 +20,12 @@ type HAConfig struct {
 	// stopped heartbeating (killed, frozen, cut off) before a standby takes
 	// over. It must lie within the brokers' group.min.session.timeout.ms and
 	// group.max.session.timeout.ms (Kafka's defaults: 6s and 30m).
+	//
+	// The group's rebalance timeout is twice this: how long a rebalance waits
+	// for members to rejoin, which bounds the wait for members that died in the
+	// middle of one (a producer restarted quickly after crashes), and the time
+	// an active member has to hand over cleanly before the group drops it
+	// (fencing keeps a slow one from writing after that).
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// HeartbeatInterval is how often each member heartbeats to the group
 	// coordinator: standbys learn of a departed active member within it, so it

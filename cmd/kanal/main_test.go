@@ -65,8 +65,14 @@ func startKanal(t *testing.T, env []string, args ...string) *child {
 		_ = cmd.Process.Kill()
 		<-c.done
 		c.done <- nil
-		if t.Failed() && os.Getenv("KANAL_TEST_CHILD_LOGS") != "" {
-			t.Logf("log of kanal %s:\n%s", strings.Join(args, " "), c.output())
+		if t.Failed() {
+			// CI keeps only the test output, so a failure shows the end of each child's
+			// log; KANAL_TEST_CHILD_LOGS asks for all of it.
+			out := c.output()
+			if os.Getenv("KANAL_TEST_CHILD_LOGS") == "" && len(out) > 6000 {
+				out = "…" + out[len(out)-6000:]
+			}
+			t.Logf("log of kanal %s:\n%s", strings.Join(args, " "), out)
 		}
 	})
 	return c

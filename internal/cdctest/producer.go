@@ -3,6 +3,7 @@ package cdctest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"log/slog"
 	"os"
 	"testing"
@@ -132,6 +133,7 @@ func WaitCaughtUp(t testing.TB, db *sql.DB, k *producer.KafkaConfig, source stri
 	file, pos := MasterPos(t, db)
 	deadline := time.Now().Add(2 * time.Minute)
 	var last *schemas.Position
+	var lastErr error
 	for time.Now().Before(deadline) {
 		if alive != nil {
 			if err := alive(); err != nil {
@@ -141,6 +143,12 @@ func WaitCaughtUp(t testing.TB, db *sql.DB, k *producer.KafkaConfig, source stri
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		p, err := producer.ReadPosition(ctx, &k.Config, source)
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			// A read-committed read waits behind a killed producer's open
+			// transaction until the next active producer fences it.
+			lastErr = err
+			continue
+		}
 		if err != nil {
 			t.Fatalf("read position: %v", err)
 		}
@@ -150,7 +158,7 @@ func WaitCaughtUp(t testing.TB, db *sql.DB, k *producer.KafkaConfig, source stri
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("source %s did not reach %s:%d within 2 minutes; last committed %v", source, file, pos, last)
+	t.Fatalf("source %s did not reach %s:%d within 2 minutes; last committed %v (last read error: %v)", source, file, pos, last, lastErr)
 }
 
 // CaughtUp waits until r has committed everything the server has written so far.
