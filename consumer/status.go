@@ -2,15 +2,13 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -28,7 +26,7 @@ func instanceName() string {
 // until ctx ends, then the records' tombstones: `kanal status` reads them.
 func (r *Runner) publishStatus(ctx context.Context) {
 	topic := schemas.StatusTopic(r.cfg.Kafka.TopicPrefix)
-	// Records not delivered in time are dropped (see produceWait).
+	// Records not delivered in time are dropped (see kafkaconn.ProduceWait).
 	cl, err := kgo.NewClient(append(r.clientOptions("kanal-consumer-status"),
 		kgo.RecordDeliveryTimeout(max(2*r.cfg.StatusInterval, 2*time.Second)), kgo.DisableIdempotentWrite())...)
 	if err != nil {
@@ -43,7 +41,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 	created := false
 	for {
 		if !created {
-			created = ensureStatusTopic(ctx, cl, topic) == nil
+			created = kafkaconn.EnsureCompactedTopic(ctx, cl, topic, -1) == nil
 		}
 		if created {
 			recs := make([]*kgo.Record, 0, len(r.groups))
@@ -51,7 +49,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 				recs = append(recs, &kgo.Record{Topic: topic, Key: key(g), Value: r.statusRecord(g, instance).Marshal()})
 			}
 			pctx, cancel := context.WithTimeout(ctx, r.cfg.StatusInterval)
-			if err := produceWait(pctx, cl, recs...); err != nil && ctx.Err() == nil {
+			if err := kafkaconn.ProduceWait(pctx, cl, recs...); err != nil && ctx.Err() == nil {
 				r.log.Debug("status records not written", "topic", topic, "err", err)
 			}
 			cancel()
@@ -64,7 +62,7 @@ func (r *Runner) publishStatus(ctx context.Context) {
 				for _, g := range r.groups {
 					tombs = append(tombs, &kgo.Record{Topic: topic, Key: key(g)})
 				}
-				_ = produceWait(tctx, cl, tombs...)
+				_ = kafkaconn.ProduceWait(tctx, cl, tombs...)
 				cancel()
 			}
 			return
@@ -91,39 +89,4 @@ func (r *Runner) statusRecord(g *group, instance string) *schemas.StatusRecord {
 		rec.AdminAddr = r.cfg.MetricsAddr
 	}
 	return rec
-}
-
-// ensureStatusTopic creates the compacted status topic if it is missing.
-func ensureStatusTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	compact := "compact"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return err
-	}
-	return nil
-}
-
-// produceWait produces recs and waits for them until ctx ends. Unlike
-// ProduceSync it gives up then: franz-go keeps retrying records it cannot
-// deliver (an unreachable broker), and a stop must not wait for that.
-func produceWait(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
-	done := make(chan error, len(recs))
-	for _, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
-	}
-	var first error
-	for range recs {
-		select {
-		case err := <-done:
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return first
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kanal-cdc/kanal/kafkaconn"
@@ -376,16 +375,7 @@ func (l *Leader) confirm(ctx context.Context) error {
 // ensurePositionsTopic creates the positions topic (as the session would) so
 // that the group has its partition to assign before anyone captured.
 func (l *Leader) ensurePositionsTopic(ctx context.Context) error {
-	compact := "compact"
-	topic := l.positionsTopic()
-	resp, err := kadm.NewClient(l.cl).CreateTopic(ctx, 1, l.cfg.Kafka.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	return nil
+	return kafkaconn.EnsureCompactedTopic(ctx, l.cl, l.positionsTopic(), l.cfg.Kafka.ReplicationFactor)
 }
 
 // Health is what /readyz reports.

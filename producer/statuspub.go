@@ -2,14 +2,12 @@ package producer
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
@@ -33,12 +31,12 @@ func (l *Leader) publishStatus(ctx context.Context) (stop func()) {
 		defer t.Stop()
 		for {
 			if !created {
-				created = ensureStatusTopic(ctx, l.cl, topic) == nil
+				created = kafkaconn.EnsureCompactedTopic(ctx, l.cl, topic, -1) == nil
 			}
 			if created {
 				rec := &kgo.Record{Topic: topic, Key: key, Value: l.statusRecord().Marshal()}
 				pctx, pcancel := context.WithTimeout(ctx, iv)
-				if err := produceWait(pctx, l.cl, rec); err != nil && ctx.Err() == nil {
+				if err := kafkaconn.ProduceWait(pctx, l.cl, rec); err != nil && ctx.Err() == nil {
 					l.log.Debug("status record not written", "topic", topic, "err", err)
 				}
 				pcancel()
@@ -55,7 +53,7 @@ func (l *Leader) publishStatus(ctx context.Context) (stop func()) {
 		wg.Wait()
 		tctx, tcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer tcancel()
-		_ = produceWait(tctx, l.cl, &kgo.Record{Topic: topic, Key: key})
+		_ = kafkaconn.ProduceWait(tctx, l.cl, &kgo.Record{Topic: topic, Key: key})
 	}
 }
 
@@ -81,39 +79,4 @@ func (l *Leader) statusRecord() *schemas.StatusRecord {
 		rec.MemberID, _ = l.cl.GroupMetadata()
 	}
 	return rec
-}
-
-// ensureStatusTopic creates the compacted status topic if it is missing.
-func ensureStatusTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	compact := "compact"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return err
-	}
-	return nil
-}
-
-// produceWait produces recs and waits for them until ctx ends. Unlike
-// ProduceSync it gives up then: franz-go keeps retrying records it cannot
-// deliver (an unreachable broker), and a stop must not wait for that.
-func produceWait(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
-	done := make(chan error, len(recs))
-	for _, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
-	}
-	var first error
-	for range recs {
-		select {
-		case err := <-done:
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return first
 }
