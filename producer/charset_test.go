@@ -11,13 +11,15 @@ import (
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 // TestTextByCharset writes a row with a text column in every character set kanal
 // decodes (and ENUM/SET labels in others than the table's) and checks, in the
-// kanal JSON and the canal-json format, that every text value of every record is
+// kanal JSON, canal-json and Avro formats, that every text value of every record is
 // byte for byte what the server's own CONVERT(col USING utf8mb4) returns, for
 // inserts, both images of updates, and deletes.
 func TestTextByCharset(t *testing.T) {
@@ -52,7 +54,7 @@ func TestTextByCharset(t *testing.T) {
 		}
 	}
 	for _, table := range []string{"cs.t", "cs.f"} {
-		for _, format := range []string{schemas.FormatJSON, schemas.FormatCanalJSON} {
+		for _, format := range []string{schemas.FormatJSON, schemas.FormatCanalJSON, schemas.FormatAvro} {
 			t.Run(table+"/"+format, func(t *testing.T) {
 				name := strings.ReplaceAll(table, ".", "") + format
 				cfg := cdctest.ProducerConfig(m, k, name)
@@ -61,7 +63,9 @@ func TestTextByCharset(t *testing.T) {
 				cfg.Tables.Include = []string{table}
 				r := cdctest.StartProducer(t, cfg)
 				r.CaughtUp(t, m.DB())
-				recs := cdctest.ReadAll(t, k.Brokers, "^"+regexp.QuoteMeta(name+"."+table)+"$", time.Minute)
+				// Avro writer schemas are on this prefix's _schemas topic.
+				res := &schemastore.Resolver{Topic: schemastore.NewTopicSchemas(kafkaconn.Config{Brokers: k.Brokers, TopicPrefix: name}, nil)}
+				recs := cdctest.ReadAllWith(t, k.Brokers, "^"+regexp.QuoteMeta(name+"."+table)+"$", time.Minute, res)
 				checkSteps(t, recs, oracle[table], len(cdctest.CharsetTextColumns(t, m.DB(), table)))
 				if n := r.P.Stats().InvalidText.Load(); n != 0 {
 					t.Errorf("%d values counted as invalid text", n)

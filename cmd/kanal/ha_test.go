@@ -129,7 +129,7 @@ func (s *haSet) waitRoles(timeout time.Duration, skip ...int) (int, time.Time, e
 
 // TestProduceHA runs three `kanal produce` processes of one source under a
 // steady workload (multi-row and 10k-row transactions), SIGKILLs the active
-// one again and again (KANAL_HA_KILLS times, 4 by default), freezes one with
+// one again and again (KANAL_HA_KILLS times, 4 by default; KANAL_HA_KILLS=10 is the issue's run, ~4 min here), freezes one with
 // SIGSTOP for longer than the session timeout and thaws it, and stops the
 // active one with SIGTERM twice. Every change must be in the topics exactly
 // once, the topics must replay to the source, and no process may write after

@@ -65,17 +65,19 @@ func topicsCmd() *cobra.Command {
 	}
 	check := &cobra.Command{
 		Use:   "check --config F [--tables db.t,..]",
-		Short: "List existing table topics whose cleanup policy or compaction lag differ from the configuration",
+		Short: "List existing table topics whose cleanup policy, compaction lag or record size limit differ from the configuration",
 		RunE:  func(cmd *cobra.Command, _ []string) error { return run(cmd, false) },
 	}
 	alter := &cobra.Command{
 		Use:   "alter --config F [--tables db.t,..] [--dry-run]",
-		Short: "Set kafka.cleanup_policy and kafka.min_compaction_lag on existing table topics",
+		Short: "Set kafka.cleanup_policy, kafka.min_compaction_lag and the record size limit on existing table topics",
 		Long: `alter sets cleanup.policy and min.compaction.lag.ms of the existing table topics of
 the configured prefix (or of --tables) to the kafka section's cleanup_policy and
-min_compaction_lag, with an incremental config change (other settings stay). kanal
-only applies them to topics it creates; the producer logs every existing topic that
-differs when it starts. History that compaction already removed does not come back.`,
+min_compaction_lag, and raises max.message.bytes to what kafka.max_record_bytes
+needs (it never lowers it), with an incremental config change (other settings
+stay). kanal only applies them to topics it creates; the producer logs every
+existing topic that differs when it starts. History that compaction already
+removed does not come back.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, true) },
 	}
 	for _, c := range []*cobra.Command{check, alter} {
