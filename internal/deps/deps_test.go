@@ -87,6 +87,11 @@ var depRules = []depRule{{
 	forbid: under(module + "/producer"),
 	why:    "sinks read Kafka records, not the binlog",
 }, {
+	pkg:    module + "/sinks/internal/sinkconf",
+	forbid: under(module),
+	why: "the configuration blocks the sinks share (table rules, columns, templates, retry) are a leaf: " +
+		"they know no record, connection or sink",
+}, {
 	pkg:    module + "/aggregators/...",
 	forbid: under(module + "/producer"),
 	why:    "aggregators read Kafka records, not the binlog",
