@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -71,14 +72,7 @@ type Config struct {
 
 // RetryConfig is the in-handler backoff: waits double from InitialInterval up
 // to MaxInterval.
-type RetryConfig struct {
-	// MaxAttempts bounds the tries, the first included.
-	MaxAttempts int `yaml:"max_attempts"`
-	// InitialInterval is the wait before the second try.
-	InitialInterval time.Duration `yaml:"initial_interval"`
-	// MaxInterval caps the doubling waits.
-	MaxInterval time.Duration `yaml:"max_interval"`
-}
+type RetryConfig = sinkconf.RetryConfig
 
 // TableConfig says how the rows of matching tables are indexed.
 type TableConfig struct {
@@ -101,15 +95,9 @@ type TableConfig struct {
 	Join *JoinConfig `yaml:"join"`
 }
 
-// ColumnsConfig selects and renames columns. Names are source column names.
-type ColumnsConfig struct {
-	// Include, when not empty, indexes only these columns.
-	Include []string `yaml:"include"`
-	// Exclude leaves these columns out.
-	Exclude []string `yaml:"exclude"`
-	// Rename maps a source column name to the document field name.
-	Rename map[string]string `yaml:"rename"`
-}
+// ColumnsConfig selects and renames the indexed columns; a renamed column is
+// indexed under its new field name.
+type ColumnsConfig = sinkconf.ColumnsConfig
 
 // JoinConfig joins a child table's rows into its parent's documents, one level
 // deep: the document of parent row P gets, in Field, the child rows whose
@@ -140,10 +128,30 @@ func DefaultConfig() Config {
 	}
 }
 
-var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
-	indexRE = regexp.MustCompile(`^[a-z0-9{][a-z0-9_.{}+-]*$`)
-)
+// indexTemplate is a parsed index name template: "{db}" and "{table}" are
+// replaced, the result lower-cased.
+type indexTemplate struct{ sinkconf.Template }
+
+// indexLiteralRE is what an index name template may hold besides its
+// placeholders: an index name is lower-case and starts with a letter or digit.
+var indexLiteralRE = regexp.MustCompile(`^[a-z0-9_.+-]*$`)
+
+// parseIndexTemplate parses an index name template, refusing one that cannot
+// give a valid index name.
+func parseIndexTemplate(s string) (indexTemplate, error) {
+	t, err := sinkconf.ParseTemplate(s, "db", "table")
+	lower := strings.ToLower(s)
+	if err != nil || s == "" || strings.ContainsRune("_.+-", rune(lower[0])) || !indexLiteralRE.MatchString(strings.ToLower(t.Literals())) {
+		return indexTemplate{}, fmt.Errorf("%q: an index name of lower-case letters, digits, '_', '-', '.', '+' with {db} and {table}", s)
+	}
+	return indexTemplate{t}, nil
+}
+
+// render returns the index name of table ("db.table").
+func (t *indexTemplate) render(table string) string {
+	db, tbl, _ := strings.Cut(table, ".")
+	return strings.ToLower(t.Render(db, tbl))
+}
 
 // Validate checks the configuration and names the first bad field. It never
 // includes a password or API key.
@@ -151,8 +159,8 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
-	if !nameRE.MatchString(c.Name) {
-		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	if err := sinkconf.CheckName("name", c.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := secret.Check("password", c.Password, c.PasswordFile); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -188,13 +196,11 @@ func (c *Config) Validate() error {
 		return bad("bulk_max_bytes", "must be >= 1024")
 	case c.Refresh != "" && c.Refresh != "wait_for" && c.Refresh != "true" && c.Refresh != "false":
 		return bad("refresh", "%q is not \"\", wait_for, true or false", c.Refresh)
-	case c.Retry.MaxAttempts < 1:
-		return bad("retry.max_attempts", "must be >= 1")
-	case c.Retry.InitialInterval <= 0:
-		return bad("retry.initial_interval", "must be positive")
-	case c.Retry.MaxInterval < c.Retry.InitialInterval:
-		return bad("retry.max_interval", "must be >= initial_interval")
-	case len(c.Tables) == 0:
+	}
+	if err := c.Retry.Validate("retry"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(c.Tables) == 0 {
 		return bad("tables", "at least one table is required")
 	}
 	for i := range c.Tables {
@@ -207,39 +213,23 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateTable(i int) error {
 	t := &c.Tables[i]
+	f := fmt.Sprintf("tables[%d]", i)
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: tables[%d].%s: %s", ErrConfig, i, field, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s.%s: %s", ErrConfig, f, field, fmt.Sprintf(format, args...))
 	}
-	db, table, ok := strings.Cut(t.Match, ".")
-	if !ok || db == "" || table == "" || strings.Contains(table, ".") {
-		return bad("match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
-	}
-	if _, err := path.Match(t.Match, ""); err != nil {
-		return bad("match", "%q: %v", t.Match, err)
+	if err := sinkconf.CheckMatch(f+".match", t.Match); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if t.Index != "" {
-		if !indexRE.MatchString(strings.ToLower(t.Index)) || strings.ContainsAny(strings.NewReplacer("{db}", "", "{table}", "").Replace(t.Index), "{}") {
-			return bad("index", "%q: an index name of lower-case letters, digits, '_', '-', '.', '+' with {db} and {table}", t.Index)
+		if _, err := parseIndexTemplate(t.Index); err != nil {
+			return bad("index", "%v", err)
 		}
 	}
 	if t.DateFormat != "" && t.DateColumn == "" {
 		return bad("date_format", "needs date_column")
 	}
-	if len(t.Columns.Include) > 0 && len(t.Columns.Exclude) > 0 {
-		return bad("columns", "include and exclude are exclusive")
-	}
-	targets := map[string]string{}
-	for from, to := range t.Columns.Rename {
-		switch {
-		case from == "" || to == "":
-			return bad("columns.rename", "empty column name")
-		case to == FieldMeta || strings.HasPrefix(to, "_"):
-			return bad("columns.rename."+from, "%q: field names starting with '_' are reserved", to)
-		}
-		if other, dup := targets[to]; dup {
-			return bad("columns.rename", "%q and %q both become %q", other, from, to)
-		}
-		targets[to] = from
+	if err := t.Columns.Validate(f+".columns", reservedField); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if j := t.Join; j != nil {
 		switch {
@@ -272,6 +262,15 @@ func (c *Config) validateTable(i int) error {
 	return nil
 }
 
+// reservedField refuses the document fields Elasticsearch and the sink keep
+// for themselves: "_id", "_source", "__kanal" and the like.
+func reservedField(name string) error {
+	if name == FieldMeta || strings.HasPrefix(name, "_") {
+		return fmt.Errorf("%q: field names starting with '_' are reserved", name)
+	}
+	return nil
+}
+
 // rule returns the index of the first table rule matching "db.table", or -1.
 func (c *Config) rule(table string) int {
 	for i, t := range c.Tables {
@@ -285,11 +284,7 @@ func (c *Config) rule(table string) int {
 // TablePatterns returns the Match patterns of the configured tables, for
 // consumer.Tables when registering the handler.
 func (c *Config) TablePatterns() []string {
-	out := make([]string, 0, len(c.Tables))
-	for _, t := range c.Tables {
-		out = append(out, t.Match)
-	}
-	return out
+	return sinkconf.Patterns(c.Tables, func(t *TableConfig) string { return t.Match })
 }
 
 // LogValue keeps credentials out of logs.

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -36,12 +36,11 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	c     *client
-	rules []*rule
+	rules sinkconf.Rules[*rule]
 	// children lists, per parent table, the rules joined into it.
 	children map[string][]*rule
 
-	tmu     sync.RWMutex
-	byTable map[string]*rule
+	tmu sync.RWMutex
 	// pkCols are the key columns of the tables seen, for routing a child's lone
 	// tombstone to its parent.
 	pkCols map[string][]string
@@ -59,13 +58,10 @@ type partKey struct {
 
 // rule is a compiled TableConfig.
 type rule struct {
-	match   string
-	index   string // template
+	index   indexTemplate
 	dateCol string
 	dateFmt string
-	include map[string]bool
-	exclude map[string]bool
-	rename  map[string]string
+	cols    sinkconf.Columns
 	join    *JoinConfig
 	kind    string
 	names   sync.Map // table → index name
@@ -114,26 +110,19 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 		}
 	}
 	h := &Handler{cfg: cfg, log: log.With("handler", cfg.Name), c: c, children: map[string][]*rule{},
-		byTable: map[string]*rule{}, pkCols: map[string][]string{}, lastDel: map[partKey]string{}}
+		pkCols: map[string][]string{}, lastDel: map[partKey]string{}}
 	for _, tc := range cfg.Tables {
-		r := &rule{match: tc.Match, index: tc.Index, dateCol: tc.DateColumn, dateFmt: tc.DateFormat, rename: tc.Columns.Rename, join: tc.Join}
-		if r.index == "" {
-			r.index = "{db}.{table}"
+		index := tc.Index
+		if index == "" {
+			index = "{db}.{table}"
 		}
+		it, err := parseIndexTemplate(index)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		r := &rule{index: it, dateCol: tc.DateColumn, dateFmt: tc.DateFormat, cols: tc.Columns.Compile(), join: tc.Join}
 		if r.dateCol != "" && r.dateFmt == "" {
 			r.dateFmt = "2006.01.02"
-		}
-		if len(tc.Columns.Include) > 0 {
-			r.include = map[string]bool{}
-			for _, c := range tc.Columns.Include {
-				r.include[c] = true
-			}
-		}
-		if len(tc.Columns.Exclude) > 0 {
-			r.exclude = map[string]bool{}
-			for _, c := range tc.Columns.Exclude {
-				r.exclude[c] = true
-			}
 		}
 		if r.join != nil {
 			r.kind = r.join.Kind
@@ -142,7 +131,7 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 			}
 			h.children[r.join.Parent] = append(h.children[r.join.Parent], r)
 		}
-		h.rules = append(h.rules, r)
+		h.rules.Add(tc.Match, r)
 	}
 	return h, nil
 }
@@ -166,21 +155,7 @@ func (h *Handler) Close() error {
 }
 
 func (h *Handler) rule(table string) *rule {
-	h.tmu.RLock()
-	r, ok := h.byTable[table]
-	h.tmu.RUnlock()
-	if ok {
-		return r
-	}
-	for _, c := range h.rules {
-		if m, _ := path.Match(c.match, table); m {
-			r = c
-			break
-		}
-	}
-	h.tmu.Lock()
-	h.byTable[table] = r
-	h.tmu.Unlock()
+	r, _ := h.rules.Lookup(table)
 	return r
 }
 
@@ -199,21 +174,9 @@ func (r *rule) indexName(table string) string {
 	if v, ok := r.names.Load(table); ok {
 		return v.(string)
 	}
-	db, tbl, _ := strings.Cut(table, ".")
-	name := strings.ToLower(strings.NewReplacer("{db}", db, "{table}", tbl).Replace(r.index))
+	name := r.index.render(table)
 	r.names.Store(table, name)
 	return name
-}
-
-// stored reports whether a source column is indexed, and under which name.
-func (r *rule) stored(col string) (string, bool) {
-	if r.include != nil && !r.include[col] || r.exclude[col] {
-		return "", false
-	}
-	if to, ok := r.rename[col]; ok {
-		return to, true
-	}
-	return col, true
 }
 
 // Handle indexes a batch with one or more _bulk requests.
@@ -518,7 +481,7 @@ func (r *rule) document(c *schemas.Change, row map[string]any) ([]byte, error) {
 	doc = append(doc, '{')
 	first := true
 	for _, col := range c.Columns {
-		name, ok := r.stored(col.Name)
+		name, ok := r.cols.Name(col.Name)
 		if !ok {
 			continue
 		}
@@ -557,7 +520,7 @@ func (h *Handler) sendPlain(ctx context.Context, b consumer.Batch, acts []action
 	for i := range todo {
 		todo[i] = i
 	}
-	wait := h.cfg.Retry.InitialInterval
+	backoff := h.cfg.Retry.Backoff()
 	var perm error
 	for attempt := 1; ; attempt++ {
 		var again []int
@@ -612,13 +575,10 @@ func (h *Handler) sendPlain(ctx context.Context, b consumer.Batch, acts []action
 		}
 		h.retried.Add(1)
 		h.log.WarnContext(ctx, "bulk items failed; retrying", "topic", b.Topic, "partition", b.Partition,
-			"actions", len(again), "attempt", attempt, "wait", wait, "err", lastErr)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+			"actions", len(again), "attempt", attempt, "wait", backoff.Next(), "err", lastErr)
+		if err := backoff.Sleep(ctx); err != nil {
+			return err
 		}
-		wait = min(2*wait, h.cfg.Retry.MaxInterval)
 		todo = again
 	}
 }

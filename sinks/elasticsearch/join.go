@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -76,7 +75,7 @@ func (h *Handler) parentOp(rec *consumer.Record, r *rule, ver uint64) (jop, erro
 	}
 	op.kind = parentUpsert
 	for _, col := range c.Columns {
-		name, ok := r.stored(col.Name)
+		name, ok := r.cols.Name(col.Name)
 		if !ok {
 			continue
 		}
@@ -502,7 +501,7 @@ func (h *Handler) applyJoined(ctx context.Context, b consumer.Batch, ops []jop) 
 		byRef[ops[i].ref] = append(byRef[ops[i].ref], i)
 	}
 	maxAttempts := max(h.cfg.Retry.MaxAttempts, 20)
-	wait := h.cfg.Retry.InitialInterval
+	backoff := h.cfg.Retry.Backoff()
 	var perm error
 	for attempt := 1; ; attempt++ {
 		docs := map[docRef]*jdoc{}
@@ -598,12 +597,9 @@ func (h *Handler) applyJoined(ctx context.Context, b consumer.Batch, ops []jop) 
 		}
 		if loaded {
 			h.retried.Add(1)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
+			if err := backoff.Sleep(ctx); err != nil {
+				return err
 			}
-			wait = min(2*wait, h.cfg.Retry.MaxInterval)
 		}
 		refs = redo
 	}

@@ -3,10 +3,10 @@ package memcachedsink
 import (
 	"errors"
 	"fmt"
-	"path"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -65,15 +65,9 @@ type TableConfig struct {
 	Columns ColumnsConfig `yaml:"columns"`
 }
 
-// ColumnsConfig selects and renames columns. Names are source column names.
-type ColumnsConfig struct {
-	// Include, when not empty, stores only these columns.
-	Include []string `yaml:"include"`
-	// Exclude leaves these columns out.
-	Exclude []string `yaml:"exclude"`
-	// Rename maps a source column name to the stored member name.
-	Rename map[string]string `yaml:"rename"`
-}
+// ColumnsConfig selects and renames the stored columns; a renamed column is
+// stored under its new member name.
+type ColumnsConfig = sinkconf.ColumnsConfig
 
 // DefaultConfig returns a Config with every default filled in; servers and
 // tables still need to be set.
@@ -88,15 +82,13 @@ func DefaultConfig() Config {
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
-
 // Validate checks the configuration and names the first bad field.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
-	if !nameRE.MatchString(c.Name) {
-		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	if err := sinkconf.CheckName("name", c.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(c.Servers) == 0 {
 		return bad("servers", "at least one server is required")
@@ -133,36 +125,25 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateTable(i int) error {
 	t := &c.Tables[i]
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: tables[%d].%s: %s", ErrConfig, i, field, fmt.Sprintf(format, args...))
-	}
-	db, table, ok := strings.Cut(t.Match, ".")
-	if !ok || db == "" || table == "" || strings.Contains(table, ".") {
-		return bad("match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
-	}
-	if _, err := path.Match(t.Match, ""); err != nil {
-		return bad("match", "%q: %v", t.Match, err)
+	f := fmt.Sprintf("tables[%d]", i)
+	if err := sinkconf.CheckMatch(f+".match", t.Match); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if t.Key != "" {
 		if _, err := parseKeyTemplate(t.Key); err != nil {
-			return bad("key", "%v", err)
+			return fmt.Errorf("%w: %s.key: %v", ErrConfig, f, err)
 		}
 	}
-	if len(t.Columns.Include) > 0 && len(t.Columns.Exclude) > 0 {
-		return bad("columns", "include and exclude are exclusive")
+	if err := t.Columns.Validate(f+".columns", reserved); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	targets := map[string]string{}
-	for from, to := range t.Columns.Rename {
-		switch {
-		case from == "" || to == "":
-			return bad("columns.rename", "empty column name")
-		case to == FieldVersion || to == FieldDeleted:
-			return bad("columns.rename."+from, "%q is reserved", to)
-		}
-		if other, dup := targets[to]; dup {
-			return bad("columns.rename", "%q and %q both become %q", other, from, to)
-		}
-		targets[to] = from
+	return nil
+}
+
+// reserved refuses the member names the sink's own members use.
+func reserved(name string) error {
+	if name == FieldVersion || name == FieldDeleted {
+		return fmt.Errorf("%q is reserved", name)
 	}
 	return nil
 }
@@ -170,9 +151,5 @@ func (c *Config) validateTable(i int) error {
 // TablePatterns returns the Match patterns of the configured tables, for
 // consumer.Tables when registering the handler.
 func (c *Config) TablePatterns() []string {
-	out := make([]string, 0, len(c.Tables))
-	for _, t := range c.Tables {
-		out = append(out, t.Match)
-	}
-	return out
+	return sinkconf.Patterns(c.Tables, func(t *TableConfig) string { return t.Match })
 }

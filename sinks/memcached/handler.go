@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 )
 
 // errValue is wrapped by errors about a row the sink cannot store; they are
@@ -382,7 +382,7 @@ func (t *table) encode(o *op, next uint64) error {
 	v = append(v, `{"`+FieldVersion+`":`...)
 	v = strconv.AppendUint(v, o.ver, 10)
 	for _, col := range c.Columns {
-		name, ok := t.stored(col.Name)
+		name, ok := t.cols.Name(col.Name)
 		if !ok {
 			continue
 		}
@@ -414,26 +414,20 @@ func jsonValueOK(v any) bool {
 
 // router holds the compiled table rules.
 type router struct {
-	tables []*table
-
-	mu      sync.RWMutex
-	byTable map[string]*table // "db.table" → its rule, or nil when none matches
+	rules sinkconf.Rules[*table]
 }
 
 // table is a compiled TableConfig.
 type table struct {
-	match   string
-	key     keyTemplate
-	include map[string]bool
-	exclude map[string]bool
-	rename  map[string]string
+	key  keyTemplate
+	cols sinkconf.Columns
 }
 
 func newRouter(cfg Config) (*router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &router{byTable: map[string]*table{}}
+	r := &router{}
 	for _, tc := range cfg.Tables {
 		tmpl := tc.Key
 		if tmpl == "" {
@@ -443,53 +437,15 @@ func newRouter(cfg Config) (*router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
-		t := &table{match: tc.Match, key: k, rename: tc.Columns.Rename}
-		if len(tc.Columns.Include) > 0 {
-			t.include = map[string]bool{}
-			for _, c := range tc.Columns.Include {
-				t.include[c] = true
-			}
-		}
-		if len(tc.Columns.Exclude) > 0 {
-			t.exclude = map[string]bool{}
-			for _, c := range tc.Columns.Exclude {
-				t.exclude[c] = true
-			}
-		}
-		r.tables = append(r.tables, t)
+		r.rules.Add(tc.Match, &table{key: k, cols: tc.Columns.Compile()})
 	}
 	return r, nil
 }
 
 // table returns the rule for "db.table", or nil when no rule matches.
 func (r *router) table(name string) *table {
-	r.mu.RLock()
-	t, ok := r.byTable[name]
-	r.mu.RUnlock()
-	if ok {
-		return t
-	}
-	for _, c := range r.tables {
-		if m, _ := path.Match(c.match, name); m {
-			t = c
-			break
-		}
-	}
-	r.mu.Lock()
-	r.byTable[name] = t
-	r.mu.Unlock()
+	t, _ := r.rules.Lookup(name)
 	return t
-}
-
-// stored reports whether a source column is stored, and under which name.
-func (t *table) stored(col string) (string, bool) {
-	if t.include != nil && !t.include[col] || t.exclude[col] {
-		return "", false
-	}
-	if to, ok := t.rename[col]; ok {
-		return to, true
-	}
-	return col, true
 }
 
 // Ping checks that every server answers, for `kanal config check --connect`.

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"path"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -89,14 +87,7 @@ type Config struct {
 
 // RetryConfig is the in-handler backoff: waits double from InitialInterval up
 // to MaxInterval.
-type RetryConfig struct {
-	// MaxAttempts bounds the tries, the first included.
-	MaxAttempts int `yaml:"max_attempts"`
-	// InitialInterval is the wait before the second try.
-	InitialInterval time.Duration `yaml:"initial_interval"`
-	// MaxInterval caps the doubling waits.
-	MaxInterval time.Duration `yaml:"max_interval"`
-}
+type RetryConfig = sinkconf.RetryConfig
 
 // TableConfig is the publishing rule of matching tables.
 type TableConfig struct {
@@ -125,16 +116,14 @@ func DefaultConfig() Config {
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
-
 // Validate checks the configuration and names the first bad field. It never
 // includes the password.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
-	if !nameRE.MatchString(c.Name) {
-		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	if err := sinkconf.CheckName("name", c.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	u, err := url.Parse(c.URL)
 	switch {
@@ -181,23 +170,17 @@ func (c *Config) Validate() error {
 		return bad("dial_timeout", "must be positive")
 	case c.Heartbeat < 0:
 		return bad("heartbeat", "must be >= 0")
-	case c.Retry.MaxAttempts < 1:
-		return bad("retry.max_attempts", "must be >= 1")
-	case c.Retry.InitialInterval <= 0:
-		return bad("retry.initial_interval", "must be positive")
-	case c.Retry.MaxInterval < c.Retry.InitialInterval:
-		return bad("retry.max_interval", "must be >= initial_interval")
-	case len(c.Tables) == 0:
+	}
+	if err := c.Retry.Validate("retry"); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(c.Tables) == 0 {
 		return bad("tables", "at least one table is required")
 	}
 	for i, t := range c.Tables {
 		f := fmt.Sprintf("tables[%d]", i)
-		db, table, ok := strings.Cut(t.Match, ".")
-		if !ok || db == "" || table == "" || strings.Contains(table, ".") {
-			return bad(f+".match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
-		}
-		if _, err := path.Match(t.Match, ""); err != nil {
-			return bad(f+".match", "%q: %v", t.Match, err)
+		if err := sinkconf.CheckMatch(f+".match", t.Match); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		if t.RoutingKey != "" {
 			if _, err := parseTemplate(t.RoutingKey); err != nil {
@@ -211,11 +194,7 @@ func (c *Config) Validate() error {
 // TablePatterns returns the Match patterns of the configured tables, for
 // consumer.Tables when registering the handler.
 func (c *Config) TablePatterns() []string {
-	out := make([]string, 0, len(c.Tables))
-	for _, t := range c.Tables {
-		out = append(out, t.Match)
-	}
-	return out
+	return sinkconf.Patterns(c.Tables, func(t *TableConfig) string { return t.Match })
 }
 
 // Redacted returns the URL without its password, for logs and errors.

@@ -7,18 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
 	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -32,10 +31,7 @@ var ErrUnroutable = errors.New("message returned by the broker")
 type Handler struct {
 	cfg    Config
 	log    *slog.Logger
-	tables []*table
-
-	tmu     sync.RWMutex
-	byTable map[string]*table
+	tables sinkconf.Rules[*table]
 
 	mu   sync.Mutex
 	conn *amqp.Connection
@@ -71,8 +67,7 @@ type partMemory struct {
 
 // table is a compiled TableConfig.
 type table struct {
-	match string
-	key   template
+	key template
 }
 
 // Stats are counters of what the handler did since it was created.
@@ -106,7 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 		}
 		tlsconfig.WarnPlaintext(log, "rabbitmq", u.Host, "url (amqps://) and tls", &tc)
 	}
-	h := &Handler{cfg: cfg, log: log.With("handler", cfg.Name), byTable: map[string]*table{},
+	h := &Handler{cfg: cfg, log: log.With("handler", cfg.Name),
 		parts: map[partKey]*partMemory{}, lastDel: map[partKey]string{}}
 	for _, tc := range cfg.Tables {
 		rk := tc.RoutingKey
@@ -117,7 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
-		h.tables = append(h.tables, &table{match: tc.Match, key: t})
+		h.tables.Add(tc.Match, &table{key: t})
 	}
 	return h, nil
 }
@@ -151,21 +146,7 @@ func (h *Handler) Close() error {
 }
 
 func (h *Handler) table(name string) *table {
-	h.tmu.RLock()
-	t, ok := h.byTable[name]
-	h.tmu.RUnlock()
-	if ok {
-		return t
-	}
-	for _, c := range h.tables {
-		if m, _ := path.Match(c.match, name); m {
-			t = c
-			break
-		}
-	}
-	h.tmu.Lock()
-	h.byTable[name] = t
-	h.tmu.Unlock()
+	t, _ := h.tables.Lookup(name)
 	return t
 }
 
@@ -282,7 +263,7 @@ func describe(b consumer.Batch, rec *consumer.Record) string {
 // with backoff. It remembers for the partition what it got done when it fails.
 func (h *Handler) publishAll(ctx context.Context, b consumer.Batch, msgs []pending) error {
 	todo := msgs
-	wait := h.cfg.Retry.InitialInterval
+	backoff := h.cfg.Retry.Backoff()
 	var done []recID
 	var lastErr error
 	for attempt := 1; ; attempt++ {
@@ -305,14 +286,11 @@ func (h *Handler) publishAll(ctx context.Context, b consumer.Batch, msgs []pendi
 		}
 		h.retried.Add(1)
 		h.log.WarnContext(ctx, "publish failed; retrying", "topic", b.Topic, "partition", b.Partition,
-			"unconfirmed", len(todo), "attempt", attempt, "wait", wait, "err", err)
-		select {
-		case <-ctx.Done():
+			"unconfirmed", len(todo), "attempt", attempt, "wait", backoff.Next(), "err", err)
+		if err := backoff.Sleep(ctx); err != nil {
 			h.remember(b, done, nil)
-			return ctx.Err()
-		case <-time.After(wait):
+			return err
 		}
-		wait = min(2*wait, h.cfg.Retry.MaxInterval)
 	}
 	h.remember(b, done, nil)
 	return fmt.Errorf("rabbitmq sink: %s: %d of %d messages unconfirmed after %d attempts: %w",

@@ -4,90 +4,39 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 )
 
 // errValue is wrapped by errors about a record the sink cannot publish; they are
 // permanent.
 var errValue = errors.New("cannot publish record")
 
-// template is a parsed routing key template: literal parts and placeholders,
-// alternating, starting with a literal.
-type template struct {
-	lits  []string
-	parts []string
-}
+// template is a parsed routing key template.
+type template struct{ sinkconf.Template }
 
+// parseTemplate parses a routing key template; "{{" and "}}" are literal
+// braces. Its literal text must leave room in AMQP's 255 bytes.
 func parseTemplate(s string) (template, error) {
-	var t template
-	var lit strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{' && i+1 < len(s) && s[i+1] == '{':
-			lit.WriteByte('{')
-			i++
-		case c == '}' && i+1 < len(s) && s[i+1] == '}':
-			lit.WriteByte('}')
-			i++
-		case c == '{':
-			j := strings.IndexByte(s[i+1:], '}')
-			if j < 0 {
-				return t, fmt.Errorf("%q: unclosed '{'", s)
-			}
-			name := s[i+1 : i+1+j]
-			switch name {
-			case "db", "table", "op", "key", "pk":
-			default:
-				return t, fmt.Errorf("%q: unknown placeholder {%s} (want {db}, {table}, {op}, {key} or {pk})", s, name)
-			}
-			t.lits = append(t.lits, lit.String())
-			lit.Reset()
-			t.parts = append(t.parts, name)
-			i += j + 1
-		case c == '}':
-			return t, fmt.Errorf("%q: unmatched '}' (write '}}' for a literal brace)", s)
-		default:
-			lit.WriteByte(c)
-		}
+	t, err := sinkconf.ParseTemplate(s, "db", "table", "op", "key", "pk")
+	if err != nil {
+		return template{}, err
 	}
-	t.lits = append(t.lits, lit.String())
-	if n := len(strings.Join(t.lits, "")); n > 255 {
-		return t, fmt.Errorf("%q: longer than 255 bytes", s)
+	if n := len(t.Literals()); n > 255 {
+		return template{}, fmt.Errorf("%q: longer than 255 bytes", s)
 	}
-	return t, nil
+	return template{t}, nil
 }
 
 // render fills the template in for a record.
 func (t *template) render(rec *consumer.Record) string {
-	if len(t.parts) == 0 {
-		return t.lits[0]
-	}
-	db, tbl, _ := strings.Cut(rec.Table, ".")
-	var b strings.Builder
-	for i, p := range t.parts {
-		b.WriteString(t.lits[i])
-		switch p {
-		case "db":
-			b.WriteString(db)
-		case "table":
-			b.WriteString(tbl)
-		case "op":
-			b.WriteString(string(rec.Op))
-		case "key":
-			b.WriteString(rec.Key)
-		case "pk":
-			b.WriteString(strings.TrimPrefix(rec.Key, rec.Table+":"))
-		}
-	}
-	b.WriteString(t.lits[len(t.parts)])
-	return b.String()
+	db, tbl, pk := sinkconf.KeyParts(rec.Table, rec.Key)
+	return t.Render(db, tbl, string(rec.Op), rec.Key, pk)
 }
 
 // message builds the publishing of a record: body in the configured format,

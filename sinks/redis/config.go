@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kanal-cdc/kanal/secret"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -149,15 +148,9 @@ type TableConfig struct {
 	Sets []SetConfig `yaml:"sets"`
 }
 
-// ColumnsConfig selects and renames columns. Names are source column names.
-type ColumnsConfig struct {
-	// Include, when not empty, stores only these columns.
-	Include []string `yaml:"include"`
-	// Exclude leaves these columns out.
-	Exclude []string `yaml:"exclude"`
-	// Rename maps a source column name to the stored field name.
-	Rename map[string]string `yaml:"rename"`
-}
+// ColumnsConfig selects and renames the stored columns; a renamed column is
+// stored under its new field name.
+type ColumnsConfig = sinkconf.ColumnsConfig
 
 // SetConfig is one secondary set: every row is a member of the set named by Key
 // rendered with the row's values. Templates refer to source columns as "{column}";
@@ -184,16 +177,14 @@ func DefaultConfig() Config {
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
-
 // Validate checks the configuration and names the first bad field. It never
 // includes a password.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
-	if !nameRE.MatchString(c.Name) {
-		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
+	if err := sinkconf.CheckName("name", c.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(c.Instances) == 0 {
 		return bad("instances", "at least one instance is required")
@@ -207,7 +198,7 @@ func (c *Config) Validate() error {
 		in := c.Instances[n]
 		f := "instances." + n
 		switch {
-		case !nameRE.MatchString(n):
+		case sinkconf.CheckName(f, n) != nil:
 			return bad(f, "instance name must be 1-100 letters, digits, '_' or '-'")
 		case in.Addr == "":
 			return bad(f+".addr", "required")
@@ -274,12 +265,8 @@ func (c *Config) validateTable(i int) error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s.%s: %s", ErrConfig, f, field, fmt.Sprintf(format, args...))
 	}
-	db, table, ok := strings.Cut(t.Match, ".")
-	if !ok || db == "" || table == "" || strings.Contains(table, ".") {
-		return bad("match", "%q must look like db.table (globs allowed: shop.*)", t.Match)
-	}
-	if _, err := path.Match(t.Match, ""); err != nil {
-		return bad("match", "%q: %v", t.Match, err)
+	if err := sinkconf.CheckMatch(f+".match", t.Match); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(t.Instances) == 0 && c.defaultInstances() == nil {
 		return bad("instances", "required: no default_instances and more than one instance configured")
@@ -299,21 +286,8 @@ func (c *Config) validateTable(i int) error {
 	if prefix == c.TombstonePrefix {
 		return bad("key_prefix", "must differ from tombstone_prefix")
 	}
-	if len(t.Columns.Include) > 0 && len(t.Columns.Exclude) > 0 {
-		return bad("columns", "include and exclude are exclusive")
-	}
-	targets := map[string]string{}
-	for from, to := range t.Columns.Rename {
-		switch {
-		case from == "" || to == "":
-			return bad("columns.rename", "empty column name")
-		case isReserved(to):
-			return bad("columns.rename."+from, "%q is reserved", to)
-		}
-		if other, dup := targets[to]; dup {
-			return bad("columns.rename", "%q and %q both become %q", other, from, to)
-		}
-		targets[to] = from
+	if err := t.Columns.Validate(f+".columns", reserved); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	for j, s := range t.Sets {
 		sf := fmt.Sprintf("sets[%d]", j)
@@ -349,11 +323,15 @@ func (c *Config) defaultInstances() []string {
 // TablePatterns returns the Match patterns of the configured tables, for
 // consumer.Tables when registering the handler.
 func (c *Config) TablePatterns() []string {
-	out := make([]string, 0, len(c.Tables))
-	for _, t := range c.Tables {
-		out = append(out, t.Match)
+	return sinkconf.Patterns(c.Tables, func(t *TableConfig) string { return t.Match })
+}
+
+// reserved refuses the field names of the sink's own fields.
+func reserved(name string) error {
+	if isReserved(name) {
+		return fmt.Errorf("%q is reserved", name)
 	}
-	return out
+	return nil
 }
 
 func isReserved(name string) bool {

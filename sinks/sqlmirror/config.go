@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kanal-cdc/kanal/internal/dbconn"
+	"github.com/kanal-cdc/kanal/sinks/internal/sinkconf"
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
@@ -108,10 +109,7 @@ func DefaultConfig() Config {
 	}
 }
 
-var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
-	identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
-)
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
 
 func bad(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
@@ -131,9 +129,10 @@ func validIdent(s string, qualified bool) bool {
 // Validate checks the configuration and names the first bad field. It never
 // includes the DSN in its errors.
 func (c *Config) Validate() error {
+	if err := sinkconf.CheckName("name", c.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	switch {
-	case !nameRE.MatchString(c.Name):
-		return bad("name", "%q must be 1-100 letters, digits, '_' or '-'", c.Name)
 	case c.Dialect != Postgres && c.Dialect != MySQL && c.Dialect != Phoenix:
 		return bad("dialect", "%q is not postgres, mysql or phoenix", c.Dialect)
 	case c.DSN == "":
