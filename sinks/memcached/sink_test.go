@@ -125,7 +125,7 @@ func expiry(t *testing.T, addr, key string) int64 {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "lru_crawler metadump all\r\n")
+	fmt.Fprintf(conn, "lru_crawler metadump hash\r\n")
 	buf := make([]byte, 0, 4096)
 	tmp := make([]byte, 4096)
 	for !strings.HasSuffix(string(buf), "END\r\n") {
