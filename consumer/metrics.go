@@ -8,7 +8,7 @@ import (
 )
 
 // metrics are the Runner's Prometheus collectors, registered on the Runner's own
-// registry (never the global default one).
+// registry (never the global default one) or the one of WithPrometheusRegistry.
 type metrics struct {
 	applied        *prometheus.CounterVec   // handler, table
 	applyLatency   *prometheus.HistogramVec // handler
@@ -33,7 +33,7 @@ type freshness struct {
 	caughtUp     func() bool
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kanal_consumer_records_applied_total", Help: "Changes applied by a handler, per table.",
@@ -72,9 +72,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"group", "reason"}),
 		freshness: map[string]*freshness{},
 	}
-	reg.MustRegister(m.applied, m.applyLatency, m.batchSize, m.lag, m.retries, m.deadLetters, m.dlqWriteErrors,
-		m.halted, m.commits, m.rebalances, m.skipped)
 	return m
+}
+
+// register registers the collectors and fresh (the freshness gauge) on reg,
+// all or none: on an error (a registry that already holds metrics of these
+// names, such as another Runner's) what was registered is unregistered again,
+// so that the registry is as it was.
+func (m *metrics) register(reg prometheus.Registerer, fresh prometheus.Collector) error {
+	cs := []prometheus.Collector{m.applied, m.applyLatency, m.batchSize, m.lag, m.retries, m.deadLetters, m.dlqWriteErrors,
+		m.halted, m.commits, m.rebalances, m.skipped, fresh}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // heartbeatGauge exposes the newest heartbeat and the freshness per handler.

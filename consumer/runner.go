@@ -97,14 +97,18 @@ func WithSchemaResolver(sr schemas.SchemaResolver) Option {
 }
 
 // WithPrometheusRegistry registers the Runner's metrics on reg instead of a
-// registry of its own, so a program can serve them with its own.
+// registry of its own, so a program can serve them with its own. A registry
+// holds the metrics of one Runner: NewRunner fails (ErrConfig) when reg already
+// has collectors of the same names, such as another Runner's. To serve several
+// Runners on one endpoint, give each its own registry and gather them together
+// (prometheus.Gatherers{r1.Metrics(), r2.Metrics()}).
 func WithPrometheusRegistry(reg *prometheus.Registry) Option {
 	return func(r *Runner) { r.promReg = reg }
 }
 
 // NewRunner checks cfg and the registry and prepares the groups. It connects to
 // nothing; Run does.
-func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Runner, error) {
+func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (_ *Runner, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -123,13 +127,18 @@ func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Ru
 		r.promReg = prometheus.NewRegistry()
 	}
 	if r.schemas == nil {
-		res, err := schemastore.NewResolver(cfg.Kafka, log, r.kopts...)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		res, rerr := schemastore.NewResolver(cfg.Kafka, log, r.kopts...)
+		if rerr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, rerr)
 		}
 		r.schemas, r.closeSchemas = res, res.Close
+		defer func() {
+			if err != nil { // a Runner that is not made holds no client
+				res.Close()
+			}
+		}()
 	}
-	r.m = newMetrics(r.promReg)
+	r.m = newMetrics()
 	byGroup := map[string]*group{}
 	for _, rt := range reg.routes {
 		g := byGroup[rt.Group]
@@ -147,7 +156,9 @@ func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Ru
 			return nil, err
 		}
 	}
-	r.promReg.MustRegister(&freshnessCollector{
+	// Last, so that a Runner that is not made leaves nothing on a caller's
+	// registry.
+	err = r.m.register(r.promReg, &freshnessCollector{
 		m: r.m,
 		heartbeat: func() (int64, bool) {
 			v := r.heartbeatMs.Load()
@@ -157,6 +168,9 @@ func NewRunner(cfg Config, reg *Registry, log *slog.Logger, opts ...Option) (*Ru
 			"Now minus the source time of the newest applied change (or of the newest heartbeat while caught up).",
 			[]string{"handler"}, nil),
 	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: metrics: %w (a Prometheus registry holds one Runner's metrics; give each Runner its own)", ErrConfig, err)
+	}
 	return r, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kanal-cdc/kanal/consumer"
 )
 
@@ -165,5 +167,48 @@ func TestParseResetTo(t *testing.T) {
 		if ok && to.String() != in {
 			t.Errorf("%q round-trips as %q", in, to.String())
 		}
+	}
+}
+
+// TestTwoRunnersOneMetricsRegistry: a second Runner on a Prometheus registry
+// that already holds a Runner's metrics is refused with ErrConfig instead of
+// panicking; a Runner refused for a clash with its last collector leaves none
+// of its others behind; a registry of its own works.
+func TestTwoRunnersOneMetricsRegistry(t *testing.T) {
+	cfg := consumer.DefaultConfig()
+	cfg.Kafka.Brokers = []string{"127.0.0.1:9092"} // NewRunner connects to nothing
+	routes := func(name string) *consumer.Registry {
+		reg := consumer.NewRegistry()
+		if err := reg.Register(nopHandler(name), consumer.Tables("db.*")); err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	prom := prometheus.NewRegistry()
+	if _, err := consumer.NewRunner(cfg, routes("a"), nil, consumer.WithPrometheusRegistry(prom)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := consumer.NewRunner(cfg, routes("b"), nil, consumer.WithPrometheusRegistry(prom))
+	if !errors.Is(err, consumer.ErrConfig) || !strings.Contains(err.Error(), "metrics") {
+		t.Fatalf("second Runner on one registry: %v, want ErrConfig about its metrics", err)
+	}
+	if _, err := consumer.NewRunner(cfg, routes("b"), nil); err != nil {
+		t.Errorf("second Runner with a registry of its own: %v", err)
+	}
+
+	// The freshness gauge is registered last: a clash there must unregister
+	// the counters and histograms registered before it.
+	prom = prometheus.NewRegistry()
+	// The same name, help and labels (a registry keeps those of a name for
+	// good, even after Unregister), so only the collector itself clashes.
+	squatter := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kanal_consumer_freshness_seconds",
+		Help: "Now minus the source time of the newest applied change (or of the newest heartbeat while caught up)."}, []string{"handler"})
+	prom.MustRegister(squatter)
+	if _, err := consumer.NewRunner(cfg, routes("c"), nil, consumer.WithPrometheusRegistry(prom)); !errors.Is(err, consumer.ErrConfig) {
+		t.Fatalf("Runner on a registry holding kanal_consumer_freshness_seconds: %v, want ErrConfig", err)
+	}
+	prom.Unregister(squatter)
+	if _, err := consumer.NewRunner(cfg, routes("c"), nil, consumer.WithPrometheusRegistry(prom)); err != nil {
+		t.Errorf("the refused Runner left collectors on the registry: %v", err)
 	}
 }

@@ -82,8 +82,19 @@ type term struct {
 // NewLeader wraps p. Run it instead of p.Run. With ha.enabled false the
 // Leader captures at once and only adds the admin endpoint and status
 // records.
-func NewLeader(p *Producer) *Leader {
+//
+// A Producer has one Leader: a second NewLeader of the same Producer is an
+// error wrapping ErrConfig, as is one whose metrics (kanal_producer_role, …)
+// collide with collectors registered on p.Metrics() before.
+func NewLeader(p *Producer) (*Leader, error) {
+	if !p.led.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("%w: source %s: this Producer already has a Leader (one Leader per Producer)", ErrConfig, p.cfg.Source.Name)
+	}
 	l := &Leader{p: p, cfg: &p.cfg, log: p.log, instance: p.cfg.HA.Instance, fatal: make(chan error, 1)}
+	if err := p.Metrics().Register(newLeaderCollector(l)); err != nil {
+		p.led.Store(false)
+		return nil, fmt.Errorf("%w: source %s: the Leader's metrics: %w", ErrConfig, p.cfg.Source.Name, err)
+	}
 	if l.instance == "" {
 		host, _ := os.Hostname()
 		if host == "" {
@@ -95,8 +106,7 @@ func NewLeader(p *Producer) *Leader {
 	if p.cfg.HA.Enabled {
 		p.beforeFence = l.confirm
 	}
-	p.Metrics().MustRegister(newLeaderCollector(l))
-	return l
+	return l, nil
 }
 
 // Instance is the name of this process in the group and in status records.

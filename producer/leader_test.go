@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -34,8 +35,17 @@ func TestLeaderHandOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		l, err := producer.NewLeader(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A second Leader of the same Producer is refused, not a panic of
+		// its metrics' registration.
+		if _, err := producer.NewLeader(p); !errors.Is(err, producer.ErrConfig) {
+			t.Fatalf("second NewLeader of one Producer: %v, want ErrConfig", err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
-		mb := &member{l: producer.NewLeader(p), cancel: cancel, done: make(chan error, 1)}
+		mb := &member{l: l, cancel: cancel, done: make(chan error, 1)}
 		go func() { mb.done <- mb.l.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-mb.done })
 		return mb

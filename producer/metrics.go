@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 }
 
-func newMetrics(p *Producer) *metrics {
+func newMetrics(p *Producer) (*metrics, error) {
 	labels := prometheus.Labels{"source": p.cfg.Source.Name}
 	reg := prometheus.NewRegistry()
 	m := &metrics{
@@ -34,7 +35,7 @@ func newMetrics(p *Producer) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	s := &p.stats
-	reg.MustRegister(m.commitSeconds,
+	for _, c := range []prometheus.Collector{m.commitSeconds,
 		counter("kanal_producer_changes_total", "Row changes committed to Kafka by this process.", s.Committed.Load),
 		counter("kanal_producer_bytes_total", "Bytes of record keys and values committed to Kafka by this process (position and heartbeat records included).", s.CommittedBytes.Load),
 		counter("kanal_producer_kafka_transactions_total", "Kafka transactions committed.", s.Commits.Load),
@@ -42,9 +43,17 @@ func newMetrics(p *Producer) *metrics {
 		counter("kanal_producer_binlog_bytes_read_total", "Bytes of binlog events read.", p.live.binlogB.Load),
 		counter("kanal_producer_heartbeats_total", "Heartbeat records written while the source was idle.", s.Heartbeats.Load),
 		counter("kanal_producer_reconnects_total", "Reconnects after a transient error, each resuming from the last committed position.", s.Restarts.Load),
+		counter("kanal_producer_invalid_text_total", "Text values whose bytes were not valid in their column's character set: the invalid sequences became U+FFFD and the record names the column in its kanal.invalid_text header.", s.InvalidText.Load),
+		counter("kanal_producer_oversize_skipped_total", "Changes too large for Kafka that were replaced by an oversize marker (kafka.oversize_policy: skip).", s.OversizeSkipped.Load),
 		&progressCollector{p: p, labels: labels},
-	)
-	return m
+	} {
+		// The registry is new and the names are distinct: an error here is a
+		// bug of this file, returned rather than panicking.
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("producer metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 // committed records a successful Kafka commit of pos that took d and carried

@@ -166,6 +166,9 @@ func TestMySQL8CompressedTransactions(t *testing.T) {
 	if n := r.P.Stats().InvalidText.Load(); n != 1 {
 		t.Errorf("Stats.InvalidText = %d, want 1", n)
 	}
+	if v := counterValue(t, r.P, "kanal_producer_invalid_text_total"); v != 1 {
+		t.Errorf("kanal_producer_invalid_text_total = %v, want 1", v)
+	}
 }
 
 // TestMySQL8PartialJSON: binlog_row_value_options=PARTIAL_JSON is refused at

@@ -24,6 +24,23 @@ import (
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
+// counterValue is the value of the producer's counter name on its /metrics
+// registry (failing the test when there is no such counter).
+func counterValue(t *testing.T, p *producer.Producer, name string) float64 {
+	t.Helper()
+	fams, err := p.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) == 1 && f.GetMetric()[0].GetCounter() != nil {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s on the producer's metrics", name)
+	return 0
+}
+
 // logCapture is a slog handler keeping every record's text, for tests that
 // assert what the producer says.
 type logCapture struct {
@@ -266,6 +283,9 @@ func TestOversizeSkip(t *testing.T) {
 	cdctest.WaitCaughtUp(t, m.DB(), &cfg.Kafka, cfg.Source.Name, r.alive)
 	if n := r.p.Stats().OversizeSkipped.Load(); n != 5 {
 		t.Errorf("OversizeSkipped = %d, want 5", n)
+	}
+	if v := counterValue(t, r.p, "kanal_producer_oversize_skipped_total"); v != 5 {
+		t.Errorf("kanal_producer_oversize_skipped_total = %v, want 5", v)
 	}
 	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.big\.(docs|pre)$`, time.Minute)
 	got := map[string][]string{} // key → change op, "marker <op>" or "tombstone", in order

@@ -70,6 +70,8 @@ type Producer struct {
 	// beforeFence, set by a Leader, runs right before each session fences the
 	// transactional id; an error (wrapping ErrFenced) stops Run.
 	beforeFence func(ctx context.Context) error
+	// led is set by the Leader of this Producer (there is at most one).
+	led atomic.Bool
 
 	live    *live
 	metrics *metrics
@@ -87,7 +89,10 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	cfg.Kafka.WarnPlaintext(log)
 	log = log.With("source", cfg.Source.Name)
 	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config), live: newLive()}
-	p.metrics = newMetrics(p)
+	var err error
+	if p.metrics, err = newMetrics(p); err != nil {
+		return nil, err
+	}
 	if schemas.FormatNeedsRegistry(cfg.Kafka.Format) {
 		reg, err := schemastore.NewRegistry(cfg.Kafka.SchemaRegistry, p.log)
 		if err != nil {

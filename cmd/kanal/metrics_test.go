@@ -207,6 +207,8 @@ func TestProduceMetrics(t *testing.T) {
 		{"kanal_producer_reconnects_total", 0},
 		{"kanal_producer_fenced_total", 0},
 		{"kanal_producer_heartbeats_total", 0},
+		{"kanal_producer_invalid_text_total", 0},
+		{"kanal_producer_oversize_skipped_total", 0},
 		{"kanal_producer_leadership_changes_total{kind=acquired}", 1},
 	} {
 		if got := ms.get(t, want.key); got != want.want {

@@ -46,7 +46,11 @@ at once when it stops. admin.listen serves /metrics, /healthz and /readyz.`,
 				defer pprof.StopCPUProfile()
 			}
 			log.Info("kanal produce starting", "config", f.Config)
-			return producer.NewLeader(p).Run(cmd.Context())
+			l, err := producer.NewLeader(p)
+			if err != nil {
+				return err
+			}
+			return l.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the YAML configuration file")
