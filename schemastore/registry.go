@@ -85,6 +85,24 @@ func NewRegistry(cfg *kafkaconn.SchemaRegistryConfig, log *slog.Logger) (*Regist
 		ids: map[string]int{}, byID: map[int]string{}, compatSet: map[string]bool{}}, nil
 }
 
+// Check asks the registry for its global compatibility level (GET /config),
+// once and without retrying: a request that needs the connection, TLS and the
+// credentials to work, and changes nothing. The error says what failed; a
+// refused login names the settings to fix.
+func (r *Registry) Check(ctx context.Context) error {
+	err := r.cl.Compatibility(ctx)[0].Err
+	var re *sr.ResponseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("GET /config answered %d: %w (check kafka.schema_registry.user and password)", re.StatusCode, err)
+	case errors.As(err, &re):
+		return fmt.Errorf("GET /config answered %d: %w", re.StatusCode, err)
+	}
+	return fmt.Errorf("GET /config: %w", err)
+}
+
 // permanentStatus reports registry answers that a retry cannot change: the
 // schema is refused (409 incompatible, 422 invalid), or kanal may not do this
 // (401, 403).

@@ -124,6 +124,50 @@ func TestRegistryClient(t *testing.T) {
 	}
 }
 
+// TestRegistryCheck: Check (kanal config check --connect) answers with one
+// request: nil for a registry that takes the credentials; for wrong ones an
+// error with the status that names the settings to fix and not the password;
+// for one that is down, an error at once (no retrying). With
+// KANAL_SCHEMA_REGISTRY_URL it runs against that registry.
+func TestRegistryCheck(t *testing.T) {
+	cfg, fake := registryUnderTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := schemastore.NewRegistry(cfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	bad := *cfg
+	bad.User, bad.Password = "kanal", "not-the-password-831"
+	rb, err := schemastore.NewRegistry(&bad, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rb.Check(ctx)
+	if cfg.User == "" {
+		return // a real registry without authentication
+	}
+	if err == nil || !strings.Contains(err.Error(), "answered 401") || !strings.Contains(err.Error(), "kafka.schema_registry.user and password") ||
+		strings.Contains(err.Error(), bad.Password) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if fake == nil {
+		return // a real registry cannot be taken down from here
+	}
+	fake.Down.Store(true)
+	defer fake.Down.Store(false)
+	before := fake.Requests.Load()
+	if err := r.Check(ctx); err == nil || !strings.Contains(err.Error(), "answered 503") {
+		t.Errorf("registry down: %v", err)
+	}
+	if n := fake.Requests.Load() - before; n != 1 {
+		t.Errorf("Check sent %d requests to a registry that is down, want 1", n)
+	}
+}
+
 // TestProducerWaitsForRegistry: while the registry is down the producer writes
 // nothing (no record without a resolvable schema); once it is back every
 // change arrives and decodes.

@@ -19,6 +19,7 @@ import (
 	"github.com/kanal-cdc/kanal/handlers"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemastore"
 )
 
 func configCmd() *cobra.Command {
@@ -58,9 +59,11 @@ field or file.
 
 With --connect it then tries each server: the MySQL/MariaDB source as the configured
 user (binlog settings, REPLICATION SLAVE and REPLICATION CLIENT), each Kafka broker
-(metadata request), and each handler's targets (Redis PING, Postgres/MySQL/Phoenix
-connections). It prints one line per server, ok or why not, and exits 1 if any
-failed. Passwords are never printed.`,
+(metadata request, with the configured TLS and SASL), the schema registry
+(kafka.schema_registry: its global compatibility level, with the configured TLS
+and credentials), and each handler's targets (Redis PING, Postgres/MySQL/Phoenix
+connections, Elasticsearch/OpenSearch, RabbitMQ and memcached). It prints one line
+per server, ok or why not, and exits 1 if any failed. Passwords are never printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadConfig(cfgPath)
@@ -126,8 +129,8 @@ func hasSource(f *config.File) bool {
 	return s.Name != "" || s.Addr != "" || s.User != "" || s.Password != "" || s.PasswordFile != ""
 }
 
-// serverProbes lists every server of the file: the source, each broker, and
-// the handlers' targets.
+// serverProbes lists every server of the file: the source, each broker, the
+// schema registry, and the handlers' targets.
 func serverProbes(f *config.File, reg *handlers.Factories) ([]handlers.Probe, error) {
 	var ps []handlers.Probe
 	if hasSource(f) {
@@ -146,6 +149,18 @@ func serverProbes(f *config.File, reg *handlers.Factories) ([]handlers.Probe, er
 		ps = append(ps, handlers.Probe{
 			Server: "kafka broker " + b,
 			Check:  func(ctx context.Context) error { return checkBroker(ctx, &k) },
+		})
+	}
+	if sr := f.Kafka.SchemaRegistry; sr != nil {
+		ps = append(ps, handlers.Probe{
+			Server: "schema registry " + sr.URL,
+			Check: func(ctx context.Context) error {
+				r, err := schemastore.NewRegistry(sr, nil)
+				if err != nil {
+					return err
+				}
+				return r.Check(ctx)
+			},
 		})
 	}
 	hps, err := reg.Probes(&f.Consumers)

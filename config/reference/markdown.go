@@ -58,8 +58,8 @@ out ` + "`source:`" + `.
   ([examples/kanal.yaml](../examples/kanal.yaml)).
 - ` + "`kanal config check --config F`" + ` validates a file without connecting (exit 0, or 2
   naming the bad field); with ` + "`--connect`" + ` it also tries every server: the MySQL source
-  (connection, privileges, binlog settings), each Kafka broker, each handler's targets
-  (exit 1 if one fails).
+  (connection, privileges, binlog settings), each Kafka broker, the schema registry, each
+  handler's targets (exit 1 if one fails).
 - ` + "`kanal config schema`" + ` prints the file's JSON Schema
   ([kanal.schema.json](kanal.schema.json)). Editors using the YAML language server
   complete and check the file when it starts with

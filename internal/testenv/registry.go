@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,6 +21,7 @@ import (
 //	POST /subjects/{subject}/versions   {"schema": "…", "schemaType": "AVRO"} → {"id": n}
 //	GET  /schemas/ids/{id}              → {"schema": "…"}
 //	PUT  /config/{subject}              {"compatibility": "NONE"} → {"compatibility": "NONE"}
+//	GET  /config                        → {"compatibilityLevel": "BACKWARD"} (the global level)
 //
 // with HTTP basic auth, Confluent's error bodies ({"error_code": 40403, …}),
 // ids shared by equal schemas across subjects, and the compatibility check of
@@ -39,22 +43,53 @@ type RegistryServer struct {
 	compat   map[string]string
 }
 
+// RegistryOption configures a RegistryServer.
+type RegistryOption func(*registryConfig)
+
+type registryConfig struct {
+	tls            *tls.Config
+	user, password string
+}
+
+// WithRegistryTLS serves https:// with the certificate of certs (no client
+// certificate required).
+func WithRegistryTLS(certs *TLSCerts) RegistryOption {
+	return func(c *registryConfig) { c.tls = certs.ServerConfig(false) }
+}
+
+// WithRegistryUser sets the basic-auth credentials the registry requires.
+func WithRegistryUser(user, password string) RegistryOption {
+	return func(c *registryConfig) { c.user, c.password = user, password }
+}
+
 // SchemaRegistry starts a RegistryServer on a random 127.0.0.1 port, requiring
-// basic auth as user "kanal" with a generated password; it stops when the test
-// ends.
-func SchemaRegistry(t T) *RegistryServer {
+// basic auth (by default as user "kanal" with a generated password); it stops
+// when the test ends.
+func SchemaRegistry(t T, opts ...RegistryOption) *RegistryServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("testenv: schema registry listen: %v", err)
 	}
-	r := &RegistryServer{URL: "http://" + ln.Addr().String(), User: "kanal", Password: fmt.Sprintf("pw-%d", ln.Addr().(*net.TCPAddr).Port),
+	c := registryConfig{user: "kanal", password: fmt.Sprintf("pw-%d", ln.Addr().(*net.TCPAddr).Port)}
+	for _, o := range opts {
+		o(&c)
+	}
+	scheme := "http://"
+	if c.tls != nil {
+		scheme = "https://"
+		ln = tls.NewListener(ln, c.tls)
+	}
+	r := &RegistryServer{URL: scheme + ln.Addr().String(), User: c.user, Password: c.password,
 		ids: map[string]int{}, subjects: map[string][]int{}, compat: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /subjects/{subject}/versions", r.register)
 	mux.HandleFunc("GET /schemas/ids/{id}", r.byID)
 	mux.HandleFunc("PUT /config/{subject}", r.setConfig)
-	srv := &http.Server{Handler: r.guard(mux)}
+	mux.HandleFunc("GET /config", r.globalConfig)
+	// The server's own log of failed TLS handshakes (a client with a wrong
+	// CA) is noise in a test that provokes them.
+	srv := &http.Server{Handler: r.guard(mux), ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return r
@@ -179,6 +214,10 @@ func (r *RegistryServer) byID(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	regJSON(w, map[string]string{"schema": r.schemas[id-1]})
+}
+
+func (r *RegistryServer) globalConfig(w http.ResponseWriter, _ *http.Request) {
+	regJSON(w, map[string]string{"compatibilityLevel": "BACKWARD"})
 }
 
 func (r *RegistryServer) setConfig(w http.ResponseWriter, req *http.Request) {
