@@ -13,35 +13,8 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/consumer"
-	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/schemas"
 )
-
-// connFlags are the flags of commands that only need the Kafka connection:
-// --config, or --brokers and --prefix.
-type connFlags struct {
-	cfgPath, brokers, prefix string
-}
-
-func (c *connFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&c.cfgPath, "config", "", "configuration file (for Kafka and the prefix)")
-	cmd.Flags().StringVar(&c.brokers, "brokers", "", "comma-separated Kafka brokers")
-	cmd.Flags().StringVar(&c.prefix, "prefix", "kanal", "topic prefix")
-}
-
-func (c *connFlags) resolve() (*kafkaconn.Config, *config.File, error) {
-	if c.cfgPath != "" {
-		f, err := loadConfig(c.cfgPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &f.Kafka.Config, f, nil
-	}
-	if c.brokers == "" {
-		return nil, nil, usageError{errors.New("give --config, or --brokers")}
-	}
-	return &kafkaconn.Config{Brokers: strings.Split(c.brokers, ","), TopicPrefix: c.prefix}, nil, nil
-}
 
 // parseSince reads --since: an RFC 3339 time or a duration back from now.
 func parseSince(s string) (time.Time, error) {
@@ -77,7 +50,7 @@ func dlqCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			k, _, err := conn.resolve()
+			k, _, err := conn.resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -109,7 +82,7 @@ skipped dead letter is logged.`,
 			if err != nil {
 				return err
 			}
-			k, file, err := conn.resolve()
+			k, file, err := conn.resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -137,11 +110,12 @@ skipped dead letter is logged.`,
 		},
 	}
 	for _, c := range []*cobra.Command{show, redrive} {
-		conn.add(c)
 		c.Flags().StringVar(&group, "group", "", "consumer group")
 		c.Flags().StringVar(&since, "since", "", "only dead letters written at or after this RFC 3339 time, or this long ago (1h)")
 		c.Flags().StringVar(&key, "key", "", "only dead letters of this record key (db.table:pk)")
 	}
+	conn.add(show, "")
+	conn.add(redrive, "its log section")
 	redrive.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be redriven without publishing")
 	cmd.AddCommand(show, redrive)
 	return cmd

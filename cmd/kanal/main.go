@@ -22,6 +22,15 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := rootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "kanal:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// rootCmd is the command tree: every subcommand (the tests walk it, so that
+// each one's --help is checked).
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "kanal",
 		Short:         "MySQL/MariaDB binlog → Kafka, exactly once; Go handlers in consumer groups",
@@ -30,10 +39,7 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd())
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "kanal:", err)
-		os.Exit(exitCode(err))
-	}
+	return root
 }
 
 // exitCode distinguishes configuration mistakes (2) from runtime failures (1).

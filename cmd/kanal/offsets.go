@@ -27,25 +27,16 @@ import (
 
 func offsetsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "offsets", Short: "Show, reset or skip a consumer group's offsets"}
-	var brokers, prefix, cfgPath, group, tables, to, topic string
+	var conn connFlags
+	var group, tables, to, topic string
 	var dryRun bool
 	var partition int32
 	var offset int64
-	resolve := func() (*kafkaconn.Config, *config.File, error) {
+	resolve := func(cmd *cobra.Command) (*kafkaconn.Config, *config.File, error) {
 		if group == "" {
 			return nil, nil, usageError{errors.New("--group is required")}
 		}
-		if cfgPath != "" {
-			f, err := loadConfig(cfgPath)
-			if err != nil {
-				return nil, nil, err
-			}
-			return &f.Kafka.Config, f, nil
-		}
-		if brokers == "" {
-			return nil, nil, usageError{errors.New("give --config, or --brokers")}
-		}
-		return &kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, nil, nil
+		return conn.resolve(cmd)
 	}
 	// topicRE is the topics a command works on: those of --tables, else exactly
 	// those the group subscribes to (see groupTopicRE).
@@ -75,7 +66,7 @@ func offsetsCmd() *cobra.Command {
 		Use:   "show --group G",
 		Short: "Print committed offset, end and lag per partition",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, f, err := resolve()
+			k, f, err := resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -109,7 +100,7 @@ The group's topics are, with --config, the table topics of its handlers' tables 
 its retry topic; without, the table topics of --prefix and the retry topic that the
 group has committed offsets for. Topics of other prefixes are never touched.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, f, err := resolve()
+			k, f, err := resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -164,7 +155,7 @@ and stand exactly at O (its committed offset), so nothing else is skipped. With
 --config, a handler of the group that keeps its offsets in its sink gets the new
 offset too. The skip is logged with the record's key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, f, err := resolve()
+			k, f, err := resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -198,9 +189,7 @@ offset too. The skip is logged with the record's key.`,
 		},
 	}
 	for _, c := range []*cobra.Command{show, reset, skip} {
-		c.Flags().StringVar(&cfgPath, "config", "", "configuration file (for Kafka, prefix and the handlers)")
-		c.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers")
-		c.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
+		conn.add(c, "its consumers section (the group's topics and handlers)")
 		c.Flags().StringVar(&group, "group", "", "consumer group")
 	}
 	for _, c := range []*cobra.Command{show, reset} {

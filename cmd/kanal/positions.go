@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,25 +15,30 @@ import (
 
 func positionsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "positions", Short: "Show or reset a source's committed binlog position"}
-	var brokers, prefix, source, cfgPath string
-	resolve := func() (*kafkaconn.Config, string, error) {
-		if cfgPath != "" {
-			f, err := loadConfig(cfgPath)
-			if err != nil {
-				return nil, "", err
-			}
-			return &f.Kafka.Config, f.Source.Name, nil
-		}
-		if brokers == "" || source == "" {
+	var conn connFlags
+	var source string
+	resolve := func(cmd *cobra.Command) (*kafkaconn.Config, string, error) {
+		if conn.cfgPath == "" && source == "" {
 			return nil, "", usageError{errors.New("give --config, or --brokers and --source")}
 		}
-		return &kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}, source, nil
+		k, f, err := conn.resolve(cmd)
+		if err != nil {
+			return nil, "", err
+		}
+		src := source
+		if f != nil && !cmd.Flags().Changed("source") {
+			src = f.Source.Name
+		}
+		if src == "" {
+			return nil, "", usageError{errors.New("--source is required: the configuration names no source")}
+		}
+		return k, src, nil
 	}
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print the last committed position of a source",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, src, err := resolve()
+			k, src, err := resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -54,7 +58,7 @@ func positionsCmd() *cobra.Command {
 		Use:   "reset",
 		Short: "Delete a source's position so the next start uses source.start (stop the producer first)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, src, err := resolve()
+			k, src, err := resolve(cmd)
 			if err != nil {
 				return err
 			}
@@ -74,10 +78,8 @@ func positionsCmd() *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{show, reset} {
-		c.Flags().StringVar(&cfgPath, "config", "", "configuration file (for brokers, prefix and source name)")
-		c.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers")
-		c.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
-		c.Flags().StringVar(&source, "source", "", "source name")
+		conn.add(c, "its source name")
+		c.Flags().StringVar(&source, "source", "", "source name (default with --config: the file's)")
 	}
 	cmd.AddCommand(show, reset)
 	return cmd

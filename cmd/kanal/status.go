@@ -8,18 +8,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kanal-cdc/kanal/internal/listen"
-	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/status"
 )
 
 func statusCmd() *cobra.Command {
-	var cfgPath, brokers, prefix, serve string
+	var conn connFlags
+	var serve string
 	var asJSON bool
 	var refresh time.Duration
 	cmd := &cobra.Command{
@@ -33,26 +32,14 @@ far behind the source its copy is, halted partitions and dead letters.
 --json prints the same as JSON; --serve serves it as a web page that refreshes
 itself, with a per-table chart.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var k kafkaconn.Config
-			switch {
-			case cfgPath != "":
-				f, err := loadConfig(cfgPath)
-				if err != nil {
-					return err
-				}
-				k = f.Kafka.Config
-			case brokers != "":
-				k = kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}
-				if err := k.Validate(); err != nil {
-					return usageError{err}
-				}
-			default:
-				return usageError{errors.New("give --config or --brokers")}
+			k, _, err := conn.resolve(cmd)
+			if err != nil {
+				return err
 			}
 			if asJSON && serve != "" {
 				return usageError{errors.New("--json and --serve exclude each other")}
 			}
-			c, err := status.NewCollector(k)
+			c, err := status.NewCollector(*k)
 			if err != nil {
 				return err
 			}
@@ -78,9 +65,7 @@ itself, with a per-table chart.`,
 			return status.WriteText(os.Stdout, rep)
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (for the Kafka connection and topic prefix)")
-	cmd.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers (instead of --config)")
-	cmd.Flags().StringVar(&prefix, "prefix", kafkaconn.DefaultTopicPrefix, "topic prefix (with --brokers)")
+	conn.add(cmd, "")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&serve, "serve", "", "serve the status page on this host:port until stopped (\":8080\" binds 127.0.0.1)")
 	cmd.Flags().DurationVar(&refresh, "refresh", 2*time.Second, "how often the page refreshes (with --serve)")

@@ -22,13 +22,14 @@ import (
 
 func tailCmd() *cobra.Command {
 	var (
-		brokers, tables, prefix, registry, dlqGroup string
-		fromBeginning                               bool
-		max                                         int
-		timeout                                     time.Duration
+		conn                       connFlags
+		tables, registry, dlqGroup string
+		fromBeginning              bool
+		max                        int
+		timeout                    time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "tail --brokers B (--tables db.table[,..] | --dlq GROUP)",
+		Use:   "tail (--config kanal.yaml | --brokers B) (--tables db.table[,..] | --dlq GROUP)",
 		Short: "Print committed changes (or a group's dead letters) as JSON, one per line",
 		Long: `tail reads the table topics with read_committed (only changes of committed
 Kafka transactions) and prints each change as a kanal JSON envelope on one line.
@@ -36,20 +37,35 @@ Table patterns use glob syntax: shop.*, shop.order_*. Tombstones are not printed
 Canal DDL messages are skipped with a note on stderr. An unreachable broker ends
 tail within seconds with exit code 1.
 
+With --config it connects as the file's kafka section says (brokers, topic prefix,
+TLS, SASL, and kafka.schema_registry for avro-confluent records); --brokers,
+--prefix and --schema-registry given as well replace the file's values.
+
 With --dlq G it reads the dead-letter topic of group G instead and prints each dead
 letter as {"dlq":{handler, reason, error, topic, partition, offset, attempts, time,
 truncated, value_sha256}, "key", "change"} — "change" is null and "value_error" says
 why when the value cannot be decoded (a truncated or malformed record).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if brokers == "" || (tables == "") == (dlqGroup == "") {
-				return usageError{errors.New("--brokers and one of --tables or --dlq are required")}
+			if (tables == "") == (dlqGroup == "") {
+				return usageError{errors.New("one of --tables or --dlq is required")}
+			}
+			k, _, err := conn.resolve(cmd)
+			if err != nil {
+				return err
+			}
+			if registry != "" {
+				// The whole registry setting, not only its URL: the file's
+				// credentials are not sent to a registry the file does not name.
+				k.SchemaRegistry = &kafkaconn.SchemaRegistryConfig{URL: registry}
+				if err := k.SchemaRegistry.Validate(); err != nil {
+					return usageError{fmt.Errorf("--schema-registry: %w", err)}
+				}
 			}
 			var re string
 			if dlqGroup != "" {
-				re = "^" + regexp.QuoteMeta(schemas.DLQTopic(prefix, dlqGroup)) + "$"
+				re = "^" + regexp.QuoteMeta(schemas.DLQTopic(k.TopicPrefix, dlqGroup)) + "$"
 			} else {
-				var err error
-				if re, err = topicRegex(prefix, strings.Split(tables, ",")); err != nil {
+				if re, err = topicRegex(k.TopicPrefix, strings.Split(tables, ",")); err != nil {
 					return usageError{err}
 				}
 			}
@@ -63,20 +79,16 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 			if fromBeginning {
 				start = kgo.NewOffset().AtStart()
 			}
-			kc := kafkaconn.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix}
-			if registry != "" {
-				kc.SchemaRegistry = &kafkaconn.SchemaRegistryConfig{URL: registry}
-			}
-			// Avro records are decoded with the schemas of "<prefix>._schemas" or
-			// of the registry.
-			res, err := schemastore.NewResolver(kc, nil)
+			// Avro records (and dead letters of them) are decoded with the
+			// schemas of "<prefix>._schemas" or of the registry.
+			res, err := schemastore.NewResolver(*k, nil)
 			if err != nil {
 				return usageError{err}
 			}
 			defer res.Close()
 			dec := schemas.NewDecoder()
 			dec.Schemas = res
-			cl, err := kgo.NewClient(append(kc.ClientOptions(),
+			cl, err := kgo.NewClient(append(k.ClientOptions(),
 				kgo.ConsumeRegex(), kgo.ConsumeTopics(re),
 				kgo.ConsumeResetOffset(start),
 				kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -92,7 +104,7 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 			err = cl.Ping(pingCtx)
 			cancel()
 			if err != nil && cmd.Context().Err() == nil {
-				return fmt.Errorf("kafka %s unreachable: %w", brokers, err)
+				return fmt.Errorf("kafka %s unreachable: %w", strings.Join(k.Brokers, ","), err)
 			}
 			out := bufio.NewWriter(os.Stdout)
 			defer out.Flush()
@@ -110,7 +122,7 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 				for it := fs.RecordIter(); !it.Done() && (max <= 0 || n < max); {
 					r := it.Next()
 					if isDeadLetter(r) {
-						out.Write(deadLetterLine(r))
+						out.Write(deadLetterLine(ctx, dec, r))
 						out.WriteByte('\n')
 						n++
 						continue
@@ -139,10 +151,9 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&brokers, "brokers", "", "comma-separated Kafka brokers")
+	conn.add(cmd, "")
 	cmd.Flags().StringVar(&tables, "tables", "", "comma-separated db.table patterns (glob)")
-	cmd.Flags().StringVar(&prefix, "prefix", "kanal", "topic prefix")
-	cmd.Flags().StringVar(&registry, "schema-registry", "", "schema registry URL, to read avro-confluent records")
+	cmd.Flags().StringVar(&registry, "schema-registry", "", "schema registry URL (no auth, no client TLS), to read avro-confluent records; replaces the file's kafka.schema_registry")
 	cmd.Flags().StringVar(&dlqGroup, "dlq", "", "print the dead letters of this consumer group instead of changes")
 	cmd.Flags().BoolVar(&fromBeginning, "from-beginning", false, "start at the oldest retained change instead of new ones")
 	cmd.Flags().IntVar(&max, "max", 0, "exit after printing this many changes (0 = no limit)")
@@ -215,8 +226,9 @@ func isDeadLetter(r *kgo.Record) bool {
 }
 
 // deadLetterLine is a dead letter as one JSON object: its kanal.dlq.* headers
-// (why and where from), key and decoded change.
-func deadLetterLine(r *kgo.Record) []byte {
+// (why and where from), key and change, decoded with dec (and so with the
+// schemas of an Avro record).
+func deadLetterLine(ctx context.Context, dec *schemas.Decoder, r *kgo.Record) []byte {
 	dlq := map[string]string{}
 	for _, h := range r.Headers {
 		if name, ok := strings.CutPrefix(h.Key, "kanal.dlq."); ok {
@@ -229,7 +241,7 @@ func deadLetterLine(r *kgo.Record) []byte {
 		Change     json.RawMessage   `json:"change"`
 		ValueError string            `json:"value_error,omitempty"`
 	}{DLQ: dlq, Key: string(r.Key), Change: json.RawMessage("null")}
-	switch changes, err := schemas.Decode(headerValue(r, schemas.HeaderFormat), r.Value); {
+	switch changes, err := dec.DecodeContext(ctx, headerValue(r, schemas.HeaderFormat), r.Value); {
 	case r.Value == nil:
 		line.ValueError = "tombstone"
 	case err != nil:

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,56 +18,74 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/testenv"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // The secrets of TestTLSEverywhere: each must never appear in anything kanal
 // prints. The database password comes from the environment, the others from
 // password files.
 const (
-	tlsKafkaPassword = "kafka-pw-7Qx2v9"
-	tlsRedisPassword = "redis-pw-Lm4k8s"
+	tlsKafkaPassword    = "kafka-pw-7Qx2v9"
+	tlsRedisPassword    = "redis-pw-Lm4k8s"
+	tlsRegistryPassword = "registry-pw-Hc3w5n"
 )
+
+// tlsSASLUsers are kfake's users of TestTLSEverywhere, one per mechanism, all
+// with tlsKafkaPassword.
+var tlsSASLUsers = map[string]string{"SCRAM-SHA-512": "kanal", "SCRAM-SHA-256": "kanal-256", "PLAIN": "kanal-plain"}
 
 // tlsRig is every server of TestTLSEverywhere, each requiring TLS: MariaDB
 // (the source, and the MySQL target in database mirror), Kafka (TLS with
-// client certificates and SASL SCRAM-SHA-512), two Redis instances (TLS with
-// client certificates, an ACL user) and Postgres (hostssl only, a password).
+// client certificates and SASL: SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN), the
+// schema registry of the avro-confluent format (https, basic auth), two Redis
+// instances (TLS with client certificates, an ACL user) and Postgres (hostssl
+// only, a password).
 type tlsRig struct {
 	certs  *testenv.TLSCerts
 	m      *testenv.MariaDBServer
 	k      *testenv.KafkaCluster
+	reg    *testenv.RegistryServer
 	r      [2]*testenv.RedisServer
 	pg     *testenv.PostgresServer
 	files  map[string]string // password files by server
 	env    []string
-	admin  *kadm.Client // a correctly configured client of the broker
+	kafka  *kgo.Client  // a correctly configured client of the broker
+	admin  *kadm.Client // the same, as an admin client
 	pgConn *pgx.Conn    // the harness's own connections to the targets
 }
 
 // tlsMode says, per server, how kanal's config connects: "ok" (the CA, the
 // client certificate where the server wants one), "plain" (no TLS) or
-// "wrong-ca" (a CA that signed nothing here).
+// "wrong-ca" (a CA that signed nothing here). Its key "sasl" names the
+// mechanism to Kafka (SCRAM-SHA-512 when missing).
 type tlsMode map[string]string
 
 func startTLSRig(t *testing.T) *tlsRig {
 	certs := testenv.NewTLSCerts(t)
 	rig := &tlsRig{certs: certs, files: map[string]string{}}
 	rig.m = testenv.MariaDB(t, testenv.WithTLS(certs))
-	rig.k = testenv.Kafka(t, kfake.TLS(certs.ServerConfig(true)), kfake.EnableSASL(),
-		kfake.Superuser("SCRAM-SHA-512", "kanal", tlsKafkaPassword))
+	var users []kfake.Opt
+	for mech, user := range tlsSASLUsers {
+		users = append(users, kfake.Superuser(mech, user, tlsKafkaPassword))
+	}
+	rig.k = testenv.Kafka(t, append(users, kfake.TLS(certs.ServerConfig(true)), kfake.EnableSASL())...)
+	rig.reg = testenv.SchemaRegistry(t, testenv.WithRegistryTLS(certs), testenv.WithRegistryUser("kanal", tlsRegistryPassword))
 	for i := range rig.r {
 		rig.r[i] = testenv.Redis(t, testenv.WithRedisTLS(certs, true), testenv.WithRedisUser("kanal", tlsRedisPassword))
 	}
 	rig.pg = testenv.Postgres(t, testenv.WithSSL(certs))
 	dir := t.TempDir()
 	for name, pw := range map[string]string{"kafka": tlsKafkaPassword, "redis": tlsRedisPassword,
-		"postgres": testenv.PostgresPassword, "mysql": testenv.MariaDBPassword} {
+		"postgres": testenv.PostgresPassword, "mysql": testenv.MariaDBPassword, "registry": tlsRegistryPassword} {
 		rig.files[name] = filepath.Join(dir, name+"-password")
 		if err := os.WriteFile(rig.files[name], []byte(pw+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -77,7 +99,7 @@ func startTLSRig(t *testing.T) *tlsRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	rig.admin = kadm.NewClient(cl)
+	rig.kafka, rig.admin = cl, kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if rig.pgConn, err = pgx.Connect(ctx, rig.pg.DSN); err != nil {
@@ -138,6 +160,14 @@ func (rig *tlsRig) config(t *testing.T, mode tlsMode) string {
 		}
 		return "ok"
 	}
+	mech := mode["sasl"]
+	if mech == "" {
+		mech = "SCRAM-SHA-512"
+	}
+	registryURL := rig.reg.URL
+	if get("registry") == "plain" {
+		registryURL = "http://" + strings.TrimPrefix(registryURL, "https://")
+	}
 	pgDSN := fmt.Sprintf("postgres://postgres@%s/kanal?connect_timeout=5", rig.pg.Addr)
 	if get("postgres") == "plain" {
 		pgDSN += "&sslmode=disable" // pgx would otherwise try TLS first (sslmode=prefer)
@@ -158,10 +188,17 @@ kafka:
   cleanup_policy: delete
   flush_records: 50
   sasl:
-    mechanism: SCRAM-SHA-512
-    user: kanal
+    mechanism: %s
+    user: %s
     password_file: %s
   tls: %s
+  format: avro-confluent
+  schema_registry:
+    url: %s
+    user: kanal
+    password_file: %s
+    tls: %s
+    timeout: 5s
 tables:
   include: ["shop.*"]
 consumers:
@@ -209,7 +246,8 @@ consumers:
           - source: shop.users
             target: users
 `, rig.m.Addr(), rig.tlsValue(get("source"), false),
-		strings.Join(rig.k.Brokers, ","), rig.files["kafka"], rig.tlsValue(get("kafka"), true),
+		strings.Join(rig.k.Brokers, ","), mech, tlsSASLUsers[mech], rig.files["kafka"], rig.tlsValue(get("kafka"), true),
+		registryURL, rig.files["registry"], rig.tlsValue(get("registry"), false),
 		rig.r[0].Addr, rig.files["redis"], rig.tlsValue(get("redis"), true),
 		rig.r[1].Addr, rig.files["redis"], rig.tlsValue(get("redis"), true),
 		pgDSN, rig.files["postgres"], rig.tlsValue(get("postgres"), false),
@@ -234,17 +272,19 @@ func TestTLSEverywhere(t *testing.T) {
 		mode tlsMode
 		want map[string][]string // server line prefix → what its FAIL line says
 	}{
-		{tlsMode{"source": "plain", "kafka": "plain", "redis": "plain", "postgres": "plain", "mysql": "plain"}, map[string][]string{
+		{tlsMode{"source": "plain", "kafka": "plain", "registry": "plain", "redis": "plain", "postgres": "plain", "mysql": "plain"}, map[string][]string{
 			"source tlsdemo":                        {"offers TLS", "set source.tls"},
 			"kafka broker":                          {"requires TLS"},
+			"schema registry http://":               {"GET /config answered 400", "HTTPS"},
 			"handler users-cache: redis instance a": {"redis instance a (" + rig.r[0].Addr + ")", "TLS", "set instances.a.tls"},
 			"handler users-cache: redis instance b": {"TLS", "set instances.b.tls"},
 			"handler earnings: postgres target":     {"accepts only TLS connections", "set target.tls", "no encryption"},
 			"handler mirror: mysql target":          {"offers TLS", "set tls"},
 		}},
-		{tlsMode{"source": "wrong-ca", "kafka": "wrong-ca", "redis": "wrong-ca", "postgres": "wrong-ca", "mysql": "wrong-ca"}, map[string][]string{
+		{tlsMode{"source": "wrong-ca", "kafka": "wrong-ca", "registry": "wrong-ca", "redis": "wrong-ca", "postgres": "wrong-ca", "mysql": "wrong-ca"}, map[string][]string{
 			"source tlsdemo":                        {"source " + rig.m.Addr(), "not trusted", "source.tls.ca", "x509: certificate signed by unknown authority"},
 			"kafka broker":                          {"kafka broker " + rig.k.Brokers[0], "not trusted", "kafka.tls.ca", "x509: certificate signed by unknown authority"},
+			"schema registry " + rig.reg.URL:        {"GET /config", "x509: certificate signed by unknown authority"},
 			"handler users-cache: redis instance a": {"redis instance a (" + rig.r[0].Addr + ")", "not trusted", "instances.a.tls.ca", "x509: certificate signed by unknown authority"},
 			"handler users-cache: redis instance b": {"redis instance b (" + rig.r[1].Addr + ")", "not trusted", "x509: certificate signed by unknown authority"},
 			"handler earnings: postgres target":     {"postgres target " + rig.pg.Addr, "not trusted", "target.tls.ca", "x509: certificate signed by unknown authority"},
@@ -274,7 +314,7 @@ func TestTLSEverywhere(t *testing.T) {
 	good := rig.config(t, nil)
 	out, code := kanalExit(t, rig.env, "config", "check", "--connect", "--config", good)
 	outputs = append(outputs, out)
-	if code != 0 || !strings.Contains(out, "all 6 servers ok") {
+	if code != 0 || !strings.Contains(out, "all 7 servers ok") || !strings.Contains(out, "ok    schema registry "+rig.reg.URL) {
 		t.Fatalf("config check --connect with the right CA: exit %d:\n%s", code, out)
 	}
 
@@ -325,7 +365,9 @@ func TestTLSEverywhere(t *testing.T) {
 		})
 	}
 
-	prod := startKanal(t, rig.env, "produce", "--config", good)
+	// The producer logs in with SASL PLAIN (the consumers with SCRAM-SHA-512,
+	// tail and the other Kafka commands with SCRAM-SHA-256).
+	prod := startKanal(t, rig.env, "produce", "--config", rig.config(t, tlsMode{"sasl": "PLAIN"}))
 
 	// Consumers with a wrong CA for every target: each handler fails with the
 	// certificate problem, and no target gets anything.
@@ -367,20 +409,152 @@ func TestTLSEverywhere(t *testing.T) {
 		outputs = append(outputs, c.output())
 	}
 
-	// Every command's --help, with the secrets in the environment.
-	for _, args := range [][]string{{"--help"}, {"produce", "--help"}, {"consume", "--help"}, {"tail", "--help"},
-		{"positions", "show", "--help"}, {"offsets", "show", "--help"}, {"offsets", "reset", "--help"},
-		{"config", "check", "--help"}, {"dev-kafka", "--help"}} {
-		out, _ := kanalExit(t, rig.env, args...)
+	outputs = append(outputs, rig.kafkaCommands(t, ctx)...)
+
+	// Every command's --help (the whole tree, so that a new command is
+	// covered), with the secrets in the environment.
+	var walk func(c *cobra.Command, path []string)
+	var helped []string
+	walk = func(c *cobra.Command, path []string) {
+		out, code := kanalExit(t, rig.env, append(slices.Clone(path), "--help")...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("kanal %s --help: exit %d:\n%s", strings.Join(path, " "), code, out)
+		}
 		outputs = append(outputs, out)
+		helped = append(helped, strings.Join(path, " "))
+		for _, sub := range c.Commands() {
+			walk(sub, append(slices.Clone(path), sub.Name()))
+		}
+	}
+	walk(rootCmd(), nil)
+	for _, must := range []string{"tail", "status", "dlq show", "dlq redrive", "offsets skip", "topics alter", "positions reset", "config check"} {
+		if !slices.Contains(helped, must) {
+			t.Errorf("the --help walk missed %q (it saw %q)", must, helped)
+		}
 	}
 	for _, out := range outputs {
-		for _, secret := range []string{testenv.MariaDBPassword, tlsKafkaPassword, tlsRedisPassword, testenv.PostgresPassword} {
+		for _, secret := range []string{testenv.MariaDBPassword, tlsKafkaPassword, tlsRedisPassword, testenv.PostgresPassword, tlsRegistryPassword} {
 			if strings.Contains(out, secret) {
 				t.Errorf("kanal printed a password:\n%s", out)
 			}
 		}
 	}
+}
+
+// kafkaCommands runs the commands that need only Kafka (tail, tail --dlq, dlq
+// show, offsets show, status) with --config against the TLS + SASL broker and
+// the https registry with basic auth, logging in with SCRAM-SHA-256: each
+// connects as the file says and shows what is there. It returns their outputs.
+func (rig *tlsRig) kafkaCommands(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	cfg := rig.config(t, tlsMode{"sasl": "SCRAM-SHA-256"})
+	var outputs []string
+	run := func(args ...string) string {
+		t.Helper()
+		out, code := kanalExit(t, rig.env, args...)
+		outputs = append(outputs, out)
+		if code != 0 {
+			t.Fatalf("kanal %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+
+	// Every change of shop.users, avro-confluent records whose schemas only
+	// the registry has: folded by key, they are the source's rows.
+	users := rig.rows(t, "SELECT id, name, email FROM shop.users ORDER BY id")
+	const usersChanges = 40 + 13 + 2 // inserts, updates of every third, deletes (workload)
+	out := run("tail", "--config", cfg, "--tables", "shop.users", "--from-beginning", "--max", fmt.Sprint(usersChanges), "--timeout", "60s")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	rows := map[string]string{}
+	for _, l := range lines {
+		cs, err := schemas.Decode(schemas.FormatJSON, []byte(l))
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("tail printed %q: %v", l, err)
+		}
+		c := cs[0]
+		if c.Op == schemas.OpDelete {
+			delete(rows, c.Key())
+			continue
+		}
+		rows[c.Key()] = fmt.Sprintf("%v|%v|%v", c.After["id"], c.After["name"], c.After["email"])
+	}
+	got := slices.Collect(maps.Values(rows))
+	slices.SortFunc(got, func(a, b string) int { return cmpIDs(a, b) })
+	if len(lines) != usersChanges || !slices.Equal(got, users) {
+		t.Errorf("tail printed %d changes, want %d; folded by key %d rows, the source has %d:\n%s", len(lines), usersChanges, len(got), len(users), out)
+	}
+
+	// A dead letter of the users-cache group: a copy of a shop.users record
+	// with the headers the Runner adds. tail --dlq decodes its avro-confluent
+	// value with the registry too.
+	group := consumer.DefaultGroup("users-cache")
+	rd, err := kgo.NewClient(append(rig.kafka.Opts(), kgo.ConsumeTopics("kanal.shop.users"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orig *kgo.Record
+	for orig == nil {
+		fs := rd.PollRecords(ctx, 1)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read kanal.shop.users: %v", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if orig == nil && r.Value != nil {
+				orig = r
+			}
+		})
+	}
+	rd.Close()
+	dl := &kgo.Record{Topic: schemas.DLQTopic("kanal", group), Key: orig.Key, Value: orig.Value,
+		Headers: append(slices.Clone(orig.Headers),
+			kgo.RecordHeader{Key: schemas.HeaderDLQHandler, Value: []byte("users-cache")},
+			kgo.RecordHeader{Key: schemas.HeaderDLQReason, Value: []byte("permanent")},
+			kgo.RecordHeader{Key: schemas.HeaderDLQError, Value: []byte("made by the test")},
+			kgo.RecordHeader{Key: schemas.HeaderDLQTopic, Value: []byte(orig.Topic)},
+			kgo.RecordHeader{Key: schemas.HeaderDLQPartition, Value: []byte(fmt.Sprint(orig.Partition))},
+			kgo.RecordHeader{Key: schemas.HeaderDLQOffset, Value: []byte(fmt.Sprint(orig.Offset))},
+			kgo.RecordHeader{Key: schemas.HeaderDLQAttempts, Value: []byte("1")},
+			kgo.RecordHeader{Key: schemas.HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339))})}
+	// The group's Runner made the topic; should it not have, this does.
+	if _, err := rig.admin.CreateTopic(ctx, 1, 1, nil, dl.Topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		t.Fatalf("create %s: %v", dl.Topic, err)
+	}
+	if err := rig.kafka.ProduceSync(ctx, dl).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	out = run("tail", "--config", cfg, "--dlq", group, "--from-beginning", "--max", "1", "--timeout", "60s")
+	var line struct {
+		DLQ        map[string]string `json:"dlq"`
+		Key        string            `json:"key"`
+		Change     json.RawMessage   `json:"change"`
+		ValueError string            `json:"value_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &line); err != nil {
+		t.Fatalf("tail --dlq printed %q: %v", out, err)
+	}
+	change, err := schemas.Decode(schemas.FormatJSON, line.Change)
+	if line.DLQ["reason"] != "permanent" || line.Key != string(orig.Key) || line.ValueError != "" ||
+		err != nil || len(change) != 1 || change[0].Key() != string(orig.Key) {
+		t.Errorf("tail --dlq printed %q (%v), want the dead letter of %s with its change decoded", out, err, orig.Key)
+	}
+	if out := run("dlq", "show", "--config", cfg, "--group", group); !strings.Contains(out, "1 dead letters") || !strings.Contains(out, string(orig.Key)) {
+		t.Errorf("dlq show:\n%s", out)
+	}
+	if out := run("offsets", "show", "--config", cfg, "--group", group); !strings.Contains(out, "kanal.shop.users") {
+		t.Errorf("offsets show:\n%s", out)
+	}
+	if out := run("status", "--config", cfg); !strings.Contains(out, "tlsdemo") || !strings.Contains(out, group) {
+		t.Errorf("status:\n%s", out)
+	}
+	return outputs
+}
+
+// cmpIDs orders "id|…" rows by their numeric id.
+func cmpIDs(a, b string) int {
+	ia, _ := strconv.Atoi(a[:strings.IndexByte(a, '|')])
+	ib, _ := strconv.Atoi(b[:strings.IndexByte(b, '|')])
+	return ia - ib
 }
 
 // converged returns "" when Redis, Postgres and the MySQL copy hold what the
