@@ -111,7 +111,9 @@ func (h *Handler) truncate(ctx context.Context, b consumer.Batch, rec *consumer.
 	err := h.c.refresh(ctx, pattern)
 	var page scrollPage
 	if err == nil {
-		page, err = h.c.scrollStart(ctx, pattern, h.cfg.BulkMaxActions)
+		// A page is one _bulk request of deletes; a scroll's page may not exceed
+		// index.max_result_window (10,000 by default).
+		page, err = h.c.scrollStart(ctx, pattern, min(h.cfg.BulkMaxActions, 10000))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
