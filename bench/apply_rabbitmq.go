@@ -13,6 +13,7 @@ import (
 	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 	rabbitmqsink "github.com/kanal-cdc/kanal/sinks/rabbitmq"
 )
 
@@ -105,7 +106,7 @@ func amqpPlain(ctx context.Context, env *Env) (uint64, time.Duration, error) {
 					s := &samples[i%len(samples)]
 					msgs = append(msgs, amqptest.Publish{Key: "bench.orders", Msg: amqp.Publishing{
 						DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: s.value,
-						Headers: amqp.Table{rabbitmqsink.HeaderSeq: strconv.Itoa(i + 1), rabbitmqsink.HeaderOp: string(s.change.Op),
+						Headers: amqp.Table{schemas.HeaderSeq: strconv.Itoa(i + 1), schemas.HeaderOp: string(s.change.Op),
 							rabbitmqsink.HeaderKey: s.key}}})
 				}
 				if err := amqptest.PublishConfirmed(ctx, chs[c], amqpExchange, window, msgs); err != nil {

@@ -21,7 +21,9 @@ import (
 
 	"github.com/kanal-cdc/kanal/config"
 	"github.com/kanal-cdc/kanal/handlers"
+	"github.com/kanal-cdc/kanal/internal/amqptest"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -34,9 +36,11 @@ import (
 // headers, several rows per message, `old` with only the changed columns, a
 // primary-key change as one UPDATE, composite keys, DDL messages, partitions
 // chosen by Canal's own primary-key hash) feed the built-in handlers that keep
-// a copy (redis, sqlmirror, aggregate, memcached) and stdout from one
-// configuration file, and each target ends equal to the source tables. (The
-// rabbitmq and elasticsearch handlers take the same versions, Record.Seq.)
+// a copy (redis, sqlmirror, aggregate, memcached, elasticsearch with the in-test
+// cluster) and stdout from one configuration file, and each target ends equal
+// to the source tables; so do the rows a consumer of the rabbitmq handler's
+// queue builds with the documented dedupe (by kanal.key and kanal.seq, here
+// the versions derived from Canal's offsets).
 //
 // The Canal messages are built from the real binlog of a random workload: kanal's
 // producer captures it into staging topics (full change envelopes with their
@@ -48,6 +52,11 @@ func TestCanalTopicsIntoEveryHandler(t *testing.T) {
 	rs := testenv.Redis(t)
 	pg := testenv.Postgres(t)
 	mc := testenv.Memcached(t)
+	mq := testenv.RabbitMQ(t)
+	es := estest.NewServer(false)
+	defer es.Close()
+	mqch := amqptest.Channel(t, mq.URL)
+	amqptest.BindQueue(t, mqch, "cn", "cn-all", "#")
 
 	m.Exec(t, "CREATE DATABASE cn")
 	m.Exec(t, `CREATE TABLE cn.items (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) CHARACTER SET utf8mb4 NOT NULL,
@@ -158,10 +167,18 @@ consumers:
       name: cn-memcached
       tables: ["cn.*"]
       options: {servers: ["%s"], tables: [{match: "cn.*"}]}
+    - handler: elasticsearch
+      name: cn-es
+      tables: ["cn.*"]
+      options: {urls: ["%s"], tables: [{match: "cn.*"}]}
+    - handler: rabbitmq
+      name: cn-rabbitmq
+      tables: ["cn.*"]
+      options: {url: "%s", exchange: cn, tables: [{match: "cn.*"}]}
     - handler: stdout
       name: cn-stdout
       tables: ["cn.*"]
-`, strings.Join(k.Brokers, ", "), rs.Addr, pg.DSN, pg.DSN, mc.Addr)
+`, strings.Join(k.Brokers, ", "), rs.Addr, pg.DSN, pg.DSN, mc.Addr, es.URL, mq.URL)
 	f, err := config.Parse([]byte(file), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +256,27 @@ consumers:
 		}
 	}
 	waitSame(t, "memcached", source, func() map[string]map[string]string { return memcachedRows(t, mreader, everKey) })
+	cl := estest.Cluster{URL: es.URL}
+	waitSame(t, "elasticsearch", source, func() map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, d := range cl.Search(t, "cn.*") {
+			row, err := cdctest.RenderJSON(d.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[d.Index+":"+d.ID] = canalColumns(row)
+		}
+		return out
+	})
+	model := amqptest.NewModel()
+	waitSame(t, "rabbitmq (the queue's consumer)", source, func() map[string]map[string]string {
+		model.Add(t, amqptest.Drain(t, mqch, "cn-all"))
+		out := map[string]map[string]string{}
+		for k, row := range model.Rows {
+			out[k] = canalColumns(row)
+		}
+		return out
+	})
 	// stdout prints one line per change: none dropped, none twice.
 	deadline := time.Now().Add(time.Minute)
 	for out.lines() < len(changes) && time.Now().Before(deadline) {
@@ -713,6 +751,19 @@ func keyValues(c *schemas.Change, row map[string]any) []any {
 		}
 	}
 	return vals
+}
+
+// canalColumns returns row with NULL for the columns it lacks (tag, in rows
+// written before the ALTER).
+func canalColumns(row map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, c := range []string{"id", "name", "amount", "note", "tag", "a", "b", "v"} {
+		out[c] = "NULL"
+		if v, ok := row[c]; ok {
+			out[c] = v
+		}
+	}
+	return out
 }
 
 // memcachedRows reads the row of every key the source ever had (memcached cannot

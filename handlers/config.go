@@ -34,7 +34,8 @@ type Config struct {
 // Spec is one handler to run: an entry of consumers.handlers.
 type Spec struct {
 	// Handler is the handler type: a name registered in the Factories ("stdout",
-	// "redis", "aggregate", "sqlmirror" in kanal itself).
+	// "redis", "aggregate", "sqlmirror", "elasticsearch", "rabbitmq", "memcached"
+	// in kanal itself).
 	Handler string `yaml:"handler" jsonschema:"required"`
 	// Name identifies this handler: metrics, logs, dead letters and the default
 	// consumer group "kanal-<name>". Keep it stable.

@@ -24,7 +24,8 @@ import (
 // data holds one row: the row after the change, or for a delete the deleted row. old
 // is set for updates only and holds the before values of the columns whose value
 // changed (null when none did, as in Canal). pkNames lists the primary-key columns and
-// is null for tables without a primary key (KeyFallback). OpRead becomes "INSERT".
+// is null for tables without a primary key (KeyFallback). OpRead becomes "INSERT";
+// OpTruncate becomes Canal's DDL message of type "TRUNCATE" (isDdl true, no rows).
 //
 // Values are rendered as Canal renders them, as strings or null: integers in decimal,
 // DECIMAL as is, FLOAT and DOUBLE as Java's Float.toString and Double.toString do
@@ -35,6 +36,13 @@ import (
 // the SET bit mask; see docs/formats.md). sqlType follows Canal's java.sql.Types
 // choices, including its quirks (see canalSQLType).
 func (e *Envelope) AppendCanalJSON(dst []byte, id int64, tsMs int64) []byte {
+	if e.Op == OpTruncate {
+		var src Source
+		if e.Source != nil {
+			src = *e.Source
+		}
+		return appendCanalTruncate(dst, &src, id, tsMs)
+	}
 	row, typ := e.After, canalTypeInsert
 	switch e.Op {
 	case OpUpdate:
@@ -457,17 +465,17 @@ func canalSQLType(c Column, v any) int {
 // appendCanalTruncate writes a truncate as Canal writes one: a DDL message of type
 // TRUNCATE with the statement in sql (kanal writes a canonical statement, not the
 // source's text).
-func (e *Envelope) appendCanalTruncate(dst []byte, c *RowChange, id, tsMs int64) []byte {
+func appendCanalTruncate(dst []byte, src *Source, id, tsMs int64) []byte {
 	dst = append(dst, `{"data":null,"database":`...)
-	dst = appendJSONString(dst, c.Source.DB)
+	dst = appendJSONString(dst, src.DB)
 	dst = append(dst, `,"es":`...)
-	dst = strconv.AppendInt(dst, c.Source.TsMs, 10)
+	dst = strconv.AppendInt(dst, src.TsMs, 10)
 	dst = append(dst, `,"id":`...)
 	dst = strconv.AppendInt(dst, id, 10)
 	dst = append(dst, `,"isDdl":true,"mysqlType":null,"old":null,"pkNames":null,"sql":`...)
-	dst = appendJSONString(dst, "TRUNCATE TABLE "+QuoteIdent(c.Source.DB)+"."+QuoteIdent(c.Source.Table))
+	dst = appendJSONString(dst, "TRUNCATE TABLE "+QuoteIdent(src.DB)+"."+QuoteIdent(src.Table))
 	dst = append(dst, `,"sqlType":null,"table":`...)
-	dst = appendJSONString(dst, c.Source.Table)
+	dst = appendJSONString(dst, src.Table)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, tsMs, 10)
 	return append(dst, `,"type":"TRUNCATE"}`...)

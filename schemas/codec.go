@@ -210,7 +210,7 @@ func (t *canalTable) AppendValue(dst []byte, c *RowChange) ([]byte, error) {
 	e := t.enc
 	e.id++
 	if c.Op == OpTruncate {
-		return t.env.appendCanalTruncate(dst, c, e.id, e.now().UnixMilli()), nil
+		return appendCanalTruncate(dst, c.Source, e.id, e.now().UnixMilli()), nil
 	}
 	t.env.Op, t.env.Seq, t.env.Source = c.Op, c.Seq, c.Source
 	t.env.Before, t.env.After = boxRow(&e.anyA, c.Before), boxRow(&e.anyB, c.After)

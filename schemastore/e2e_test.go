@@ -21,10 +21,13 @@ import (
 	"github.com/kanal-cdc/kanal/aggregators"
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/estest"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
+	essink "github.com/kanal-cdc/kanal/sinks/elasticsearch"
+	memcachedsink "github.com/kanal-cdc/kanal/sinks/memcached"
 	redissink "github.com/kanal-cdc/kanal/sinks/redis"
 	"github.com/kanal-cdc/kanal/sinks/sqlmirror"
 )
@@ -404,14 +407,19 @@ func (s *safeBuffer) String() string {
 // TestSchemaChangesTruncateAndSecrets: DDL of captured tables reaches
 // _schema_changes (redacted, in order, with the columns kanal knows); account
 // statements with passwords leave no trace in any log line, error or record;
-// a TRUNCATE empties the Redis copy and the SQL mirror of the rows before it
-// (rows after it stay) and is dead-lettered by the aggregate with its reason.
+// a TRUNCATE empties the Redis copy, the SQL mirror and the Elasticsearch index
+// of the rows before it (rows after it stay) and is dead-lettered by the
+// aggregate and by memcached (which cannot list the table's keys) with their
+// reasons, the records around it applied.
 func TestSchemaChangesTruncateAndSecrets(t *testing.T) {
 	const secret = "S3cr3t-pw-4711"
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t, kfake.GroupMinSessionTimeout(time.Second))
 	rs := testenv.Redis(t)
 	pg := testenv.Postgres(t)
+	mc := testenv.Memcached(t)
+	es := estest.NewServer(false)
+	defer es.Close()
 	pgdb, err := sql.Open("pgx", pg.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -485,11 +493,27 @@ func TestSchemaChangesTruncateAndSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer agg.Close()
+	ecfg := essink.DefaultConfig()
+	ecfg.Name, ecfg.URLs, ecfg.Tables = "es-trunc", []string{es.URL}, []essink.TableConfig{{Match: "shop.items"}}
+	eh, err := essink.New(ecfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eh.Close()
+	mccfg := memcachedsink.DefaultConfig()
+	mccfg.Name, mccfg.Servers, mccfg.Tables = "mc-trunc", []string{mc.Addr}, []memcachedsink.TableConfig{{Match: "shop.items"}}
+	mch, err := memcachedsink.New(mccfg, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mch.Close()
 	creg := consumer.NewRegistry()
 	for _, err := range []error{
 		creg.Register(rh, consumer.Tables("shop.items")),
 		creg.Register(mh, consumer.Tables("shop.items")),
 		agg.RegisterWith(creg, consumer.OnFailure(consumer.DeadLetter)),
+		creg.Register(eh, consumer.Tables("shop.items")),
+		creg.Register(mch, consumer.Tables("shop.items"), consumer.OnFailure(consumer.DeadLetter)),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -531,6 +555,57 @@ func TestSchemaChangesTruncateAndSecrets(t *testing.T) {
 		_ = pgdb.QueryRow("SELECT count(*) FROM mirror_kavro_items").Scan(&all)
 		if n != 3 || all != 3 {
 			return fmt.Sprintf("mirror holds %d rows, %d of them after the truncate", all, n)
+		}
+		return ""
+	})
+
+	escl := estest.Cluster{URL: es.URL}
+	eventually(t, "the index equals the source after the truncate", func() string {
+		got := map[string]map[string]string{}
+		for _, d := range escl.Search(t, "shop.items") {
+			row, err := cdctest.RenderJSON(d.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got["shop.items:"+d.ID] = row
+		}
+		return diffRows(want, got)
+	})
+	// memcached dead-letters the truncate (once per partition) and applies the
+	// rows after it; the rows before it stay cached until rebuilt.
+	eventually(t, "memcached dead-letters the truncate", func() string {
+		dlq := readRecords(t, k, "kavro._dlq.kanal-mc-trunc")
+		if len(dlq) != 3 {
+			return fmt.Sprintf("%d dead letters, want one per partition (3)", len(dlq))
+		}
+		for _, d := range dlq {
+			if string(d.Key) != "shop.items" || header(d, schemas.HeaderOp) != "t" ||
+				!strings.Contains(header(d, schemas.HeaderDLQError), "TRUNCATE of shop.items") ||
+				!strings.Contains(header(d, schemas.HeaderDLQError), "cannot list the table's keys") {
+				return fmt.Sprintf("dead letter key %q op %q error %q", d.Key, header(d, schemas.HeaderOp), header(d, schemas.HeaderDLQError))
+			}
+		}
+		return ""
+	})
+	mrd, err := memcachedsink.NewReader(mccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mrd.Close()
+	eventually(t, "memcached holds the rows after the truncate", func() string {
+		for id := 1; id <= 23; id++ {
+			key := fmt.Sprintf("shop.items:%d", id)
+			row, ok, err := mrd.Get(key)
+			switch {
+			case err != nil:
+				return err.Error()
+			case !ok && id <= 20:
+				return key + ": gone, but memcached cannot apply the truncate"
+			case !ok:
+				return key + ": the row written after the truncate is not cached"
+			case id > 20 && fmt.Sprint(row.Values["user_id"], "/", row.Values["amount"]) != want[key]["user_id"]+"/"+want[key]["amount"]:
+				return fmt.Sprintf("%s: %v, want %v", key, row.Values, want[key])
+			}
 		}
 		return ""
 	})

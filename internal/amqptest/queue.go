@@ -64,7 +64,7 @@ func Drain(t testing.TB, ch *amqp.Channel, queue string) []Message {
 		}
 		m := Message{Delivery: d, Seq: rabbitmqsink.PublishedSeq(d.Headers)}
 		m.Key, _ = d.Headers[rabbitmqsink.HeaderKey].(string)
-		m.Op, _ = d.Headers[rabbitmqsink.HeaderOp].(string)
+		m.Op, _ = d.Headers[schemas.HeaderOp].(string)
 		if d.Headers[rabbitmqsink.HeaderTombstone] != "true" {
 			cs, err := schemas.Decode(schemas.FormatJSON, d.Body)
 			if err != nil || len(cs) != 1 {

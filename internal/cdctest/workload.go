@@ -145,6 +145,26 @@ func (w *Workload) Bulk(t testing.TB, n int) {
 	}
 }
 
+// Truncate runs TRUNCATE TABLE wl.<table> (items, pairs or nopk) and forgets
+// the table's rows; later steps insert new ones.
+func (w *Workload) Truncate(t testing.TB, table string) {
+	t.Helper()
+	if _, err := w.DB.Exec("TRUNCATE TABLE wl." + table); err != nil {
+		t.Fatalf("truncate wl.%s: %v", table, err)
+	}
+	switch table {
+	case "items":
+		clear(w.items)
+	case "pairs":
+		clear(w.pairs)
+	case "nopk":
+		clear(w.nopk)
+	default:
+		t.Fatalf("truncate: wl.%s is not a workload table", table)
+	}
+	w.Statements++
+}
+
 func (w *Workload) exec(t testing.TB, tx *sql.Tx, q string, args ...any) {
 	t.Helper()
 	res, err := tx.Exec(q, args...)
@@ -267,7 +287,8 @@ func CheckTables(t testing.TB, db *sql.DB, recs []Record) {
 }
 
 // CheckExactlyOnce asserts that the change sequences of recs are exactly 1..N: no
-// change missing, none twice. It needs topics that were not compacted.
+// change missing, none twice. A truncate, written once to every partition of
+// its table's topic, counts once. It needs topics that were not compacted.
 func CheckExactlyOnce(t testing.TB, recs []Record) int {
 	t.Helper()
 	var seqs []uint64
@@ -278,7 +299,17 @@ func CheckExactlyOnce(t testing.TB, recs []Record) int {
 		db, tbl string
 	}
 	seen := map[origin]uint64{}
+	truncates := map[uint64]string{}
 	for _, r := range recs {
+		if c := r.Change; c != nil && c.Op == schemas.OpTruncate {
+			if prev, ok := truncates[c.Seq]; ok && prev != r.Topic {
+				t.Fatalf("truncate seq %d is in %s and %s", c.Seq, prev, r.Topic)
+			} else if !ok {
+				truncates[c.Seq] = r.Topic
+				seqs = append(seqs, c.Seq)
+			}
+			continue
+		}
 		if c := r.Change; c != nil {
 			seqs = append(seqs, c.Seq)
 			o := origin{c.Source.File, c.Source.Pos, c.Source.Row, c.Source.DB, c.Source.Table}

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,10 +34,22 @@ import (
 //     otherwise); a value that cannot be read as that type fails its item with 400
 //     mapper_parsing_exception ("failed to parse field [f] of type [long] in
 //     document with id 'x'"). Numeric strings are accepted for numbers (coerce).
+//   - near real-time search: _search sees an index as of its last refresh (an
+//     explicit _refresh, a _bulk with refresh=true or wait_for, or, as the
+//     default index.refresh_interval of 1s does, a search that finds the last
+//     refresh older than a second); _mget is real-time.
 //   - _mget (found, _seq_no, _primary_term, _source; a missing index is an
-//     index_not_found_exception per document), _refresh, _search with match_all
-//     and size over index names or patterns; GET / (the cluster's main
-//     endpoint, which clients ping).
+//     index_not_found_exception per document), _refresh, _search with match_all,
+//     size and _source over index names or patterns (a missing named index is
+//     404 index_not_found_exception unless ignore_unavailable=true); GET / (the
+//     cluster's main endpoint, which clients ping).
+//   - scrolls: _search?scroll=<keep-alive> takes a snapshot of the matching
+//     documents and answers its first page with a _scroll_id; POST
+//     /_search/scroll {"scroll","scroll_id"} answers the next page (an empty one
+//     at the end) and extends the keep-alive; DELETE /_search/scroll
+//     {"scroll_id":[…]} frees it. An unknown or expired id is 404
+//     search_context_missing_exception. Writes during a scroll do not change
+//     its pages, as in Elasticsearch (a point-in-time view).
 //
 // Faults are injected with Inject.
 type Server struct {
@@ -48,6 +62,8 @@ type Server struct {
 	fail503    int
 	bulkBodies [][]byte // every _bulk body received, in order (not in ack-only mode)
 	stats      Stats
+	scrolls    map[string]*scrollCtx
+	nextScroll int
 	// ackOnly answers every bulk action with 201 without parsing or storing the
 	// documents: for benchmarks of the handler's side.
 	ackOnly bool
@@ -59,12 +75,42 @@ type Stats struct {
 	// Conflicts the actions answered 409 (an older or equal external version, a
 	// failed if_seq_no check, a create of an existing document).
 	Requests, Actions, Conflicts int
+	// Scrolls counts the scrolls opened, OpenScrolls those neither cleared nor
+	// expired.
+	Scrolls, OpenScrolls int
+}
+
+// scrollCtx is an open scroll: the documents still to return, as matched when
+// it was opened.
+type scrollCtx struct {
+	hits      []map[string]any
+	size      int
+	keepAlive time.Duration
+	expires   time.Time
 }
 
 type esIndex struct {
 	docs    map[string]*esDoc
 	mapping map[string]string // field path → type
 	seqNo   int64
+	// searchable is what search sees: the live documents at refreshedAt.
+	searchable  map[string]*esDoc
+	refreshedAt time.Time
+}
+
+// refreshInterval is Elasticsearch's default index.refresh_interval.
+const refreshInterval = time.Second
+
+// refresh makes every write so far visible to search. Writes replace a
+// document's *esDoc, never change it, so the map of pointers is a snapshot.
+func (idx *esIndex) refresh() {
+	idx.searchable = make(map[string]*esDoc, len(idx.docs))
+	for id, d := range idx.docs {
+		if !d.deleted {
+			idx.searchable[id] = d
+		}
+	}
+	idx.refreshedAt = time.Now()
 }
 
 type esDoc struct {
@@ -79,7 +125,7 @@ type esDoc struct {
 // ackOnly makes it answer every _bulk action with 201 without parsing or
 // storing the documents: a ceiling for measuring the client's side.
 func NewServer(ackOnly bool) *Server {
-	s := &Server{indexes: map[string]*esIndex{}, gcDeletes: 60 * time.Second, ackOnly: ackOnly}
+	s := &Server{indexes: map[string]*esIndex{}, scrolls: map[string]*scrollCtx{}, gcDeletes: 60 * time.Second, ackOnly: ackOnly}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -104,13 +150,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.ack(w, body)
 	case r.Method == http.MethodPost && p == "_bulk":
 		s.bulkBodies = append(s.bulkBodies, body)
-		s.bulk(w, body)
+		s.bulk(w, body, r.URL.Query().Get("refresh"))
 	case r.Method == http.MethodPost && p == "_mget":
 		s.mget(w, body)
 	case strings.HasSuffix(p, "/_refresh"):
-		writeJSON(w, 200, map[string]any{"_shards": map[string]int{"total": 1, "successful": 1, "failed": 0}})
+		names, missing := s.resolve(strings.TrimSuffix(p, "/_refresh"))
+		if missing != "" && r.URL.Query().Get("ignore_unavailable") != "true" {
+			writeJSON(w, 404, map[string]any{"error": map[string]any{"type": "index_not_found_exception",
+				"reason": "no such index [" + missing + "]", "index": missing}, "status": 404})
+			return
+		}
+		for _, name := range names {
+			s.indexes[name].refresh()
+		}
+		writeJSON(w, 200, map[string]any{"_shards": map[string]int{"total": len(names), "successful": len(names), "failed": 0}})
+	case r.Method == http.MethodPost && p == "_search/scroll":
+		s.scroll(w, body)
+	case r.Method == http.MethodDelete && p == "_search/scroll":
+		s.clearScroll(w, body)
 	case strings.HasSuffix(p, "/_search"):
-		s.search(w, strings.TrimSuffix(p, "/_search"), body)
+		s.search(w, strings.TrimSuffix(p, "/_search"), r.URL.Query(), body)
 	default:
 		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "not implemented here: " + r.Method + " " + p}})
 	}
@@ -153,7 +212,17 @@ type bulkMeta struct {
 	IfPrimaryTerm *int64 `json:"if_primary_term"`
 }
 
-func (s *Server) bulk(w http.ResponseWriter, body []byte) {
+func (s *Server) bulk(w http.ResponseWriter, body []byte, refresh string) {
+	touched := map[string]bool{}
+	defer func() {
+		if refresh == "true" || refresh == "wait_for" {
+			for name := range touched {
+				if idx := s.indexes[name]; idx != nil {
+					idx.refresh()
+				}
+			}
+		}
+	}()
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	var items []map[string]any
@@ -178,6 +247,7 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte) {
 				src = append(json.RawMessage(nil), sc.Bytes()...)
 			}
 			res := s.item(op, m, src)
+			touched[m.Index] = true
 			s.stats.Actions++
 			if res["status"] == 409 {
 				s.stats.Conflicts++
@@ -399,12 +469,15 @@ func (s *Server) mget(w http.ResponseWriter, body []byte) {
 	writeJSON(w, 200, map[string]any{"docs": docs})
 }
 
-func (s *Server) search(w http.ResponseWriter, target string, body []byte) {
+func (s *Server) search(w http.ResponseWriter, target string, q url.Values, body []byte) {
 	size := 10
+	withSource := true
 	if len(body) > 0 {
 		var req struct {
-			Size  *int           `json:"size"`
-			Query map[string]any `json:"query"`
+			Size   *int            `json:"size"`
+			Query  map[string]any  `json:"query"`
+			Source json.RawMessage `json:"_source"`
+			Sort   []string        `json:"sort"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "parse_exception", "reason": err.Error()}})
@@ -414,38 +487,165 @@ func (s *Server) search(w http.ResponseWriter, target string, body []byte) {
 			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "only match_all here"}})
 			return
 		}
+		if len(req.Sort) > 0 && (len(req.Sort) != 1 || req.Sort[0] != "_doc") {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "only sort [\"_doc\"] here"}})
+			return
+		}
 		if req.Size != nil {
 			size = *req.Size
 		}
+		withSource = string(req.Source) != "false"
 	}
-	var names []string
-	for name := range s.indexes {
-		for _, pat := range strings.Split(target, ",") {
-			if ok, _ := path.Match(pat, name); ok {
+	names, missing := s.resolve(target)
+	if missing != "" && q.Get("ignore_unavailable") != "true" {
+		writeJSON(w, 404, map[string]any{"error": map[string]any{"type": "index_not_found_exception",
+			"reason": "no such index [" + missing + "]", "index": missing}, "status": 404})
+		return
+	}
+	var hits []map[string]any
+	for _, name := range names {
+		idx := s.indexes[name]
+		if time.Since(idx.refreshedAt) >= refreshInterval {
+			idx.refresh()
+		}
+		ids := make([]string, 0, len(idx.searchable))
+		for id := range idx.searchable {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			hit := map[string]any{"_index": name, "_id": id}
+			if withSource {
+				hit["_source"] = idx.searchable[id].source
+			}
+			hits = append(hits, hit)
+		}
+	}
+	total := len(hits)
+	resp := map[string]any{"took": 1, "timed_out": false}
+	if ka := q.Get("scroll"); ka != "" {
+		keepAlive, err := time.ParseDuration(ka)
+		if err != nil || keepAlive <= 0 {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "failed to parse [scroll] " + ka}})
+			return
+		}
+		s.nextScroll++
+		id := fmt.Sprintf("scroll-%d", s.nextScroll)
+		s.scrolls[id] = &scrollCtx{hits: hits, size: size, keepAlive: keepAlive}
+		s.stats.Scrolls++
+		resp["_scroll_id"] = id
+		hits = s.scrolls[id].page()
+	} else if len(hits) > size {
+		hits = hits[:size]
+	}
+	resp["hits"] = map[string]any{"total": map[string]any{"value": total, "relation": "eq"}, "hits": hits}
+	writeJSON(w, 200, resp)
+}
+
+// resolve returns the existing indexes a target names (comma-separated names
+// and patterns), sorted, and the first named index that does not exist.
+func (s *Server) resolve(target string) (names []string, missing string) {
+	for _, pat := range strings.Split(target, ",") {
+		if !strings.ContainsAny(pat, "*?") {
+			if s.indexes[pat] != nil {
+				if !slices.Contains(names, pat) {
+					names = append(names, pat)
+				}
+			} else if missing == "" {
+				missing = pat
+			}
+			continue
+		}
+		for name := range s.indexes {
+			if ok, _ := path.Match(pat, name); ok && !slices.Contains(names, name) {
 				names = append(names, name)
-				break
 			}
 		}
 	}
 	sort.Strings(names)
-	var hits []map[string]any
-	for _, name := range names {
-		ids := make([]string, 0, len(s.indexes[name].docs))
-		for id, d := range s.indexes[name].docs {
-			if !d.deleted {
-				ids = append(ids, id)
+	return names, missing
+}
+
+// page takes the scroll's next page and extends its keep-alive.
+func (c *scrollCtx) page() []map[string]any {
+	n := min(c.size, len(c.hits))
+	out := c.hits[:n:n]
+	c.hits = c.hits[n:]
+	c.expires = time.Now().Add(c.keepAlive)
+	if out == nil {
+		out = []map[string]any{}
+	}
+	return out
+}
+
+// expireScrolls forgets the scrolls whose keep-alive ran out.
+func (s *Server) expireScrolls() {
+	now := time.Now()
+	for id, c := range s.scrolls {
+		if now.After(c.expires) {
+			delete(s.scrolls, id)
+		}
+	}
+}
+
+func (s *Server) scroll(w http.ResponseWriter, body []byte) {
+	var req struct {
+		Scroll   string `json:"scroll"`
+		ScrollID string `json:"scroll_id"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.ScrollID == "" {
+		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "action_request_validation_exception", "reason": "Validation Failed: 1: scrollId is missing;"}})
+		return
+	}
+	s.expireScrolls()
+	c := s.scrolls[req.ScrollID]
+	if c == nil {
+		writeJSON(w, 404, map[string]any{"error": map[string]any{"type": "search_phase_execution_exception", "reason": "all shards failed",
+			"caused_by": map[string]any{"type": "search_context_missing_exception", "reason": "No search context found for id [" + req.ScrollID + "]"}}, "status": 404})
+		return
+	}
+	if req.Scroll != "" {
+		ka, err := time.ParseDuration(req.Scroll)
+		if err != nil || ka <= 0 {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": "failed to parse [scroll] " + req.Scroll}})
+			return
+		}
+		c.keepAlive = ka
+	}
+	writeJSON(w, 200, map[string]any{"_scroll_id": req.ScrollID, "took": 1, "timed_out": false,
+		"hits": map[string]any{"hits": c.page()}})
+}
+
+func (s *Server) clearScroll(w http.ResponseWriter, body []byte) {
+	var req struct {
+		ScrollID json.RawMessage `json:"scroll_id"`
+	}
+	var ids []string
+	if err := json.Unmarshal(body, &req); err == nil {
+		if json.Unmarshal(req.ScrollID, &ids) != nil {
+			var one string
+			if json.Unmarshal(req.ScrollID, &one) == nil {
+				ids = []string{one}
 			}
 		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			hits = append(hits, map[string]any{"_index": name, "_id": id, "_source": s.indexes[name].docs[id].source})
+	}
+	if len(ids) == 0 {
+		writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "action_request_validation_exception", "reason": "Validation Failed: 1: no scroll ids specified;"}})
+		return
+	}
+	s.expireScrolls()
+	freed := 0
+	for _, id := range ids {
+		if s.scrolls[id] != nil {
+			delete(s.scrolls, id)
+			freed++
 		}
 	}
-	total := len(hits)
-	if len(hits) > size {
-		hits = hits[:size]
+	status := 200
+	if freed == 0 {
+		status = 404
 	}
-	writeJSON(w, 200, map[string]any{"hits": map[string]any{"total": map[string]any{"value": total, "relation": "eq"}, "hits": hits}})
+	writeJSON(w, status, map[string]any{"succeeded": true, "num_freed": freed})
 }
 
 // Inject makes the next reject429 bulk items fail with 429
@@ -469,5 +669,8 @@ func (s *Server) Bodies() [][]byte {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	s.expireScrolls()
+	st := s.stats
+	st.OpenScrolls = len(s.scrolls)
+	return st
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/kanal-cdc/kanal/tlsconfig"
 )
 
-// client speaks the few REST endpoints the sink uses (_bulk, _mget) to the
+// client speaks the few REST endpoints the sink uses (_bulk, _mget, and
+// scrolled _search for truncates) to the
 // configured URLs in turn. Why not elastic/go-elasticsearch or opensearch-go:
 // the sink needs two endpoints whose request and response bodies are the same
 // on Elasticsearch 7 and 8 and OpenSearch 2, while go-elasticsearch v8 refuses
@@ -80,13 +81,18 @@ func retryable(err error) bool {
 	return true // transport errors, timeouts
 }
 
-// do sends body to path (under each URL in turn until one answers) and decodes a
-// 2xx JSON answer into out.
+// do POSTs body to path (under each URL in turn until one answers) and decodes
+// a 2xx JSON answer into out.
 func (c *client) do(ctx context.Context, path, contentType string, body []byte, out any) error {
+	return c.call(ctx, http.MethodPost, path, contentType, body, out)
+}
+
+// call is do with another method.
+func (c *client) call(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	var lastErr error
 	for range c.urls {
 		base := c.urls[int(c.next.Add(1)-1)%len(c.urls)]
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -230,4 +236,60 @@ func (c *client) mget(ctx context.Context, refs []docRef) ([]mgetDoc, error) {
 		}
 	}
 	return resp.Docs, nil
+}
+
+// scrollKeepAlive is how long the cluster keeps a truncate's scroll between two
+// pages: one page's deletes (or joined documents) are written in between.
+const scrollKeepAlive = "5m"
+
+// scrollPage is one page of a scrolled search: the documents' index and id.
+type scrollPage struct {
+	ScrollID string `json:"_scroll_id"`
+	Hits     struct {
+		Hits []struct {
+			Index string `json:"_index"`
+			ID    string `json:"_id"`
+		} `json:"hits"`
+	} `json:"hits"`
+}
+
+// refresh makes every document written to the indexes matching pattern
+// visible to search (which otherwise sees them within the index's
+// refresh_interval): a truncate must find the documents written just before it.
+func (c *client) refresh(ctx context.Context, pattern string) error {
+	var resp struct{}
+	return c.do(ctx, "/"+pattern+"/_refresh?ignore_unavailable=true&allow_no_indices=true", "application/json", nil, &resp)
+}
+
+// scrollStart opens a scroll over every document of the indexes matching
+// pattern (a missing index holds none) and returns its first page of up to size
+// documents, ids only. The scroll is a point-in-time view: documents written
+// while it is open are not in it.
+func (c *client) scrollStart(ctx context.Context, pattern string, size int) (scrollPage, error) {
+	body := fmt.Appendf(nil, `{"size":%d,"_source":false,"sort":["_doc"],"query":{"match_all":{}}}`, size)
+	var p scrollPage
+	err := c.do(ctx, "/"+pattern+"/_search?scroll="+scrollKeepAlive+"&ignore_unavailable=true&allow_no_indices=true",
+		"application/json", body, &p)
+	return p, err
+}
+
+// scrollNext returns the scroll's next page; an empty one at its end.
+func (c *client) scrollNext(ctx context.Context, id string) (scrollPage, error) {
+	body, err := json.Marshal(map[string]string{"scroll": scrollKeepAlive, "scroll_id": id})
+	if err != nil {
+		return scrollPage{}, err
+	}
+	var p scrollPage
+	err = c.do(ctx, "/_search/scroll", "application/json", body, &p)
+	return p, err
+}
+
+// scrollClear frees a scroll before its keep-alive runs out.
+func (c *client) scrollClear(ctx context.Context, id string) error {
+	body, err := json.Marshal(map[string][]string{"scroll_id": {id}})
+	if err != nil {
+		return err
+	}
+	var resp struct{}
+	return c.call(ctx, http.MethodDelete, "/_search/scroll", "application/json", body, &resp)
 }

@@ -45,6 +45,10 @@ func canonical(row map[string]string) string {
 // replaying what the dead one had indexed. Then every document equals the
 // source: each item with exactly the pairs whose a is its id, pairs without an
 // item in documents of their own (no parent fields), wl.nopk row for row.
+// TRUNCATEs of the child table (while the first consumer runs), of the parent
+// and of wl.nopk (while none runs) reach each partition where they stand, and
+// the restarted consumer replays some of them: every document written before a
+// truncate is gone, none written after it.
 //
 // The kill is in-process (handler stopped, network cut); cmd/kanal's
 // TestConsume*Killed SIGKILLs a real `kanal consume` running the handler.
@@ -58,10 +62,15 @@ func TestEndToEndConsumerKilled(t *testing.T) {
 	r1 := p.StartRunner(first, group, cfg.TablePatterns()...)
 	p.Steps(80)
 	p.W.Bulk(t, 1500)
+	p.W.Truncate(t, "pairs")
+	p.Steps(20)
 	r1.WaitBatches(t, 4)
 	r1.Kill(t)
 	killedAt := first.Stats()
-	p.Steps(60)
+	p.Steps(30)
+	p.W.Truncate(t, "items")
+	p.W.Truncate(t, "nopk")
+	p.Steps(30)
 	second := newHandler(t, cfg)
 	p.StartRunner(second, group, cfg.TablePatterns()...)
 	p.Steps(40)
@@ -134,6 +143,9 @@ func TestEndToEndConsumerKilled(t *testing.T) {
 	}
 	if d := diff(wantN, gotN); len(d) > 0 {
 		t.Errorf("wl-nopk documents differ from wl.nopk (%d documents, %d rows):\n%s", len(gotN), len(wantN), strings.Join(d, "\n"))
+	}
+	if s := second.Stats(); killedAt.Truncates+s.Truncates < 9 {
+		t.Errorf("%d + %d truncates applied, want each of the 9 truncate records (3 tables × 3 partitions) at least once", killedAt.Truncates, s.Truncates)
 	}
 	t.Logf("%d items documents, %d nopk; killed after %+v; the restarted consumer: %+v", len(got), len(gotN), killedAt, second.Stats())
 }

@@ -48,7 +48,7 @@ type Handler struct {
 	mu      sync.Mutex
 	lastDel map[partKey]string
 
-	indexed, deleted, stale, conflicts, retried, skipped atomic.Uint64
+	indexed, deleted, stale, conflicts, retried, skipped, truncates atomic.Uint64
 }
 
 type partKey struct {
@@ -85,6 +85,9 @@ type Stats struct {
 	// their delete, child rows without a parent key, and lone tombstones that
 	// cannot be routed (see docs/elasticsearch.md).
 	Skipped uint64
+	// Truncates counts truncate records applied (one per partition of the
+	// table's topic); the documents they deleted count in Deleted.
+	Truncates uint64
 }
 
 // New builds a Handler from cfg (validated here). It connects lazily. log may be
@@ -145,7 +148,7 @@ func (h *Handler) TablePatterns() []string { return h.cfg.TablePatterns() }
 // Stats returns the handler's counters.
 func (h *Handler) Stats() Stats {
 	return Stats{Indexed: h.indexed.Load(), Deleted: h.deleted.Load(), Stale: h.stale.Load(),
-		Conflicts: h.conflicts.Load(), Retried: h.retried.Load(), Skipped: h.skipped.Load()}
+		Conflicts: h.conflicts.Load(), Retried: h.retried.Load(), Skipped: h.skipped.Load(), Truncates: h.truncates.Load()}
 }
 
 // Close releases idle connections.
@@ -199,9 +202,16 @@ func (r *rule) indexName(table string) string {
 // cluster's reason, after the batch's other documents were written: the Runner
 // dead-letters that record (its split writes the others again, which the
 // versions make harmless). So does a record the sink can never index.
+//
+// A truncate record is applied after the records before it and before those
+// after it: every document of its table older than the truncate is deleted
+// (see truncate).
 func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
+	}
+	if i := firstTruncate(b.Records); i >= 0 {
+		return h.handleTruncates(ctx, b, i)
 	}
 	pk := partKey{b.Topic, b.Partition}
 	h.mu.Lock()

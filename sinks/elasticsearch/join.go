@@ -24,6 +24,8 @@ const (
 	parentDelete
 	childUpsert
 	childDelete
+	// childTruncate deletes every child row of field older than ver.
+	childTruncate
 )
 
 // jop is one change to a joined document: its parent row's, or one of its
@@ -344,6 +346,21 @@ func (d *jdoc) apply(op *jop) {
 		}
 		d.meta.P = op.kind == parentUpsert
 		d.meta.V = max(d.meta.V, op.ver)
+	case childTruncate:
+		for i := range d.meta.C {
+			e := &d.meta.C[i]
+			if e.F != op.field || e.V >= op.ver {
+				continue // another field's, or written after the truncate
+			}
+			if !e.D {
+				delete(d.children[op.field], e.K)
+			}
+			// A deleted row keeps the truncate's version, so an older change
+			// replayed later stays out.
+			e.V, e.D = op.ver, true
+			d.changed = true
+		}
+		return
 	case childUpsert, childDelete:
 		e := d.child(op.field, op.ckey)
 		if e != nil && op.ver != 0 && op.ver <= e.V {

@@ -22,7 +22,8 @@ import (
 // server stands in for: external versions (older changes and deletes refused
 // with 409, in any order), a mapping error dead-lettered with the cluster's
 // reason, per-month indexes, and a joined document written with
-// if_seq_no/if_primary_term. Its indexes are named kanal-test-<time>-… and
+// if_seq_no/if_primary_term, and truncates (scrolled, deleted with the
+// truncate's version: later rows stay, older replays stay out). Its indexes are named kanal-test-<time>-… and
 // deleted at the end.
 func TestRealCluster(t *testing.T) {
 	url := os.Getenv("KANAL_ES_URL")
@@ -34,7 +35,7 @@ func TestRealCluster(t *testing.T) {
 	t.Cleanup(func() {
 		// By name: Elasticsearch 8 refuses wildcard deletes by default.
 		var names []string
-		for _, n := range []string{"plain", "stock", "orders", "events-2024.05", "events-2024.06"} {
+		for _, n := range []string{"plain", "stock", "orders", "events-2024.05", "events-2024.06", "trunc"} {
 			names = append(names, prefix+"-"+n)
 		}
 		if st, body := cl.Call(t, http.MethodDelete, "/"+strings.Join(names, ",")+"?ignore_unavailable=true", nil); st/100 != 2 {
@@ -49,6 +50,7 @@ func TestRealCluster(t *testing.T) {
 	)
 	cfg.Username, cfg.Password = cl.User, cl.Pass
 	cfg.Refresh = "wait_for"
+	cfg.BulkMaxActions = 2
 	h := newHandler(t, cfg)
 
 	t.Run("Versions", func(t *testing.T) {
@@ -91,6 +93,22 @@ func TestRealCluster(t *testing.T) {
 		hits := cl.Search(t, prefix+"-orders")
 		if len(hits) != 1 || fmt.Sprint(hits[0].Source["items"]) != "[map[id:10 order_id:1 sku:a] map[id:11 order_id:1 sku:b]]" || hits[0].Source["note"] != "first" {
 			t.Fatalf("joined document: %v", hits)
+		}
+	})
+	t.Run("Truncate", func(t *testing.T) {
+		mk := func(id int64, seq uint64) consumer.Record {
+			return rec(change("trunc", orderCols, schemas.OpCreate, seq, nil, orderRow(id, fmt.Sprint("v", seq), "2024-05-01")), int64(seq))
+		}
+		handle(t, h, mk(1, 40), mk(2, 41), mk(3, 42))
+		handleIn(t, h, 1, mk(4, 46))                   // from a partition ahead of the truncate
+		handleIn(t, h, 0, truncRec("t.trunc", 45, 43)) // scrolls in pages of bulk_max_actions
+		handleIn(t, h, 0, mk(1, 40))                   // a replay of an older change
+		if got := ids(t, cl, prefix+"-trunc"); got != prefix+"-trunc/4" {
+			t.Fatalf("after the truncate: %s", got)
+		}
+		handleIn(t, h, 0, truncRec("t.events", 47, 44))
+		if got := ids(t, cl, prefix+"-events-*"); got != "" {
+			t.Fatalf("events after their truncate: %s", got)
 		}
 	})
 }

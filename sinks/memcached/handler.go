@@ -112,9 +112,10 @@ type op struct {
 // A record the sink can never store (a change without a sequence, an unknown
 // value type, a column named like a reserved member, a value larger than the
 // server's item size limit) fails the batch with a consumer.Permanent error
-// naming table, key and offset; memcached being unreachable or failing is a plain
-// error, retried by the Runner. Applying a batch again is safe: every write is
-// version-checked.
+// naming table, key and offset, and so does a truncate (wrapping ErrTruncate:
+// memcached cannot list the table's rows to remove them); memcached being
+// unreachable or failing is a plain error, retried by the Runner. Applying a
+// batch again is safe: every write is version-checked.
 func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
@@ -146,6 +147,11 @@ func (h *Handler) build(ctx context.Context, b consumer.Batch) ([]op, error) {
 		if t == nil {
 			skipped++
 			continue
+		}
+		if !rec.Tombstone && rec.Op == schemas.OpTruncate {
+			h.log.WarnContext(ctx, "truncate not applied: memcached cannot list the table's keys", "topic", b.Topic,
+				"partition", b.Partition, "table", rec.Table, "offset", rec.Offset, "pos", rec.Pos, "seq", rec.Seq)
+			return nil, truncateError(b, rec)
 		}
 		if rec.Tombstone && i > 0 {
 			if p := &b.Records[i-1]; !p.Tombstone && p.Op == schemas.OpDelete && p.Key == rec.Key {

@@ -285,3 +285,28 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("valid config: %v", err)
 	}
 }
+
+// TestTruncate: a truncate cannot be applied (memcached cannot list the
+// table's keys), so it fails its batch as permanent, wrapping ErrTruncate and
+// naming the table, the truncate's key, position and sequence, and what to do;
+// the rows stay as they were.
+func TestTruncate(t *testing.T) {
+	srv := testenv.Memcached(t)
+	h := newHandler(t, config(srv.Addr, memcachedsink.TableConfig{Match: "t.*"}))
+	rd := newReader(t, config(srv.Addr, memcachedsink.TableConfig{Match: "t.*"}))
+	handle(t, h, rec(change(schemas.OpCreate, 1, 7, "x"), 40))
+	tr := consumer.Record{Topic: "kanal.t.orders", Partition: 2, Offset: 41, Key: "t.orders", Table: "t.orders",
+		Op: schemas.OpTruncate, Seq: 5, Pos: "binlog.000003:8812",
+		Change: &schemas.Change{Op: schemas.OpTruncate, Seq: 5, Source: schemas.Source{DB: "t", Table: "orders"}}}
+	err := h.Handle(ctxT(t), consumer.Batch{Topic: "kanal.t.orders", Partition: 2, Records: []consumer.Record{
+		rec(change(schemas.OpCreate, 3, 8, "y"), 40), tr, rec(change(schemas.OpCreate, 6, 9, "z"), 42)}})
+	for _, want := range []string{"kanal.t.orders/2", "offset 41", "TRUNCATE of t.orders", `key "t.orders"`,
+		"position binlog.000003:8812", "seq 5", "cannot list the table's keys", "docs/memcached.md"} {
+		if !consumer.IsPermanent(err) || !errors.Is(err, memcachedsink.ErrTruncate) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("truncate: %v (permanent %v), want ErrTruncate naming %q", err, consumer.IsPermanent(err), want)
+		}
+	}
+	if row, ok := mustGet(t, rd, "t.orders:7"); !ok || row.Version != 1 {
+		t.Errorf("row 7 after the refused truncate: %+v %v, want it unchanged", row, ok)
+	}
+}

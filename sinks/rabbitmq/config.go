@@ -23,12 +23,12 @@ const (
 	FormatCanalJSON = "canal-json"
 )
 
-// Header names set on every message, besides the AMQP properties.
+// Header names set on every message besides the AMQP properties and the
+// headers named like the Kafka record's (schemas.HeaderSeq, the change's
+// sequence: the dedupe key with kanal.key; schemas.HeaderOp: c, u, d, r or t;
+// schemas.HeaderPos: the binlog file:pos of the change).
 const (
-	HeaderSeq   = "kanal.seq"   // the change's sequence, decimal: the dedupe key with kanal.key
-	HeaderOp    = "kanal.op"    // c, u, d or r
-	HeaderPos   = "kanal.pos"   // binlog file:pos of the change
-	HeaderKey   = "kanal.key"   // the Kafka record key "<db>.<table>:<pk>"
+	HeaderKey   = "kanal.key"   // the Kafka record key "<db>.<table>:<pk>" ("<db>.<table>" for a truncate)
 	HeaderTable = "kanal.table" // "db.table"
 	// HeaderTombstone is "true" on the message of a delete whose change record
 	// was compacted away (only its tombstone was left): its body carries the key
@@ -59,8 +59,9 @@ type Config struct {
 	// it to exist.
 	Declare bool `yaml:"declare"`
 	// RoutingKey is the routing key template of tables without their own: "{db}",
-	// "{table}", "{op}" (c, u, d, r), "{key}" (the record key) and "{pk}" are
-	// replaced; "{{" and "}}" are literal braces. Default "{db}.{table}".
+	// "{table}", "{op}" (c, u, d, r, t), "{key}" (the record key) and "{pk}" (its
+	// primary-key part; empty for a truncate) are replaced; "{{" and "}}" are
+	// literal braces. Default "{db}.{table}".
 	RoutingKey string `yaml:"routing_key"`
 	// Format is the body: "json" (the kanal envelope, default) or "canal-json".
 	Format string `yaml:"format"`

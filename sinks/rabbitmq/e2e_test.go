@@ -17,7 +17,8 @@ import (
 // (per key, drop a message whose kanal.seq is not above the last applied) each
 // change is applied exactly once, in per-key order (no change of a key arrives
 // after a newer one without having been applied); and the rows the queue's
-// consumer builds equal the source tables.
+// consumer builds equal the source tables, TRUNCATEs included (one message per
+// partition, each applied as documented: the table's rows older than it go).
 //
 // The kill is in-process (handler stopped, network cut); cmd/kanal's
 // TestConsume*Killed SIGKILLs a real `kanal consume` running the handler.
@@ -30,10 +31,14 @@ func endToEnd(t *testing.T, srv *testenv.RabbitMQServer) {
 	r1 := p.StartRunner(first, group, cfg.TablePatterns()...)
 	p.Steps(60)
 	p.W.Bulk(t, 2000)
+	p.W.Truncate(t, "items")
+	p.Steps(20)
 	r1.WaitBatches(t, 4)
 	r1.Kill(t)
 	killedAt := first.Stats()
-	p.Steps(60)
+	p.Steps(30)
+	p.W.Truncate(t, "pairs")
+	p.Steps(30)
 	second := newHandler(t, cfg)
 	p.StartRunner(second, group, cfg.TablePatterns()...)
 	p.Steps(40)
@@ -48,6 +53,9 @@ func endToEnd(t *testing.T, srv *testenv.RabbitMQServer) {
 	m.Add(t, amqptest.Drain(t, ch, q))
 	m.CheckExactlyOnce(t, recs)
 	m.CheckWorkloadTables(t, p.M.DB())
+	if len(m.Truncates) != 2 {
+		t.Errorf("truncate messages of %d truncates received, want 2", len(m.Truncates))
+	}
 	if m.Received <= changes {
 		t.Logf("note: no duplicates this run (%d messages for %d changes)", m.Received, changes)
 	}

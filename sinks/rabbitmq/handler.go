@@ -585,7 +585,7 @@ func (h *Handler) connect(ctx context.Context) (*amqp.Connection, error) {
 // PublishedSeq parses a message's kanal.seq header (0 when missing), for
 // consumers that dedupe.
 func PublishedSeq(headers amqp.Table) uint64 {
-	s, _ := headers[HeaderSeq].(string)
+	s, _ := headers[schemas.HeaderSeq].(string)
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
 }

@@ -36,6 +36,9 @@ func parseTemplate(s string) (template, error) {
 // render fills the template in for a record.
 func (t *template) render(rec *consumer.Record) string {
 	db, tbl, pk := sinkconf.KeyParts(rec.Table, rec.Key)
+	if rec.Key == rec.Table {
+		pk = "" // a truncate's key names no row
+	}
 	return t.Render(db, tbl, string(rec.Op), rec.Key, pk)
 }
 
@@ -49,16 +52,16 @@ func (h *Handler) message(rec *consumer.Record, rk *template) (msg amqp.Publishi
 	}
 	seq := strconv.FormatUint(rec.Seq, 10)
 	headers := amqp.Table{
-		HeaderSeq:   seq,
-		HeaderOp:    string(rec.Op),
-		HeaderKey:   rec.Key,
-		HeaderTable: rec.Table,
+		schemas.HeaderSeq: seq,
+		schemas.HeaderOp:  string(rec.Op),
+		HeaderKey:         rec.Key,
+		HeaderTable:       rec.Table,
 	}
 	// The Kafka record's headers of the same names (docs/formats.md).
-	if pos := rec.Header(HeaderPos); pos != "" {
-		headers[HeaderPos] = pos
+	if pos := rec.Header(schemas.HeaderPos); pos != "" {
+		headers[schemas.HeaderPos] = pos
 	} else if c := rec.Change; c != nil && c.Source.File != "" {
-		headers[HeaderPos] = c.Source.File + ":" + strconv.FormatUint(uint64(c.Source.Pos), 10)
+		headers[schemas.HeaderPos] = c.Source.File + ":" + strconv.FormatUint(uint64(c.Source.Pos), 10)
 	}
 	ts := rec.Timestamp
 	if ts.IsZero() {
@@ -91,7 +94,7 @@ func (h *Handler) message(rec *consumer.Record, rk *template) (msg amqp.Publishi
 	case FormatCanalJSON:
 		msg.Body = canalJSON(c, ts)
 	default:
-		if rec.Raw != nil && rec.Raw.Value != nil && rec.Header("kanal.format") == schemas.FormatJSON {
+		if rec.Raw != nil && rec.Raw.Value != nil && rec.Header(schemas.HeaderFormat) == schemas.FormatJSON {
 			// The record already is the envelope of this one change.
 			msg.Body = rec.Raw.Value
 		} else if msg.Body, err = c.MarshalJSON(); err != nil {

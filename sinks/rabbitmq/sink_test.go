@@ -23,6 +23,7 @@ func TestRabbitMQ(t *testing.T) {
 	srv := testenv.RabbitMQ(t)
 	t.Run("Conformance", func(t *testing.T) { conformance(t, srv) })
 	t.Run("MessagesAndHeaders", func(t *testing.T) { messagesAndHeaders(t, srv) })
+	t.Run("Truncate", func(t *testing.T) { truncate(t, srv) })
 	t.Run("UnroutableDeadLetters", func(t *testing.T) { unroutable(t, srv) })
 	t.Run("EndToEndConsumerKilled", func(t *testing.T) { endToEnd(t, srv) })
 	t.Run("BrokerDown", func(t *testing.T) { brokerDown(t, srv) })
@@ -88,6 +89,56 @@ func messagesAndHeaders(t *testing.T, srv *testenv.RabbitMQServer) {
 			if format == rabbitmqsink.FormatCanalJSON && !strings.Contains(string(d.Body), `"type":"UPDATE"`) {
 				t.Errorf("canal-json body %s", d.Body)
 			}
+		})
+	}
+}
+
+// truncate: a truncate record is published like a change, op t: headers
+// kanal.op t, kanal.key "<db>.<table>", its seq and position; {pk} renders
+// empty (the key names no row); the body is the kanal envelope with op t, or
+// Canal's TRUNCATE DDL message in canal-json.
+func truncate(t *testing.T, srv *testenv.RabbitMQServer) {
+	for _, format := range []string{rabbitmqsink.FormatJSON, rabbitmqsink.FormatCanalJSON} {
+		t.Run(format, func(t *testing.T) {
+			cfg := config(srv.URL, "t.*")
+			cfg.Format = format
+			cfg.RoutingKey = "cdc.{table}.{op}.{pk}"
+			q := bindQueue(t, srv.URL, cfg.Exchange, "cdc.orders.#")
+			h := newHandler(t, cfg)
+			c := &schemas.Change{Op: schemas.OpTruncate, Seq: 50, Source: schemas.Source{Name: "src", File: "binlog.000002", Pos: 1050, DB: "t", Table: "orders"}}
+			tr := consumer.Record{Topic: "kanal.t.orders", Partition: 1, Offset: 9, Key: c.Key(), Table: "t.orders", Op: schemas.OpTruncate,
+				Seq: 50, Change: c, Timestamp: time.UnixMilli(1700000000000)}
+			if err := h.Handle(ctxT(t), consumer.Batch{Topic: tr.Topic, Partition: 1, Records: []consumer.Record{rec("orders", schemas.OpCreate, 49, 7, 8), tr}}); err != nil {
+				t.Fatal(err)
+			}
+			ch := amqptest.Channel(t, srv.URL)
+			if _, ok, err := ch.Get(q, true); !ok || err != nil { // the create
+				t.Fatalf("get: %v %v", ok, err)
+			}
+			d, ok, err := ch.Get(q, true)
+			if err != nil || !ok {
+				t.Fatalf("get the truncate: %v %v", ok, err)
+			}
+			if d.RoutingKey != "cdc.orders.t." || d.Type != "t" || d.MessageId != "50" {
+				t.Errorf("routing key %q, type %q, message id %q", d.RoutingKey, d.Type, d.MessageId)
+			}
+			for k, want := range map[string]string{"kanal.seq": "50", "kanal.op": "t", "kanal.pos": "binlog.000002:1050",
+				"kanal.key": "t.orders", "kanal.table": "t.orders"} {
+				if got, _ := d.Headers[k].(string); got != want {
+					t.Errorf("header %s = %q, want %q", k, got, want)
+				}
+			}
+			cs, err := schemas.Decode(format, d.Body)
+			if err != nil || len(cs) != 1 || cs[0].Op != schemas.OpTruncate || cs[0].Table() != "t.orders" || cs[0].Before != nil || cs[0].After != nil {
+				t.Fatalf("decode %s body %s: %v %+v", format, d.Body, err, cs)
+			}
+			if format == rabbitmqsink.FormatJSON && cs[0].Seq != 50 {
+				t.Errorf("envelope seq %d", cs[0].Seq)
+			}
+			if format == rabbitmqsink.FormatCanalJSON && !strings.Contains(string(d.Body), `"isDdl":true`) {
+				t.Errorf("canal-json body %s", d.Body)
+			}
+			t.Logf("%s: %s", format, d.Body)
 		})
 	}
 }
