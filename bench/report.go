@@ -58,7 +58,7 @@ type Report struct {
 	Workload *Workload `json:"workload"`
 	// Narrow is the narrow-row workload of rows 7 (nil when that stage did not run).
 	Narrow *NarrowWorkload `json:"narrow_workload,omitempty"`
-	Rows     []*Row    `json:"rows"`
+	Rows   []*Row          `json:"rows"`
 	// Profile is the CPU profile of an extra, unmeasured producer pass (--cpuprofile).
 	Profile string `json:"cpu_profile,omitempty"`
 }
