@@ -73,7 +73,7 @@ type decodedRows struct {
 	// character set (schemas.Value.InvalidText): the handler looks for them
 	// only when there are any.
 	invalid int
-	owner   *rowDecoder
+	owner   *rowDecoder // nil: binlogStream's, not pooled
 	// RowsEvent.Rows is set to holder: one row holding this value, which the
 	// handler recognises (decodedRowsOf). Kept here so that costs no allocation.
 	holder [1][]any
@@ -228,6 +228,11 @@ func (dr *decodedRows) image(i int) []schemas.Value {
 // release returns dr for reuse once nothing refers to its values any more (they are
 // encoded into record bytes while the event is handled).
 func (dr *decodedRows) release() {
+	if dr.owner == nil {
+		// binlogStream's: its values live in the batch, which is reused whole.
+		dr.vals, dr.text, dr.one[0], dr.holder[0] = nil, nil, nil, nil
+		return
+	}
 	clear(dr.vals) // drop the references into the event's buffer
 	dr.vals, dr.text = dr.vals[:0], dr.text[:0]
 	if cap(dr.vals) > maxPooledValues || cap(dr.text) > 64*maxPooledValues {
