@@ -75,6 +75,7 @@ type recordState struct {
 	// its table encoders, event numbers the rows events for them.
 	enc       schemas.Encoder
 	change    schemas.RowChange
+	src       schemas.Source // of the rows event being handled
 	event     uint64
 	formatHdr []byte
 
