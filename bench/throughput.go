@@ -438,7 +438,8 @@ func runProducerSpec(ctx context.Context, env *Env, r producerRun) (runResult, e
 	return res, nil
 }
 
-// profileProducer repeats the producer stage once under the CPU profiler (cpuPath)
+// profileProducer repeats the producer stage (or, when only the narrow stage ran,
+// the narrow one) once under the CPU profiler (cpuPath)
 // and/or with every allocation sampled (memPath: the heap profile after the pass,
 // and memPath+".base" just before it, for `go tool pprof -base`).
 func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) error {
@@ -461,7 +462,12 @@ func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) err
 		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 		runtime.MemProfileRate = 4096
 	}
-	res, err := runProducer(ctx, env, "benchprof", 3999, false, func() {
+	run := producerRun{source: "benchprof", serverID: 3999, format: schemas.FormatJSON, table: "bench.orders", want: uint64(env.Workload.RowChanges)}
+	if nw := env.Narrow; nw != nil && !env.Opts.runs("throughput") {
+		// Only the narrow stage ran: profile its workload.
+		run.table, run.want, run.from = "bench.earnings", uint64(nw.RowChanges), nw.from()
+	}
+	run.beforeRun = func() {
 		if memPath != "" {
 			if e := writeHeapProfile(memPath + ".base"); e != nil {
 				env.logf("memprofile: %v", e)
@@ -470,7 +476,8 @@ func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) err
 		if cpuFile != nil {
 			started = pprof.StartCPUProfile(cpuFile) == nil
 		}
-	})
+	}
+	res, err := runProducerSpec(ctx, env, run)
 	if err == nil {
 		env.logf("profiled pass: %.0f rows/s", res.rate())
 		if memPath != "" {
