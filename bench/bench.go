@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,8 @@ type Options struct {
 	Quick bool `json:"quick"`
 	// Rows is the number of row changes of the workload (default 1,000,000, quick 100,000).
 	Rows int `json:"rows"`
-	// Runs is the number of rounds of the throughput stages (default 3).
+	// Runs is the number of rounds of the throughput stages (default 5; the
+	// naive baseline runs in the first three).
 	Runs int `json:"runs"`
 	// LatencyRate and LatencyDuration drive stage 5 (default 5,000 rows/s for 60s, quick 10s).
 	LatencyRate     int           `json:"latency_rate"`
@@ -36,6 +38,12 @@ type Options struct {
 	BigTxnRows int `json:"big_txn_rows"`
 	// Seed of the workload.
 	Seed uint64 `json:"seed"`
+	// Stages selects what runs (nil: everything): "throughput" (rows 1–2),
+	// "naive" (row 3, in the throughput rounds), "narrow" (rows 7), "apply"
+	// (rows 4), "latency" (rows 5), "rss" (row 6).
+	// Partial runs are for working on one part; the full run is the figure of
+	// record.
+	Stages []string `json:"stages,omitempty"`
 	// KanalBin is the kanal binary run as `dev-kafka` and, in stage 6, `produce`.
 	KanalBin string `json:"-"`
 	// CPUProfile, when set, receives a CPU profile of one extra, unmeasured producer pass.
@@ -55,7 +63,7 @@ func (o *Options) defaults() {
 		}
 	}
 	if o.Runs <= 0 {
-		o.Runs = 3
+		o.Runs = 5
 	}
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = 5000
@@ -80,6 +88,14 @@ func (o *Options) defaults() {
 	}
 }
 
+// StageNames are the values of Options.Stages.
+var StageNames = []string{"throughput", "naive", "narrow", "apply", "latency", "rss"}
+
+// runs reports whether the stage is selected.
+func (o *Options) runs(stage string) bool {
+	return len(o.Stages) == 0 || slices.Contains(o.Stages, stage)
+}
+
 // Env is what stages get: the servers, the workload and where it ends in the binlog.
 type Env struct {
 	Opts     *Options
@@ -90,6 +106,8 @@ type Env struct {
 	Brokers []string
 	// Topic is the workload table's topic in Brokers; Records the change records in it.
 	Topic string
+	// Narrow is the narrow-row workload, once the narrow stage generated it.
+	Narrow *NarrowWorkload
 
 	tmp       string
 	t         *runT // what testenv starts the servers for, also under go test
@@ -192,10 +210,22 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	env.logf("workload: %d row changes in %.1fs, binlog ends at %s:%d", wl.RowChanges, wl.GenSeconds, wl.BinlogFile, wl.BinlogPos)
 
-	rep.Rows = append(rep.Rows, throughputStages(ctx, env)...)
-	rep.Rows = append(rep.Rows, applyStages(ctx, env)...)
-	rep.Rows = append(rep.Rows, latencyStage(ctx, env)...)
-	rep.Rows = append(rep.Rows, rssStage(ctx, env))
+	if opts.runs("throughput") {
+		rep.Rows = append(rep.Rows, throughputStages(ctx, env)...)
+	}
+	if opts.runs("narrow") {
+		rep.Rows = append(rep.Rows, narrowStage(ctx, env)...)
+		rep.Narrow = env.Narrow
+	}
+	if opts.runs("apply") {
+		rep.Rows = append(rep.Rows, applyStages(ctx, env)...)
+	}
+	if opts.runs("latency") {
+		rep.Rows = append(rep.Rows, latencyStage(ctx, env)...)
+	}
+	if opts.runs("rss") {
+		rep.Rows = append(rep.Rows, rssStage(ctx, env))
+	}
 	if opts.CPUProfile != "" || opts.MemProfile != "" {
 		env.logf("extra producer pass with profiles → %s %s", opts.CPUProfile, opts.MemProfile)
 		if err := profileProducer(ctx, env, opts.CPUProfile, opts.MemProfile); err != nil {

@@ -14,6 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 // devKafka is `kanal dev-kafka` (kfake) as a separate process: its CPU shows up as
@@ -169,4 +172,81 @@ func (m *cpuMeter) stop() CPU {
 		}
 	}
 	return CPU{Self: d[0], MariaDB: d[1], Kafka: d[2]}
+}
+
+// seedPosition stores pos as the committed position of cfg's source, as a
+// producer that stopped there would have: the next producer resumes at pos. The
+// record is not transactional, so read_committed readers see it at once.
+func seedPosition(ctx context.Context, cfg *producer.Config, pos schemas.Position) error {
+	k := &cfg.Kafka
+	topic := schemas.PositionsTopic(k.TopicPrefix)
+	if err := createTopic(ctx, k.Brokers, topic, 1, "compact"); err != nil {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	pos.Source = cfg.Source.Name
+	r := &kgo.Record{Topic: topic, Key: []byte(cfg.Source.Name), Value: pos.Marshal()}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return fmt.Errorf("seed the position of %s: %w", cfg.Source.Name, err)
+	}
+	return nil
+}
+
+// topicBytes is the size of a topic's partitions in the broker (DescribeLogDirs):
+// its record batches as stored, compressed, headers and framing included.
+func topicBytes(ctx context.Context, brokers []string, topic string) (uint64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	dirs, err := kadm.NewClient(cl).DescribeAllLogDirs(ctx, nil) // every partition: kfake describes none of a topic named without its partitions
+	if err != nil {
+		return 0, fmt.Errorf("describe log dirs of %s: %w", topic, err)
+	}
+	var n int64
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+			if p.Topic == topic {
+				n += p.Size
+			}
+		})
+	})
+	return uint64(n), nil
+}
+
+// readSizes reads a topic from its start (read_committed) until it has seen want
+// records with a value and adds up their parts.
+func readSizes(ctx context.Context, brokers []string, topic string, want uint64) (recordSizes, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return recordSizes{}, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	var s recordSizes
+	for s.records < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return s, fmt.Errorf("read %s back: %d of %d records: %w", topic, s.records, want, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				return
+			}
+			s.records++
+			s.key += uint64(len(r.Key))
+			s.value += uint64(len(r.Value))
+			for _, h := range r.Headers {
+				s.headers += uint64(len(h.Key) + len(h.Value))
+			}
+		})
+	}
+	return s, nil
 }

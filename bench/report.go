@@ -56,7 +56,9 @@ type Report struct {
 	Machine  Machine   `json:"machine"`
 	Options  Options   `json:"options"`
 	Workload *Workload `json:"workload"`
-	Rows     []*Row    `json:"rows"`
+	// Narrow is the narrow-row workload of rows 7 (nil when that stage did not run).
+	Narrow *NarrowWorkload `json:"narrow_workload,omitempty"`
+	Rows   []*Row          `json:"rows"`
 	// Profile is the CPU profile of an extra, unmeasured producer pass (--cpuprofile).
 	Profile string `json:"cpu_profile,omitempty"`
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -62,7 +63,6 @@ func measureRSS(ctx context.Context, env *Env, run int) (float64, string, error)
 	}
 	defer k.stop()
 	m := env.MariaDB
-	cfgPath := filepath.Join(env.tmp, fmt.Sprintf("rss-%d.yaml", run))
 	yaml := fmt.Sprintf(`source:
   name: benchrss
   addr: %s
@@ -78,106 +78,35 @@ tables:
 log:
   level: info
 `, m.Addr(), m.User, m.Password, k.Addr)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		return 0, "", err
-	}
-	logPath := filepath.Join(env.tmp, fmt.Sprintf("rss-produce-%d.log", run))
-	logf, err := os.Create(logPath)
+	child, err := startChildProducer(ctx, env, fmt.Sprintf("rss-%d", run), yaml)
 	if err != nil {
 		return 0, "", err
 	}
-	defer logf.Close()
-	cmd := exec.Command(o.KanalBin, "produce", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return 0, "", err
-	}
-	hwm := watchHWM(cmd.Process.Pid)
-	exited := make(chan error, 1)
-	go func() {
-		err := cmd.Wait()
-		hwm.stop()
-		exited <- err
-	}()
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer child.kill()
 	// The producer has read the current position once it says so; the transaction
 	// written after that is what it streams.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(logPath)
-		if strings.Contains(string(b), "starting at the current binlog position") {
-			break
-		}
-		select {
-		case err := <-exited:
-			stopped = true
-			return 0, "", fmt.Errorf("kanal produce exited (%v): %s", err, tail(string(b)))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return 0, "", fmt.Errorf("kanal produce not started after 30s: %s", tail(string(b)))
-		}
+	if err := child.waitLog(ctx, "starting at the current binlog position", 30*time.Second); err != nil {
+		return 0, "", err
 	}
 	began := time.Now()
-	q := fmt.Sprintf(`INSERT INTO bench.big (id,customer_id,sku,status,amount,qty,created_at,note,stamp_us)
-SELECT seq, seq %% 5000000, CONCAT('SKU-', seq, '-größe'), ELT(1 + seq %% 4, 'new','paid','shipped','cancelled'),
-  (seq %% 10000000) / 100, 1 + seq %% 20, TIMESTAMP('2024-01-01 00:00:00.000000') + INTERVAL seq * 1237 MICROSECOND,
-  ELT(1 + seq %% 4, 'deliver to the back door', 'Grüße aus Köln — 価格 確認済み 🚚 📦', NULL, 'gift wrap please, call before arrival'),
-  seq
-FROM bench.seq_1_to_%d`, o.BigTxnRows)
-	if _, err := db.ExecContext(ctx, q); err != nil {
-		return 0, "", fmt.Errorf("big transaction: %w", err)
+	if err := bigTransaction(ctx, db, "bench.big", o.BigTxnRows); err != nil {
+		return 0, "", err
 	}
 	inserted := time.Since(began)
 	file, pos, err := masterStatus(ctx, db, false)
 	if err != nil {
 		return 0, "", err
 	}
-	kcfg := producer.DefaultConfig().Kafka
-	kcfg.Brokers = []string{k.Addr}
-	deadline = time.Now().Add(15 * time.Minute)
-	for {
-		p, err := producer.ReadPosition(ctx, &kcfg.Config, "benchrss")
-		// Done when the position is past the transaction, or inside it with every
-		// row written: when the row count is a multiple of flush_records, the last
-		// Kafka commit is the mid-transaction one, and the position only moves past
-		// the transaction with the next commit (a heartbeat, up to 2×5s later).
-		if err == nil && p != nil && ((p.RowsDone == 0 && (p.File > file || (p.File == file && p.Pos >= pos))) || p.RowsDone >= o.BigTxnRows) {
-			break
-		}
-		select {
-		case err := <-exited:
-			stopped = true
-			b, _ := os.ReadFile(logPath)
-			return 0, "", fmt.Errorf("kanal produce exited (%v): %s", err, tail(string(b)))
-		case <-time.After(250 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return 0, "", fmt.Errorf("producer did not commit past %s:%d within 15 minutes", file, pos)
-		}
+	kcfg := producer.DefaultConfig()
+	kcfg.Kafka.Brokers = []string{k.Addr}
+	kcfg.Source.Name = "benchrss"
+	if err := child.waitPosition(ctx, &kcfg, file, pos, o.BigTxnRows); err != nil {
+		return 0, "", err
 	}
 	total := time.Since(began)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	stopped = true
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, "", fmt.Errorf("no rusage for the child")
-	}
-	kib := hwm.peak()
-	if kib == 0 {
-		return 0, "", fmt.Errorf("no VmHWM read from /proc/%d/status", cmd.Process.Pid)
+	kib, ru, err := child.stop()
+	if err != nil {
+		return 0, "", err
 	}
 	mib := float64(kib) / 1024
 	note := fmt.Sprintf("%d rows: INSERT…SELECT committed after %.1fs, all committed to Kafka after %.1fs; child CPU %.1fs user + %.1fs sys; "+
@@ -186,6 +115,142 @@ FROM bench.seq_1_to_%d`, o.BigTxnRows)
 		time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds(),
 		float64(ru.Maxrss)/1024, float64(readHWM("self"))/1024)
 	return mib, note, nil
+}
+
+// bigTransaction inserts rows rows into table (the orders shape) in one
+// INSERT … SELECT: one binlog transaction.
+func bigTransaction(ctx context.Context, db *sql.DB, table string, rows int) error {
+	if _, err := db.ExecContext(ctx, bigInsert(table, rows)); err != nil {
+		return fmt.Errorf("big transaction: %w", err)
+	}
+	return nil
+}
+
+// bigInsert is the statement of bigTransaction.
+func bigInsert(table string, rows int) string {
+	return fmt.Sprintf(`INSERT INTO %s (id,customer_id,sku,status,amount,qty,created_at,note,stamp_us)
+SELECT seq, seq %% 5000000, CONCAT('SKU-', seq, '-größe'), ELT(1 + seq %% 4, 'new','paid','shipped','cancelled'),
+  (seq %% 10000000) / 100, 1 + seq %% 20, TIMESTAMP('2024-01-01 00:00:00.000000') + INTERVAL seq * 1237 MICROSECOND,
+  ELT(1 + seq %% 4, 'deliver to the back door', 'Grüße aus Köln — 価格 確認済み 🚚 📦', NULL, 'gift wrap please, call before arrival'),
+  seq
+FROM bench.seq_1_to_%d`, table, rows)
+}
+
+// childProducer is `kanal produce` running as a child process, its peak RSS
+// watched from outside.
+type childProducer struct {
+	cmd     *exec.Cmd
+	logPath string
+	hwm     *hwmWatch
+	exited  chan error
+	stopped bool
+}
+
+// startChildProducer writes yaml as a configuration file and starts `kanal
+// produce` with it; name tells its files apart.
+func startChildProducer(ctx context.Context, env *Env, name, yaml string) (*childProducer, error) {
+	cfgPath := filepath.Join(env.tmp, name+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		return nil, err
+	}
+	c := &childProducer{logPath: filepath.Join(env.tmp, name+"-produce.log"), exited: make(chan error, 1)}
+	logf, err := os.Create(c.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	c.cmd = exec.CommandContext(ctx, env.Opts.KanalBin, "produce", "--config", cfgPath)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	c.hwm = watchHWM(c.cmd.Process.Pid)
+	go func() {
+		err := c.cmd.Wait()
+		c.hwm.stop()
+		c.exited <- err
+	}()
+	return c, nil
+}
+
+func (c *childProducer) log() string {
+	b, _ := os.ReadFile(c.logPath)
+	return string(b)
+}
+
+// waitLog waits until the child's log contains s.
+func (c *childProducer) waitLog(ctx context.Context, s string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(c.log(), s) {
+		select {
+		case err := <-c.exited:
+			c.stopped = true
+			return fmt.Errorf("kanal produce exited (%v): %s", err, tail(c.log()))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kanal produce: no %q after %v: %s", s, limit, tail(c.log()))
+		}
+	}
+	return nil
+}
+
+// waitPosition waits until the source's committed position is past file:pos, or
+// inside the transaction there with rowsDone rows written (when the row count is
+// a multiple of flush_records, the last Kafka commit is a mid-transaction one, and
+// the position only moves past the transaction with the next commit: a
+// heartbeat, up to 2×5s later).
+func (c *childProducer) waitPosition(ctx context.Context, cfg *producer.Config, file string, pos uint32, rowsDone int) error {
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		p, err := producer.ReadPosition(ctx, &cfg.Kafka.Config, cfg.Source.Name)
+		if err == nil && p != nil && ((p.RowsDone == 0 && (p.File > file || (p.File == file && p.Pos >= pos))) || (rowsDone > 0 && p.RowsDone >= rowsDone)) {
+			return nil
+		}
+		select {
+		case err := <-c.exited:
+			c.stopped = true
+			return fmt.Errorf("kanal produce exited (%v): %s", err, tail(c.log()))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("producer did not commit past %s:%d within 15 minutes", file, pos)
+		}
+	}
+}
+
+// stop ends the child with SIGTERM and returns its peak RSS (KiB) and rusage.
+func (c *childProducer) stop() (int64, *syscall.Rusage, error) {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	c.stopped = true
+	ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, nil, fmt.Errorf("no rusage for the child")
+	}
+	kib := c.hwm.peak()
+	if kib == 0 {
+		return 0, nil, fmt.Errorf("no VmHWM read from /proc/%d/status", c.cmd.Process.Pid)
+	}
+	return kib, ru, nil
+}
+
+// kill ends the child if it is still running.
+func (c *childProducer) kill() {
+	if !c.stopped {
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		c.stopped = true
+	}
 }
 
 // hwmWatch polls a process's VmHWM until stopped; the value only grows, so the last

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,11 @@ type runResult struct {
 	commitWait time.Duration
 	// recordBytes is the key and value bytes the producer committed.
 	recordBytes uint64
+	// brokerBytes is the size of the table topic in the broker after the run
+	// (compressed batches, headers and framing included), when asked for;
+	// sizes what its records hold.
+	brokerBytes uint64
+	sizes       recordSizes
 }
 
 func (r runResult) rate() float64 { return float64(r.rows) / r.dur.Seconds() }
@@ -46,6 +52,10 @@ var discardLog = slog.New(slog.DiscardHandler)
 
 // benchCleanupPolicy is the cleanup.policy of every topic the benchmark writes.
 const benchCleanupPolicy = "delete"
+
+// naiveRounds caps the rounds of the naive baseline (row 3): it takes ~20× as
+// long as the producer, and its figure only needs to be of the right order.
+const naiveRounds = 3
 
 // throughputStages runs stages 1–3 in rounds: limit, kanal, naive back to back on the
 // same binlog, so each round's ratios compare runs taken under the same machine noise.
@@ -108,6 +118,9 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 			}
 		}
 
+		if !env.Opts.runs("naive") || round >= naiveRounds {
+			continue
+		}
 		env.logf("round %d/%d: naive canal + ProduceSync", round+1, env.Opts.Runs)
 		n, err := runNaive(ctx, env, uint32(4000+round))
 		if err != nil {
@@ -176,7 +189,10 @@ func throughputStages(ctx context.Context, env *Env) []*Row {
 	for _, r := range []*Row{naiveRow, speedupRow} {
 		setStatus(r, naiveErr)
 	}
-	rows := []*Row{limitRow, limitMBRow, kanalRow, cpuRow, allocRow, avroRow, avroBytesRow, naiveRow, speedupRow}
+	rows := []*Row{limitRow, limitMBRow, kanalRow, cpuRow, allocRow, avroRow, avroBytesRow}
+	if env.Opts.runs("naive") {
+		rows = append(rows, naiveRow, speedupRow)
+	}
 	return rows
 }
 
@@ -254,16 +270,21 @@ func (c *limitCounter) HandleEvent(ev *replication.BinlogEvent) error {
 // go-mysql's decoding can exceed on this machine.
 func decodeLimit(ctx context.Context, env *Env, serverID uint32) (runResult, error) {
 	wl := env.Workload
+	return decodeRange(ctx, env, serverID, mysql.Position{Name: wl.FirstBinlog, Pos: 4}, wl.BinlogFile, wl.BinlogPos)
+}
+
+// decodeRange is the limit on the binlog from `from` to endFile:endPos.
+func decodeRange(ctx context.Context, env *Env, serverID uint32, from mysql.Position, endFile string, endPos uint32) (runResult, error) {
 	meter := env.meterCPU(nil)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	began := time.Now()
-	c := &limitCounter{file: wl.FirstBinlog, endFile: wl.BinlogFile, endPos: wl.BinlogPos, done: make(chan struct{})}
+	c := &limitCounter{file: from.Name, endFile: endFile, endPos: endPos, done: make(chan struct{})}
 	cfg := syncerConfig(env, serverID)
 	cfg.SynchronousEventHandler = c
 	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
-	st, err := syncer.StartSync(mysql.Position{Name: wl.FirstBinlog, Pos: 4})
+	st, err := syncer.StartSync(from)
 	if err != nil {
 		return runResult{}, err
 	}
@@ -322,24 +343,54 @@ func runProducer(ctx context.Context, env *Env, source string, serverID uint32, 
 
 // runProducerFormat is runProducer writing records in format.
 func runProducerFormat(ctx context.Context, env *Env, source string, serverID uint32, keep bool, beforeRun func(), format string) (runResult, error) {
+	return runProducerSpec(ctx, env, producerRun{source: source, serverID: serverID, keep: keep, beforeRun: beforeRun, format: format,
+		table: "bench.orders", want: uint64(env.Workload.RowChanges)})
+}
+
+// producerRun is one in-process producer pass.
+type producerRun struct {
+	source   string
+	serverID uint32
+	table    string // the one table captured
+	format   string
+	// want is the number of changes that ends the run.
+	want uint64
+	// from, when set, is stored as the source's position before the producer
+	// starts: it resumes there instead of at the first binlog.
+	from *schemas.Position
+	// keep leaves the Kafka running for the apply stages (env.Brokers, env.Topic).
+	keep      bool
+	beforeRun func()
+	// logDirs: after the run, read the table topic's size from the broker
+	// (runResult.brokerBytes) and its records back (runResult.sizes).
+	logDirs bool
+}
+
+// runProducerSpec runs one producer pass as r describes.
+func runProducerSpec(ctx context.Context, env *Env, r producerRun) (runResult, error) {
 	k, err := env.startKafka(ctx)
 	if err != nil {
 		return runResult{}, err
 	}
-	if !keep {
+	if !r.keep {
 		defer k.stop()
 	}
-	cfg := producerConfigFormat(env, []string{k.Addr}, source, serverID, "bench.orders", format)
+	cfg := producerConfigFormat(env, []string{k.Addr}, r.source, r.serverID, r.table, r.format)
+	if r.from != nil {
+		if err := seedPosition(ctx, &cfg, *r.from); err != nil {
+			return runResult{}, err
+		}
+	}
 	p, err := producer.New(cfg, discardLog)
 	if err != nil {
 		return runResult{}, err
 	}
-	want := uint64(env.Workload.RowChanges)
+	want := r.want
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	if beforeRun != nil {
-		beforeRun()
+	if r.beforeRun != nil {
+		r.beforeRun()
 	}
 	meter := env.meterCPU(k)
 	var ms0, ms1 runtime.MemStats
@@ -370,14 +421,25 @@ func runProducerFormat(ctx context.Context, env *Env, source string, serverID ui
 	if err := <-done; err != nil {
 		return res, err
 	}
-	if keep {
+	db, table, _ := strings.Cut(r.table, ".")
+	topic := schemas.TopicName(cfg.Kafka.TopicPrefix, db, table)
+	if r.logDirs {
+		if res.brokerBytes, err = topicBytes(ctx, []string{k.Addr}, topic); err != nil {
+			return res, err
+		}
+		if res.sizes, err = readSizes(ctx, []string{k.Addr}, topic, want); err != nil {
+			return res, err
+		}
+	}
+	if r.keep {
 		env.Brokers = []string{k.Addr}
-		env.Topic = schemas.TopicName(cfg.Kafka.TopicPrefix, "bench", "orders")
+		env.Topic = topic
 	}
 	return res, nil
 }
 
-// profileProducer repeats the producer stage once under the CPU profiler (cpuPath)
+// profileProducer repeats the producer stage (or, when only the narrow stage ran,
+// the narrow one) once under the CPU profiler (cpuPath)
 // and/or with every allocation sampled (memPath: the heap profile after the pass,
 // and memPath+".base" just before it, for `go tool pprof -base`).
 func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) error {
@@ -400,7 +462,12 @@ func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) err
 		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 		runtime.MemProfileRate = 4096
 	}
-	res, err := runProducer(ctx, env, "benchprof", 3999, false, func() {
+	run := producerRun{source: "benchprof", serverID: 3999, format: schemas.FormatJSON, table: "bench.orders", want: uint64(env.Workload.RowChanges)}
+	if nw := env.Narrow; nw != nil && !env.Opts.runs("throughput") {
+		// Only the narrow stage ran: profile its workload.
+		run.table, run.want, run.from = "bench.earnings", uint64(nw.RowChanges), nw.from()
+	}
+	run.beforeRun = func() {
 		if memPath != "" {
 			if e := writeHeapProfile(memPath + ".base"); e != nil {
 				env.logf("memprofile: %v", e)
@@ -409,7 +476,8 @@ func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) err
 		if cpuFile != nil {
 			started = pprof.StartCPUProfile(cpuFile) == nil
 		}
-	})
+	}
+	res, err := runProducerSpec(ctx, env, run)
 	if err == nil {
 		env.logf("profiled pass: %.0f rows/s", res.rate())
 		if memPath != "" {

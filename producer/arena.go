@@ -64,6 +64,10 @@ type blocks[T any] struct {
 	free    [][]T
 	size    int
 	maxFree int
+	// noClear: release leaves the blocks as they are. For the arena's bytes,
+	// which hold no pointers and are only ever handed out written (copy,
+	// reserve+commit, never take): clearing them was ~3 % of the producer's CPU.
+	noClear bool
 }
 
 func (b *blocks[T]) grow() {
@@ -91,18 +95,22 @@ func (b *blocks[T]) take(n int) []T {
 	return b.cur[m : m+n : m+n]
 }
 
-// release takes back everything handed out. Blocks are cleared, so reused
-// elements start zeroed and released ones keep nothing alive.
+// release takes back everything handed out. Blocks are cleared (unless
+// noClear), so reused elements start zeroed and released ones keep nothing alive.
 func (b *blocks[T]) release() {
 	for _, blk := range b.used {
 		if len(b.free) < b.maxFree {
-			clear(blk[:cap(blk)])
+			if !b.noClear {
+				clear(blk[:cap(blk)])
+			}
 			b.free = append(b.free, blk)
 		}
 	}
 	clear(b.used)
 	b.used = b.used[:0]
-	clear(b.cur)
+	if !b.noClear {
+		clear(b.cur)
+	}
 	b.cur = b.cur[:0]
 }
 
@@ -131,7 +139,7 @@ func (s *session) released() {
 // holds (kafka.flush_records and flush_bytes), tombstones included.
 func (s *session) initBlocks() {
 	k := &s.cfg.Kafka
-	s.arena.b = blocks[byte]{size: arenaBlock, maxFree: k.FlushBytes/arenaBlock + 8}
+	s.arena.b = blocks[byte]{size: arenaBlock, maxFree: k.FlushBytes/arenaBlock + 8, noClear: true}
 	s.records = blocks[kgo.Record]{size: 256, maxFree: 2*k.FlushRecords/256 + 4}
 	s.headers = blocks[kgo.RecordHeader]{size: 1024, maxFree: 8*k.FlushRecords/1024 + 4}
 }

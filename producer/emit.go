@@ -26,13 +26,18 @@ func truncate(s string, n int) string {
 
 func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) error {
 	// Every transaction repeats its table maps: compare in a reused buffer.
+	ti, ok := s.tables[tm.TableID]
+	if ok && ti.tm == tm {
+		return nil
+	}
 	s.fpBuf = appendTableFingerprint(s.fpBuf[:0], tm)
-	if ti, ok := s.tables[tm.TableID]; ok && bytes.Equal(ti.fingerprint, s.fpBuf) {
+	if ok && bytes.Equal(ti.fingerprint, s.fpBuf) {
+		ti.tm = tm
 		return nil
 	}
 	db, table := string(tm.Schema), string(tm.Table)
 	if !s.filter.match(db, table) {
-		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: bytes.Clone(s.fpBuf)}
+		s.tables[tm.TableID] = &tableInfo{skip: true, fingerprint: bytes.Clone(s.fpBuf), tm: tm}
 		return nil
 	}
 	ti, err := newTableInfo(tm, s.text)
@@ -53,6 +58,7 @@ func (s *session) tableMap(ctx context.Context, tm *replication.TableMapEvent) e
 		return err
 	}
 	ti.maxRecord = s.w.recordLimit(ti.topic)
+	ti.tm = tm
 	s.tables[tm.TableID] = ti
 	s.rememberTable(tv)
 	return nil
@@ -92,7 +98,9 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 	if !s.inTxn {
 		s.beginTxn()
 	}
-	src := schemas.Source{
+	// In the session, not on the heap once per event: emit hands it on by pointer.
+	src := &s.src
+	*src = schemas.Source{
 		Name: s.cfg.Source.Name, ServerID: ev.Header.ServerID, File: s.file, Pos: ev.Header.LogPos,
 		GTID: s.txnGTID, TsMs: int64(ev.Header.Timestamp) * 1000, DB: ti.db, Table: ti.table,
 	}
@@ -135,7 +143,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 			if err != nil {
 				return err
 			}
-			if err := s.emit(ctx, ti, &src, schemas.OpCreate, nil, after); err != nil {
+			if err := s.emit(ctx, ti, src, schemas.OpCreate, nil, after); err != nil {
 				return err
 			}
 		}
@@ -146,7 +154,7 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 			if err != nil {
 				return err
 			}
-			if err := s.emit(ctx, ti, &src, schemas.OpDelete, before, nil); err != nil {
+			if err := s.emit(ctx, ti, src, schemas.OpDelete, before, nil); err != nil {
 				return err
 			}
 		}
@@ -162,17 +170,17 @@ func (s *session) rows(ctx context.Context, ev *replication.BinlogEvent, re *rep
 				return err
 			}
 			if s.sameKey(ti, before, after) {
-				if err := s.emit(ctx, ti, &src, schemas.OpUpdate, before, after); err != nil {
+				if err := s.emit(ctx, ti, src, schemas.OpUpdate, before, after); err != nil {
 					return err
 				}
 				continue
 			}
 			// A key change moves the row: delete the old key (with its tombstone)
 			// then create the new one, so no key-based sink keeps the old row.
-			if err := s.emit(ctx, ti, &src, schemas.OpDelete, before, nil); err != nil {
+			if err := s.emit(ctx, ti, src, schemas.OpDelete, before, nil); err != nil {
 				return err
 			}
-			if err := s.emit(ctx, ti, &src, schemas.OpCreate, nil, after); err != nil {
+			if err := s.emit(ctx, ti, src, schemas.OpCreate, nil, after); err != nil {
 				return err
 			}
 		}

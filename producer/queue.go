@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"errors"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -12,17 +11,18 @@ type pumped struct {
 	err error
 }
 
-// eventQueue carries binlog events from go-mysql's reading goroutine to the
-// session. go-mysql hands each parsed event to HandleEvent (its
-// SynchronousEventHandler), so an event changes goroutines once, not twice
-// (through go-mysql's own channel and then a pump goroutine's), and the session
-// can look at what is queued (idle).
+// eventQueue hands the session the events binlogStream parsed, batch by batch,
+// and gives each batch back to the stream once the session has moved past its
+// last event (take). The session can look at what is queued (idle).
 type eventQueue struct {
-	ch   chan pumped
-	done <-chan struct{}
-	meta *tableMetaCache
-	// next is an event idle received while waiting; the session takes it first.
-	next  *pumped
+	ch      <-chan *eventBatch
+	done    <-chan struct{}
+	release func(*eventBatch)
+	cur     *eventBatch
+	i       int // the next event of cur
+	// next is a batch received while cur was being handled (by idle, or by the
+	// session's own receive); it is taken after cur.
+	next  *eventBatch
 	timer *time.Timer
 	// linger is kafka.flush_idle.
 	linger time.Duration
@@ -37,62 +37,58 @@ const (
 )
 
 // eventQueueSize bounds the events parsed ahead of the session: enough to keep
-// go-mysql reading through a short stall (a Kafka commit takes a few ms, and the
+// the stream reading through a short stall (a Kafka commit takes a few ms, and the
 // socket buffers hold more), few enough that parsed events and their decoded rows
 // stay small next to max_buffered_bytes (a rows event is at most
 // binlog_row_event_max_size, 8 KiB by default, apart from single huge rows).
 const eventQueueSize = 512
 
-// errStreamStopped ends go-mysql's stream when the session stopped reading.
-var errStreamStopped = errors.New("binlog stream stopped")
+func newEventQueue(st *binlogStream, linger time.Duration) *eventQueue {
+	q := &eventQueue{ch: st.out, done: st.done, release: st.release, timer: time.NewTimer(time.Hour), linger: linger}
+	q.timer.Stop()
+	return q
+}
 
-// HandleEvent is go-mysql's SynchronousEventHandler.
-func (q *eventQueue) HandleEvent(ev *replication.BinlogEvent) error {
-	switch e := ev.Event.(type) {
-	case *replication.TableMapEvent:
-		// Before the next event is parsed: its rows are decoded with this map.
-		if err := q.meta.fill(e); err != nil {
-			return err
-		}
-	case *replication.TransactionPayloadEvent:
-		// Its rows were parsed with the table maps still unfilled, so they took
-		// go-mysql's decoder (which needs none of the metadata); the session
-		// needs it to name and decode the columns.
-		for _, inner := range e.Events {
-			if tm, ok := inner.Event.(*replication.TableMapEvent); ok {
-				if err := q.meta.fill(tm); err != nil {
-					return err
-				}
+// take returns the next event already received, without waiting. The event it
+// returned before is then done with: its batch goes back to the stream once
+// every event of it is.
+func (q *eventQueue) take() (pumped, bool) {
+	for {
+		if b := q.cur; b != nil {
+			if q.i < b.n {
+				q.i++
+				return pumped{ev: b.events[q.i-1].ev}, true
 			}
+			if b.err != nil {
+				return pumped{err: b.err}, true
+			}
+			q.cur = nil
+			q.release(b)
 		}
-	}
-	select {
-	case q.ch <- pumped{ev: ev}:
-		return nil
-	case <-q.done:
-		return errStreamStopped
+		if q.next == nil {
+			return pumped{}, false
+		}
+		q.cur, q.i, q.next = q.next, 0, nil
 	}
 }
 
-// take returns the event idle received, if any.
-func (q *eventQueue) take() (pumped, bool) {
-	if q.next == nil {
-		return pumped{}, false
-	}
-	pe := *q.next
-	q.next = nil
-	return pe, true
+// put queues a batch received from ch; call it only after take found nothing.
+func (q *eventQueue) put(b *eventBatch) { q.next = b }
+
+// pending reports whether an event (or the stream's end) is queued.
+func (q *eventQueue) pending() bool {
+	return q.next != nil || len(q.ch) > 0 || (q.cur != nil && (q.i < q.cur.n || q.cur.err != nil))
 }
 
 // idle reports whether the source has nothing more for now: no event queued and
 // none arriving within linger. Under load the session handles events faster than
-// go-mysql parses them, so the queue is often empty for a moment in the middle of
+// they are parsed, so the queue is often empty for a moment in the middle of
 // a burst; committing then would end a Kafka transaction every few binlog
 // transactions, and each commit stops the session until Kafka has acknowledged
 // it (bench row 2: 150 Kafka transactions per 100k rows without the wait, 7
 // with 200 µs).
 func (q *eventQueue) idle() bool {
-	if q.next != nil || len(q.ch) > 0 {
+	if q.pending() {
 		return false
 	}
 	if q.linger <= 0 {
@@ -100,9 +96,9 @@ func (q *eventQueue) idle() bool {
 	}
 	q.timer.Reset(q.linger)
 	select {
-	case pe := <-q.ch:
+	case b := <-q.ch:
 		q.timer.Stop()
-		q.next = &pe
+		q.next = b
 		return false
 	case <-q.timer.C:
 		return true

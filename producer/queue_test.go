@@ -1,42 +1,54 @@
 package producer
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
 )
 
-func newTestQueue(linger time.Duration) (*eventQueue, chan struct{}) {
-	done := make(chan struct{})
-	q := &eventQueue{ch: make(chan pumped, 4), done: done, meta: newTableMetaCache(), timer: time.NewTimer(time.Hour), linger: linger}
-	q.timer.Stop()
-	return q, done
+// testQueue is an eventQueue fed by hand: batches are sent on ch, and released
+// ones are collected.
+type testQueue struct {
+	*eventQueue
+	ch       chan *eventBatch
+	done     chan struct{}
+	released []uint64
+}
+
+func newTestQueue(linger time.Duration) *testQueue {
+	tq := &testQueue{ch: make(chan *eventBatch, 4), done: make(chan struct{})}
+	tq.eventQueue = &eventQueue{ch: tq.ch, done: tq.done, timer: time.NewTimer(time.Hour), linger: linger,
+		release: func(b *eventBatch) { tq.released = append(tq.released, b.seq) }}
+	tq.timer.Stop()
+	return tq
+}
+
+// batchOf returns a batch of XID events at the given positions.
+func batchOf(seq uint64, pos ...uint32) *eventBatch {
+	b := &eventBatch{seq: seq, events: make([]streamEvent, len(pos)), n: len(pos)}
+	for i, p := range pos {
+		b.events[i].ev = &replication.BinlogEvent{Header: &replication.EventHeader{LogPos: p}, Event: &replication.XIDEvent{}}
+	}
+	return b
 }
 
 // idle commits at once when nothing can come (linger 0), waits for an event that
 // is on its way, and hands that event to the session before anything else.
 func TestEventQueueIdle(t *testing.T) {
-	ev := func(pos uint32) *replication.BinlogEvent {
-		return &replication.BinlogEvent{Header: &replication.EventHeader{LogPos: pos}, Event: &replication.XIDEvent{}}
-	}
-
-	q, _ := newTestQueue(0)
+	q := newTestQueue(0)
 	if !q.idle() {
 		t.Error("linger 0, empty queue: not idle")
 	}
-	if err := q.HandleEvent(ev(1)); err != nil {
-		t.Fatal(err)
-	}
+	q.ch <- batchOf(1, 1)
 	if q.idle() {
 		t.Error("an event queued: idle")
 	}
 
-	q, _ = newTestQueue(time.Minute)
+	q = newTestQueue(time.Minute)
 	go func() {
 		time.Sleep(10 * time.Millisecond)
-		_ = q.HandleEvent(ev(2))
+		q.ch <- batchOf(1, 2)
 	}()
 	began := time.Now()
 	if q.idle() {
@@ -53,21 +65,55 @@ func TestEventQueueIdle(t *testing.T) {
 		t.Fatal("take returned the same event twice")
 	}
 
-	q, _ = newTestQueue(20 * time.Millisecond)
+	q = newTestQueue(20 * time.Millisecond)
 	if !q.idle() {
 		t.Error("no event within the linger: not idle")
 	}
 
-	// A stopping session is idle at once, and go-mysql's handler stops waiting.
-	q, done := newTestQueue(time.Minute)
-	close(done)
+	// A stopping session is idle at once.
+	q = newTestQueue(time.Minute)
+	close(q.done)
 	if !q.idle() {
 		t.Error("stopped: not idle")
 	}
-	for len(q.ch) < cap(q.ch) {
-		q.ch <- pumped{ev: ev(3)}
+}
+
+// take hands out events in order, gives a batch back only once the session has
+// moved past its last event (its memory is then reused), and ends with the
+// stream's error.
+func TestEventQueueTakeReleases(t *testing.T) {
+	q := newTestQueue(0)
+	q.put(batchOf(1, 10, 11))
+	next := func(want uint32) {
+		t.Helper()
+		pe, ok := q.take()
+		if !ok || pe.err != nil || pe.ev.Header.LogPos != want {
+			t.Fatalf("take: %v %+v, want the event at %d", ok, pe, want)
+		}
 	}
-	if err := q.HandleEvent(ev(4)); !errors.Is(err, errStreamStopped) {
-		t.Errorf("HandleEvent on a full queue of a stopped session: %v, want errStreamStopped", err)
+	next(10)
+	next(11)
+	if len(q.released) != 0 {
+		t.Fatalf("batch released while its last event is being handled: %v", q.released)
+	}
+	if _, ok := q.take(); ok {
+		t.Fatal("take: an event after the last one")
+	}
+	if len(q.released) != 1 || q.released[0] != 1 {
+		t.Fatalf("released %v, want batch 1 once the session moved past it", q.released)
+	}
+	if q.pending() {
+		t.Fatal("pending with nothing queued")
+	}
+	end := batchOf(2, 12)
+	end.err = errStreamStopped
+	q.ch <- end
+	if !q.pending() {
+		t.Fatal("not pending with a batch in the channel")
+	}
+	q.put(<-q.ch)
+	next(12)
+	if pe, ok := q.take(); !ok || pe.err != errStreamStopped {
+		t.Fatalf("take after the last event of the last batch: %v %+v, want the stream's error", ok, pe)
 	}
 }

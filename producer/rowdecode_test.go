@@ -204,3 +204,36 @@ func startSync(t *testing.T, m *testenv.MariaDBServer, serverID uint32, file str
 	}
 	return st
 }
+
+// TestAppendDateTimeMatchesTime: the direct formatting of DATETIME fields writes
+// what going through time.Date and appendTime writes, for every fsp, on dates
+// near the calendar's edges (month ends, leap days of leap and century years)
+// and random ones; daysIn agrees with time's calendar.
+func TestAppendDateTimeMatchesTime(t *testing.T) {
+	check := func(y, mo, d, h, mi, s, us int) {
+		t.Helper()
+		for fsp := 0; fsp <= 6; fsp++ {
+			got := string(appendDateTime(nil, y, mo, d, h, mi, s, us, fsp))
+			want := string(appendTime(nil, time.Date(y, time.Month(mo), d, h, mi, s, us*1000, time.UTC), fsp, false))
+			if got != want {
+				t.Fatalf("%04d-%02d-%02d %02d:%02d:%02d.%06d fsp %d: %s, want %s", y, mo, d, h, mi, s, us, fsp, got, want)
+			}
+		}
+	}
+	for _, y := range []int{1, 999, 1000, 1900, 1970, 2000, 2023, 2024, 2100, 9999} {
+		for mo := 1; mo <= 12; mo++ {
+			last := time.Date(y, time.Month(mo)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if got := daysIn(mo, y); got != last {
+				t.Fatalf("daysIn(%d, %d) = %d, want %d", mo, y, got, last)
+			}
+			check(y, mo, 1, 0, 0, 0, 0)
+			check(y, mo, last, 23, 59, 59, 999999)
+		}
+	}
+	r := uint64(1)
+	next := func(n int) int { r = r*6364136223846793005 + 1442695040888963407; return int(r>>33) % n }
+	for range 20000 {
+		y, mo := next(10000), 1+next(12)
+		check(y, mo, 1+next(daysIn(mo, y)), next(24), next(60), next(60), next(1000000))
+	}
+}

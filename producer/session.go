@@ -75,6 +75,7 @@ type recordState struct {
 	// its table encoders, event numbers the rows events for them.
 	enc       schemas.Encoder
 	change    schemas.RowChange
+	src       schemas.Source // of the rows event being handled
 	event     uint64
 	formatHdr []byte
 
@@ -204,6 +205,8 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	return s.progressed, err
 }
 
+// syncerConfig is the replication connection's configuration in go-mysql's terms:
+// replicaConn connects with it as BinlogSyncer would (binlogconn.go).
 func (s *session) syncerConfig() (replication.BinlogSyncerConfig, error) {
 	host, portStr, err := net.SplitHostPort(s.cfg.Source.Addr)
 	if err != nil {
@@ -248,21 +251,12 @@ func (s *session) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Rows of captured tables are decoded by kanal's own decoder, straight into
-	// the values it encodes (see rowDecoder).
-	scfg.RowsEventDecodeFunc = newRowDecoder(s.filter, s.text, &s.p.stats.SlowRowsEvents).decode
-	pumpCtx, stopPump := context.WithCancel(ctx)
-	q := &eventQueue{ch: make(chan pumped, eventQueueSize), done: pumpCtx.Done(), meta: newTableMetaCache(),
-		timer: time.NewTimer(time.Hour), linger: s.cfg.Kafka.FlushIdle}
-	q.timer.Stop()
-	scfg.SynchronousEventHandler = q
-	scfg.TableMapOptionalMetaDecodeFunc = q.meta.decode
-	syncer := replication.NewBinlogSyncer(scfg)
-	// Deferred in this order so that stopPump runs first: it releases a
-	// HandleEvent blocked on a full queue, which Close waits for.
-	defer syncer.Close()
-	defer stopPump()
-	streamer, err := syncer.StartSync(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos})
+	conn, err := dialReplica(ctx, &scfg)
+	if err == nil {
+		if err = conn.dump(mysql.Position{Name: s.boundary.File, Pos: s.boundary.Pos}); err != nil {
+			conn.c.Close()
+		}
+	}
 	if err != nil {
 		hint := ""
 		if accessDenied(err) {
@@ -270,21 +264,29 @@ func (s *session) stream(ctx context.Context) error {
 		}
 		return sourceFailed(&s.cfg.Source, fmt.Errorf("source %s: start binlog sync at %s%s: %w", s.cfg.Source.Addr, s.boundary.String(), hint, err))
 	}
+	// The stream reads and parses in a goroutine of its own; rows of captured
+	// tables are decoded there by kanal's own decoder, straight into the values
+	// the session encodes (see rowDecoder).
+	streamCtx, stopStream := context.WithCancel(ctx)
+	st := newBinlogStream(conn, s.log, newRowDecoder(s.filter, s.text, &s.p.stats.SlowRowsEvents), newTableMetaCache(),
+		scfg.Flavor, streamCtx.Done())
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		st.run()
+	}()
+	defer func() {
+		// Closing the connection ends a read under way; stopStream one blocked
+		// on a full queue.
+		stopStream()
+		conn.close(s.log)
+		<-streamDone
+	}()
+	q := newEventQueue(st, s.cfg.Kafka.FlushIdle)
 	s.p.brokers.streaming.Store(true)
 	defer s.p.brokers.streaming.Store(false)
 	s.p.live.setStreaming(true, s.boundary.File, s.boundary.Pos)
 	defer s.p.live.setStreaming(false, "", 0)
-	go func() {
-		// With a synchronous handler the streamer carries only the error that
-		// ends the stream; it follows every event already queued.
-		_, err := streamer.GetEvent(pumpCtx)
-		if err != nil && pumpCtx.Err() == nil {
-			select {
-			case q.ch <- pumped{err: err}:
-			case <-pumpCtx.Done():
-			}
-		}
-	}()
 
 	var tick <-chan time.Time
 	if hb := s.cfg.Source.HeartbeatInterval; hb > 0 {
@@ -315,12 +317,14 @@ func (s *session) stream(ctx context.Context) error {
 					return err
 				}
 				continue
-			case pe = <-q.ch:
+			case b := <-q.ch:
+				q.put(b)
+				continue
 			}
 		}
-		// Events already queued are taken with plain receives rather than a
-		// select each (selecting was ~4 % of the producer's CPU); ticks and
-		// cancellation get their turn again after at most 128 events.
+		// Events already queued are taken without a select each (selecting was
+		// ~4 % of the producer's CPU); ticks and cancellation get their turn
+		// again after at most 128 events.
 		for n := 0; ; n++ {
 			if ctx.Err() != nil {
 				// Stop promptly: the position committed covers only what was handled.
@@ -343,7 +347,10 @@ func (s *session) stream(ctx context.Context) error {
 			if len(q.ch) == 0 {
 				break
 			}
-			pe = <-q.ch
+			q.put(<-q.ch)
+			if pe, ok = q.take(); !ok {
+				break
+			}
 		}
 	}
 }

@@ -54,7 +54,11 @@ type tableInfo struct {
 	keyFallback bool  // no primary key: every column forms the key
 	decoders    []colDecoder
 	fingerprint []byte
-	skip        bool // filtered out
+	// tm is the table map last checked against fingerprint: binlogStream hands
+	// out one decoded table map per distinct byte string, so the same pointer
+	// again needs no check.
+	tm   *replication.TableMapEvent
+	skip bool // filtered out
 	// warnedInvalid: columns whose invalid text was logged already.
 	warnedInvalid []bool
 }

@@ -149,9 +149,16 @@ func labels(cs *charset.Charset, ls []string) []string {
 // already (no copy: see colDecoder.decode on why the event's bytes can be used),
 // else its UTF-8 decoding appended to *buf. Bytes invalid in the character set
 // become U+FFFD and the value is marked (schemas.InvalidTextValue).
+//
+// What it returns is valid UTF-8 (checked, or made so), which the value tells
+// the JSON encoder (schemas.UTF8BytesValue): it then need not decode the text's
+// characters again.
 func (d *colDecoder) text(b []byte, buf *[]byte) schemas.Value {
-	if d.cs == nil || d.cs.AsIs(b) {
+	if d.cs == nil {
 		return schemas.StringBytesValue(b)
+	}
+	if d.cs.AsIs(b) {
+		return schemas.UTF8BytesValue(b)
 	}
 	start := len(*buf)
 	var bad int
@@ -160,5 +167,5 @@ func (d *colDecoder) text(b []byte, buf *[]byte) schemas.Value {
 	if bad > 0 {
 		return schemas.InvalidTextValue(unsafe.String(unsafe.SliceData(out), len(out)))
 	}
-	return schemas.StringBytesValue(out)
+	return schemas.UTF8BytesValue(out)
 }

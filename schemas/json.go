@@ -255,6 +255,65 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// appendJSONStringUTF8 is appendJSONString for s known to be valid UTF-8: bytes
+// of multi-byte characters need no decoding, only U+2028 and U+2029 (E2 80 A8,
+// E2 80 A9) are escaped. Text with accents, CJK or emoji then takes the
+// eight-bytes-at-a-time path too.
+func appendJSONStringUTF8(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plainText8(load8(s, i)) {
+			i += 8
+			continue
+		}
+		c := s[i]
+		switch {
+		case c == 0xE2:
+			if i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
+				i += 3
+				start = i
+				continue
+			}
+			i++
+		case c >= 0x20 && c != '"' && c != '\\':
+			i++
+		default:
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+		}
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// plainText8 reports whether none of the eight bytes in x needs attention in a
+// JSON string of valid UTF-8: none is below 0x20, '"', '\\' or 0xE2 (the lead
+// byte of U+2028 and U+2029). False positives are fine (the caller looks at each
+// byte then), false negatives are not: the checks are exact for that.
+func plainText8(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - swarOnes) & ^v & swarHigh }
+	return ((x-swarOnes*0x20)&^x&swarHigh)|
+		hasZero(x^(swarOnes*'"'))|
+		hasZero(x^(swarOnes*'\\'))|
+		hasZero(x^(swarOnes*0xE2)) == 0
+}
+
 const (
 	swarOnes = 0x0101010101010101
 	swarHigh = 0x8080808080808080

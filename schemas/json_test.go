@@ -146,6 +146,47 @@ func FuzzAppendJSONString(f *testing.F) {
 	})
 }
 
+// TestJSONStringUTF8MatchesChecked: for valid UTF-8, the path that trusts the
+// text writes exactly what the checking path does (random text of ASCII, control
+// characters, quotes, 2–4 byte characters and U+2028/U+2029 next to other E2
+// sequences).
+func TestJSONStringUTF8MatchesChecked(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	pieces := []string{"a", "Z", " ", "\x00", "\x1f", "\"", "\\", "\n", "\t", "\x7f", "é", "価", "🎉", "\u2028", "\u2029",
+		"\u2027", "\u202a", "—", "€", "\u2000", "\xe2\x80\xa8x"}
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		for range r.Intn(24) {
+			b.WriteString(pieces[r.Intn(len(pieces))])
+		}
+		checkJSONStringUTF8(t, b.String())
+	}
+}
+
+func checkJSONStringUTF8(t *testing.T, s string) {
+	t.Helper()
+	if !utf8.ValidString(s) {
+		return
+	}
+	if got, want := appendJSONStringUTF8(nil, s), appendJSONString(nil, s); !bytes.Equal(got, want) {
+		t.Fatalf("%q: UTF-8 path %s, checking path %s", s, got, want)
+	}
+	if got, want := AppendValueJSON(nil, UTF8BytesValue([]byte(s))), AppendValueJSON(nil, StringValue(s)); !bytes.Equal(got, want) {
+		t.Fatalf("%q: UTF8BytesValue encodes to %s, StringValue to %s", s, got, want)
+	}
+}
+
+// FuzzJSONStringUTF8: the trusting path agrees with the checking one on any
+// valid UTF-8.
+func FuzzJSONStringUTF8(f *testing.F) {
+	for _, s := range []string{"", "plain text longer than eight", "\u2028\u2029", "—\u2028—", "🎉🎉\"\\\x01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		checkJSONStringUTF8(t, s)
+	})
+}
+
 func TestMarshalJSONMatchesEnvelope(t *testing.T) {
 	e := allTypesEnvelope(OpUpdate)
 	c := &Change{Op: e.Op, Seq: e.Seq, Source: *e.Source, Columns: e.Columns,

@@ -34,12 +34,18 @@ const (
 // with Any before keeping it.
 type Value struct {
 	str  string // ValueDecimal, ValueString, ValueBytes
-	bits uint64 // ValueInt (two's complement), ValueUint, ValueFloat32/64 (IEEE bits of the float64); ValueString: invalidText
+	bits uint64 // ValueInt (two's complement), ValueUint, ValueFloat32/64 (IEEE bits of the float64); ValueString: invalidText, validUTF8
 	kind ValueKind
 }
 
-// invalidText is Value.bits of text decoded from invalid bytes.
-const invalidText = 1
+// Flags in Value.bits of ValueString.
+const (
+	// invalidText: text decoded from invalid bytes.
+	invalidText = 1 << iota
+	// validUTF8: the text is known to be valid UTF-8, so the JSON encoder need
+	// not decode its runes.
+	validUTF8
+)
 
 // NullValue is SQL NULL.
 func NullValue() Value { return Value{} }
@@ -78,8 +84,15 @@ func InvalidTextValue(s string) Value {
 	return Value{str: s, bits: invalidText, kind: ValueString}
 }
 
+// UTF8BytesValue is StringBytesValue for text the caller has checked to be valid
+// UTF-8 (a decoder that validates anyway): encoders then skip that check.
+// Invalid bytes in b would reach the JSON output unchanged.
+func UTF8BytesValue(b []byte) Value {
+	return Value{str: unsafe.String(unsafe.SliceData(b), len(b)), bits: validUTF8, kind: ValueString}
+}
+
 // InvalidText reports whether v was made by InvalidTextValue.
-func (v Value) InvalidText() bool { return v.kind == ValueString && v.bits == invalidText }
+func (v Value) InvalidText() bool { return v.kind == ValueString && v.bits&invalidText != 0 }
 
 // BytesValue holds a binary string without copying it: b must not change while the
 // Value is in use.
@@ -219,7 +232,12 @@ func AppendValueJSON(dst []byte, v Value) []byte {
 		return appendFloat(dst, math.Float64frombits(v.bits), 32)
 	case ValueFloat64:
 		return appendFloat(dst, math.Float64frombits(v.bits), 64)
-	case ValueDecimal, ValueString:
+	case ValueString:
+		if v.bits&validUTF8 != 0 {
+			return appendJSONStringUTF8(dst, v.str)
+		}
+		return appendJSONString(dst, v.str)
+	case ValueDecimal:
 		return appendJSONString(dst, v.str)
 	case ValueBytes:
 		dst = append(dst, '"')

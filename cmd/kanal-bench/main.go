@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -61,6 +63,11 @@ figures as JSON to --out. See docs/bench.md.`,
 			if opts.Rows < 0 || opts.Runs < 0 {
 				return usageError{errors.New("--rows and --runs must not be negative")}
 			}
+			for _, st := range opts.Stages {
+				if !slices.Contains(bench.StageNames, st) {
+					return usageError{fmt.Errorf("--stages: unknown stage %q (known: %s)", st, strings.Join(bench.StageNames, ", "))}
+				}
+			}
 			bin, err := kanalBinary(kanal)
 			if err != nil {
 				return usageError{err}
@@ -88,9 +95,10 @@ figures as JSON to --out. See docs/bench.md.`,
 	f := cmd.Flags()
 	f.BoolVar(&opts.Quick, "quick", false, "100k rows, 10s latency run, 100k-row transaction (under two minutes)")
 	f.IntVar(&opts.Rows, "rows", 0, "row changes in the workload (default 1000000; --quick 100000)")
-	f.IntVar(&opts.Runs, "runs", 0, "rounds of the throughput stages (default 3)")
+	f.IntVar(&opts.Runs, "runs", 0, "rounds of the measured stages (default 5; the naive baseline runs in the first three)")
 	f.IntVar(&opts.BigTxnRows, "big-txn-rows", 0, "rows of the single transaction of the RSS stage (default 1000000; --quick 100000)")
 	f.DurationVar(&opts.LatencyDuration, "latency-duration", 0, "length of the steady-rate latency run (default 60s; --quick 10s)")
+	f.StringSliceVar(&opts.Stages, "stages", nil, "run only these stages ("+strings.Join(bench.StageNames, ", ")+"; default all)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "workload seed (default fixed)")
 	f.StringVar(&out, "out", "bench/results", "directory for the JSON results")
 	f.StringVar(&kanal, "kanal", "", "the kanal binary to measure (default: kanal next to this binary, else on PATH)")
