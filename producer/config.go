@@ -36,8 +36,13 @@ type SourceConfig struct {
 	// ServerID is the replica server_id kanal registers with; unique among replicas.
 	ServerID uint32 `yaml:"server_id"`
 	// Start says where to begin when no position is stored: "current" (the server's
-	// current binlog position) or "earliest" (the oldest binlog file still on the server).
+	// current binlog position), "earliest" (the oldest binlog file still on the
+	// server) or "snapshot" (the current position, after a backfill of every captured
+	// table: existing rows are written as snapshot reads, then changes follow).
 	Start string `yaml:"start"`
+	// SnapshotChunkSize is the number of rows a backfill reads per chunk (one
+	// consistent SELECT in key order); a request may ask for another size.
+	SnapshotChunkSize int `yaml:"snapshot_chunk_size"`
 	// NoPrimaryKey is the policy for tables without a primary key: "all-columns" keys
 	// rows by every column; "refuse" stops with an error naming the table.
 	NoPrimaryKey string `yaml:"no_primary_key"`
@@ -135,6 +140,7 @@ func DefaultConfig() Config {
 			Flavor:            "auto",
 			ServerID:          1001,
 			Start:             "current",
+			SnapshotChunkSize: defaultChunkSize,
 			NoPrimaryKey:      "all-columns",
 			HeartbeatInterval: 5 * time.Second,
 			ConnectTimeout:    10 * time.Second,
@@ -203,8 +209,10 @@ func (s *SourceConfig) Validate() error {
 		return bad("source.server_id", "must be > 0 and unique among the server's replicas")
 	case s.Flavor != "auto" && s.Flavor != "mysql" && s.Flavor != "mariadb":
 		return bad("source.flavor", "%q is not auto, mysql or mariadb", s.Flavor)
-	case s.Start != "current" && s.Start != "earliest":
-		return bad("source.start", "%q is not current or earliest", s.Start)
+	case s.Start != "current" && s.Start != "earliest" && s.Start != "snapshot":
+		return bad("source.start", "%q is not current, earliest or snapshot", s.Start)
+	case s.SnapshotChunkSize < 1 || s.SnapshotChunkSize > maxChunkSize:
+		return bad("source.snapshot_chunk_size", "%d is not between 1 and %d", s.SnapshotChunkSize, maxChunkSize)
 	case s.NoPrimaryKey != "all-columns" && s.NoPrimaryKey != "refuse":
 		return bad("source.no_primary_key", "%q is not all-columns or refuse", s.NoPrimaryKey)
 	case s.HeartbeatInterval < 0:

@@ -288,11 +288,27 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	if row == nil {
 		row = before
 	}
+	key := s.key(ti, row)
+	if s.snap != nil {
+		s.snap.track(ti, key, s.seq)
+	}
+	if err := s.write(ctx, ti, src, op, key, before, after); err != nil {
+		return err
+	}
+	k := &s.cfg.Kafka
+	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes {
+		return s.commit(ctx)
+	}
+	return nil
+}
+
+// write hands one change with sequence s.seq (and, for a delete, its tombstone)
+// to the open Kafka transaction. key must be carved from the arena.
+func (s *session) write(ctx context.Context, ti *tableInfo, src *schemas.Source, op schemas.Op, key []byte, before, after []schemas.Value) error {
 	// Allocation per record is what dominated the producer's profile (docs/bench.md):
 	// the key and value are encoded into scratch buffers and copied into the arena,
 	// header values are shared or carved from the arena, and records and header
 	// slices come from chunks.
-	key := s.key(ti, row)
 	// The value is encoded straight into the arena's free space.
 	if ti.prep != nil {
 		if err := s.prepare(ctx, ti.prep); err != nil {
@@ -305,7 +321,7 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	dst, err := ti.enc.AppendValue(s.arena.reserve(ti.lastValueLen), c)
 	c.Before, c.After = nil, nil
 	if err != nil {
-		return &RowError{Table: ti.db + "." + ti.table, Pos: string(s.posText), Row: idx, Err: err}
+		return &RowError{Table: ti.db + "." + ti.table, Pos: string(s.posText), Row: src.Row, Err: err}
 	}
 	value := s.arena.commit(dst)
 	ti.lastValueLen = len(value)
@@ -313,16 +329,13 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	if opHdr == nil {
 		opHdr = []byte(op)
 	}
-	if s.posHdr == nil { // a new rows event, or a commit released the last copy
-		s.posHdr = s.arena.copy(s.posText)
-	}
 	var invalid []byte
 	if s.invalidText {
 		invalid = s.invalidHeader(ti, src, before, after)
 	}
 	headers := s.newHeaders(4 + btoi(invalid != nil))
 	headers[0] = kgo.RecordHeader{Key: schemas.HeaderOp, Value: opHdr}
-	headers[1] = kgo.RecordHeader{Key: schemas.HeaderPos, Value: s.posHdr}
+	headers[1] = kgo.RecordHeader{Key: schemas.HeaderPos, Value: s.posHeader()}
 	headers[2] = kgo.RecordHeader{Key: schemas.HeaderSeq, Value: s.arena.copy(strconv.AppendUint(s.valBuf[:0], s.seq, 10))}
 	headers[3] = kgo.RecordHeader{Key: schemas.HeaderFormat, Value: s.formatHdr}
 	if invalid != nil {
@@ -346,13 +359,34 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 			return err
 		}
 	}
+	s.counted()
+	return nil
+}
+
+// writeTombstone hands a tombstone of key, with sequence s.seq and no delete
+// before it, to the open Kafka transaction: a keyed backfill's answer for a key
+// that has no row (sinks remove it by key).
+func (s *session) writeTombstone(ctx context.Context, ti *tableInfo, key []byte) error {
+	headers := s.newHeaders(3)
+	headers[0] = kgo.RecordHeader{Key: schemas.HeaderOp, Value: opHeader[schemas.OpDelete]}
+	headers[1] = kgo.RecordHeader{Key: schemas.HeaderPos, Value: s.posHeader()}
+	headers[2] = kgo.RecordHeader{Key: schemas.HeaderSeq, Value: s.arena.copy(strconv.AppendUint(s.valBuf[:0], s.seq, 10))}
+	tomb := s.newRecord()
+	tomb.Topic, tomb.Key, tomb.Headers, tomb.Timestamp = ti.topic, key, headers, s.eventTime
+	return s.w.produce(ctx, tomb)
+}
+
+// posHeader returns the kanal.pos header value of the records being written.
+func (s *session) posHeader() []byte {
+	if s.posHdr == nil { // a new rows event, or a commit released the last copy
+		s.posHdr = s.arena.copy(s.posText)
+	}
+	return s.posHdr
+}
+
+func (s *session) counted() {
 	n := s.p.stats.Changes.Add(1)
 	if s.p.emitHook != nil {
 		s.p.emitHook(n)
 	}
-	k := &s.cfg.Kafka
-	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes {
-		return s.commit(ctx)
-	}
-	return nil
 }

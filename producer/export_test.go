@@ -3,3 +3,9 @@ package producer
 // SetEmitHook installs a function called after each change is handed to Kafka, with
 // the number of changes so far. Tests use it to stop at an exact point.
 func SetEmitHook(p *Producer, fn func(changes uint64)) { p.emitHook = fn }
+
+// SetSnapshotReadHook installs a function the snapshot reader calls after each
+// chunk's consistent snapshot began and before its SELECT, with the table and the
+// number of chunks of it read before (in this session). Tests change rows there
+// that the chunk must not see.
+func SetSnapshotReadHook(p *Producer, fn func(table string, chunk int)) { p.snapReadHook = fn }

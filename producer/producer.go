@@ -50,6 +50,8 @@ type Stats struct {
 	// OversizeSkipped counts changes too large for Kafka that were replaced by an
 	// oversize marker (kafka.oversize_policy: skip).
 	OversizeSkipped atomic.Uint64
+	// SnapshotRows counts rows written as snapshot reads (op "r") by backfills.
+	SnapshotRows atomic.Uint64
 }
 
 // Producer captures one source. Create it with New and call Run.
@@ -60,6 +62,8 @@ type Producer struct {
 	// registry registers Avro schemas (avro-confluent); it outlives sessions so
 	// that its cache spares reconnects the registrations.
 	registry schemas.SchemaRegistry
+	// snapshots is the backfill state as the session last changed it.
+	snapshots atomic.Pointer[schemas.SnapshotState]
 	// emitHook, set only by tests, runs after each change is handed to Kafka.
 	emitHook func(changes uint64)
 	// limitsLogged: the brokers' record size limits were logged, and the table
@@ -75,6 +79,9 @@ type Producer struct {
 
 	live    *live
 	metrics *metrics
+	// snapReadHook, set only by tests, runs after a backfill chunk's snapshot
+	// began and before its SELECT (see snapReader.hook).
+	snapReadHook func(table string, chunk int)
 }
 
 // New validates cfg and returns a producer. A nil logger discards logs.

@@ -3,6 +3,7 @@ package producer
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,7 @@ type session struct {
 	tables map[uint64]*tableInfo
 	// known is the last version seen of each captured table, by "db.table".
 	known map[string]*schemas.TableVersion
+	snap  *snapshotter
 
 	streamState
 	txnState
@@ -43,6 +45,7 @@ type session struct {
 type streamState struct {
 	file       string           // current binlog file
 	boundary   schemas.Position // end of the last complete binlog transaction
+	lastEnd    uint32           // end position (in file) of the last event handled
 	gtidSet    mysql.GTIDSet
 	seq        uint64
 	lastTs     int64
@@ -147,6 +150,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, kafkaFailed(&cfg.Kafka.Config, err)
 	}
+	var initial []string // source.start: snapshot: the tables to backfill first
 	files, err := binlogFiles(ctx, db)
 	if err != nil {
 		return false, sourceFailed(&cfg.Source, err)
@@ -174,6 +178,14 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 		}
 		pos = &cur
 		p.log.Info("no stored position; starting at the current binlog position", "position", pos.String())
+		if cfg.Source.Start == "snapshot" {
+			if initial, err = capturedTables(ctx, db, &cfg.Tables); err != nil {
+				return false, err
+			}
+			if initial == nil {
+				initial = []string{} // nothing to backfill; the state still records that it was done
+			}
+		}
 	}
 	pos.Source, pos.Flavor, pos.ServerID = cfg.Source.Name, info.flavor, info.serverID
 	stopMonitor := p.startMonitor(ctx, db, *pos)
@@ -200,6 +212,14 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if s.gtidSet, err = mysql.ParseGTIDSet(info.flavor, pos.GTIDSet); err != nil {
 		s.log.Warn("stored GTID set unreadable; tracking GTIDs from here", "gtid_set", pos.GTIDSet, "err", err)
 		s.gtidSet, _ = mysql.ParseGTIDSet(info.flavor, "")
+	}
+	if s.snap, err = newSnapshotter(ctx, s, pos.Snapshot); err != nil {
+		return false, err
+	}
+	defer s.snap.close()
+	if initial != nil {
+		s.log.Info("source.start is snapshot: backfilling the captured tables, then streaming", "tables", len(initial))
+		s.snap.queueInitial(initial)
 	}
 	err = s.stream(ctx)
 	return s.progressed, err
@@ -295,6 +315,10 @@ func (s *session) stream(ctx context.Context) error {
 		tick = t.C
 	}
 	s.lastCommit = time.Now()
+	s.file, s.lastEnd = s.boundary.File, s.boundary.Pos
+	if err := s.snap.advance(ctx, q.idle); err != nil {
+		return err
+	}
 	for {
 		pe, ok := q.take()
 		if !ok && s.w.inTxn && !s.inTxn && len(q.ch) == 0 {
@@ -320,6 +344,20 @@ func (s *session) stream(ctx context.Context) error {
 			case b := <-q.ch:
 				q.put(b)
 				continue
+			case res := <-s.snap.results:
+				s.snap.received(res)
+				if err := s.snap.advance(ctx, q.idle); err != nil {
+					s.w.abort()
+					return err
+				}
+				continue
+			case m := <-s.snap.signalsCh:
+				s.snap.signal(m)
+				if err := s.snap.advance(ctx, q.idle); err != nil {
+					s.w.abort()
+					return err
+				}
+				continue
 			}
 		}
 		// Events already queued are taken without a select each (selecting was
@@ -337,6 +375,12 @@ func (s *session) stream(ctx context.Context) error {
 			if err := s.handle(ctx, pe.ev, q.idle); err != nil {
 				s.w.abort()
 				return err
+			}
+			if !s.inTxn && s.snap.busy() {
+				if err := s.snap.advance(ctx, q.idle); err != nil {
+					s.w.abort()
+					return err
+				}
 			}
 			if n == 127 {
 				break
@@ -403,6 +447,7 @@ func (s *session) currentPosition() schemas.Position {
 	pos.GTIDSet = s.gtidSet.String()
 	pos.Seq = s.seq
 	pos.TsMs = s.lastTs
+	pos.Snapshot = s.snap.position()
 	return pos
 }
 
@@ -526,10 +571,16 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		s.lastTs = int64(h.Timestamp) * 1000
 	}
 	s.p.live.event(h, s.lastTs)
+	if h.LogPos > 0 && h.EventType != replication.ROTATE_EVENT && h.EventType != replication.HEARTBEAT_EVENT && h.EventType != replication.HEARTBEAT_LOG_EVENT_V2 {
+		// Where the stream stands: a backfill's chunk is emitted once this has
+		// reached the chunk's snapshot.
+		s.lastEnd = h.LogPos
+	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
 		s.file = string(e.NextLogName)
 		s.p.live.rotate(s.file, uint32(e.Position))
+		s.lastEnd = uint32(e.Position)
 		if !s.inTxn {
 			s.boundary = schemas.Position{File: s.file, Pos: uint32(e.Position)}
 		}
@@ -573,7 +624,9 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 				"session that writes (SET SESSION binlog_format = 'ROW'), then restart kanal after rebuilding the affected tables' targets",
 				ErrServerConfig, s.cfg.Source.Name, s.posString(ev), e.Schema)
 		default:
-			// DDL commits on its own (see statement).
+			// DDL commits on its own (see statement). A backfill reads the
+			// chunks of a table it may change again.
+			s.snap.onDDL(string(e.Schema), q)
 			return s.statement(ctx, ev, e, idle)
 		}
 	case *replication.XIDEvent:
@@ -597,4 +650,27 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 		}
 	}
 	return nil
+}
+
+// capturedTables lists the tables the filter captures (source.start: snapshot).
+func capturedTables(ctx context.Context, db *sql.DB, t *TablesConfig) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+		WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		ORDER BY TABLE_SCHEMA, TABLE_NAME`)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables to snapshot: %w", err)
+	}
+	defer rows.Close()
+	f := filter{include: t.Include, exclude: t.Exclude}
+	var out []string
+	for rows.Next() {
+		var db, table string
+		if err := rows.Scan(&db, &table); err != nil {
+			return nil, fmt.Errorf("list the tables to snapshot: %w", err)
+		}
+		if f.match(db, table) {
+			out = append(out, db+"."+table)
+		}
+	}
+	return out, rows.Err()
 }

@@ -33,28 +33,13 @@ const allTypesDDL = `CREATE TABLE ty.all_types (
 	bt BIT(10), b1 BIT(1), e ENUM('small','medium','large'), st SET('x','y','z'), j JSON
 ) CHARACTER SET utf8mb4`
 
-// TestEveryTypeGolden inserts every MySQL column type into a real MariaDB, reads
-// the changes back from the topic, and checks each value is exactly what was stored.
-func TestEveryTypeGolden(t *testing.T) {
-	m := testenv.MariaDB(t)
-	k := testenv.Kafka(t)
-	m.Exec(t, "CREATE DATABASE ty")
-	m.Exec(t, allTypesDDL)
-	// TIMESTAMP literals are read in the session time zone; pin it so the
-	// expected UTC values are known.
-	conn, err := m.DB().Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := conn.ExecContext(context.Background(), q); err != nil {
-			t.Fatalf("%.80s…: %v", q, err)
-		}
-	}
-	exec("SET time_zone = '+03:00'")
-	const cols = "id,ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d65,d2,f,db,dt,dtm,dtm3,dtm6,ts6,ts,tm,tm6,tm1,tm2,tm3,tm4,tm5,y,c,vc,tx,mtx,bn,vb,bl,lbl,bt,b1,e,st,j"
+// allTypesCols lists allTypesDDL's columns.
+const allTypesCols = "id,ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d65,d2,f,db,dt,dtm,dtm3,dtm6,ts6,ts,tm,tm6,tm1,tm2,tm3,tm4,tm5,y,c,vc,tx,mtx,bn,vb,bl,lbl,bt,b1,e,st,j"
+
+// insertAllTypes inserts TestEveryTypeGolden's rows into ty.all_types (TIMESTAMP
+// literals are in the session's time zone, +03:00 there).
+func insertAllTypes(exec func(string)) {
+	const cols = allTypesCols
 	exec("INSERT INTO ty.all_types (" + cols + ") VALUES (" +
 		"1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, " +
 		"9223372036854775807, 18446744073709551615, " +
@@ -79,6 +64,31 @@ func TestEveryTypeGolden(t *testing.T) {
 	// TIME(fsp) keeps exactly fsp fractional digits when they are zero too.
 	exec("INSERT INTO ty.all_types (id, tm, tm6, tm1, tm2, tm3, tm4, tm5) VALUES " +
 		"(4, '-00:00:01', '-838:59:59', '838:59:59', '-25:00:00', '00:00:00', '-00:00:01', '34:56:07')")
+}
+
+// TestEveryTypeGolden inserts every MySQL column type into a real MariaDB, reads
+// the changes back from the topic, and checks each value is exactly what was stored.
+func TestEveryTypeGolden(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	m.Exec(t, "CREATE DATABASE ty")
+	m.Exec(t, allTypesDDL)
+	// TIMESTAMP literals are read in the session time zone; pin it so the
+	// expected UTC values are known.
+	conn, err := m.DB().Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%.80s…: %v", q, err)
+		}
+	}
+	exec("SET time_zone = '+03:00'")
+	const cols = allTypesCols
+	insertAllTypes(exec)
 
 	// The same rows through every format: the values must come out identical.
 	reg := testenv.SchemaRegistry(t)

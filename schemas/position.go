@@ -31,6 +31,9 @@ type Position struct {
 	TsMs int64 `json:"ts_ms"`
 	// WrittenMs is the producer's wall clock when this position was committed.
 	WrittenMs int64 `json:"written_ms"`
+	// Snapshot is the state of backfills (nil when none was ever asked for):
+	// positions written before snapshots existed decode with it nil.
+	Snapshot *SnapshotState `json:"snapshot,omitempty"`
 }
 
 // String formats the position for logs and errors: "binlog.000003:1234" plus the
@@ -48,7 +51,7 @@ func (p Position) String() string {
 
 // Marshal encodes the position as JSON.
 func (p Position) Marshal() []byte {
-	b, _ := json.Marshal(p) // a struct of strings and numbers cannot fail
+	b, _ := json.Marshal(p) // strings, numbers and slices of them cannot fail
 	return b
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,9 @@ type Record struct {
 	Value     []byte
 	// Oversize is set for an oversize marker (kafka.oversize_policy: skip).
 	Oversize *schemas.Oversize
+	// Op and Seq are the kanal.op and kanal.seq headers.
+	Op  string
+	Seq uint64
 }
 
 // ReadAll reads, with read_committed, every record of the topics matching re that is
@@ -128,6 +132,12 @@ func ReadAllWith(t testing.TB, brokers []string, re string, timeout time.Duratio
 				Headers: map[string]string{}, Value: r.Value}
 			for _, h := range r.Headers {
 				rec.Headers[h.Key] = string(h.Value)
+				switch h.Key {
+				case schemas.HeaderOp:
+					rec.Op = string(h.Value)
+				case schemas.HeaderSeq:
+					rec.Seq, _ = strconv.ParseUint(string(h.Value), 10, 64)
+				}
 			}
 			if !rec.Tombstone && !strings.Contains(r.Topic, "._") {
 				format := ""

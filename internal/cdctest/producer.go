@@ -57,6 +57,12 @@ func StartProducer(t testing.TB, cfg producer.Config) *Producer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return StartProducerWith(t, cfg, p)
+}
+
+// StartProducerWith runs p, made from cfg, until the test ends (or Stop).
+func StartProducerWith(t testing.TB, cfg producer.Config, p *producer.Producer) *Producer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Producer{P: p, Cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()

@@ -1,0 +1,491 @@
+package producer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/kanal-cdc/kanal/internal/charset"
+	"github.com/kanal-cdc/kanal/schemas"
+)
+
+// chunkReq asks the snapshot reader for one chunk of a backfill.
+type chunkReq struct {
+	gen   uint64 // the coordinator's generation when asked (stale results are dropped)
+	id    string // the backfill's ID, for logs
+	db    string
+	table string
+	where string
+	// keys: a keyed chunk (kanal verify --repair) of these record keys. Otherwise
+	// the chunk is the next limit rows in key order after after (nil: from the
+	// first row).
+	keys  []string
+	after [][]byte
+	limit int
+	// boundary is the stream's position when the chunk's window opened: the
+	// chunk's snapshot must not be older (see snapshotter).
+	boundary schemas.Position
+	// estimate: also estimate the backfill's total rows (its first chunk).
+	estimate bool
+}
+
+// chunkRes is a chunk read at one consistent snapshot.
+type chunkRes struct {
+	req *chunkReq
+	// err fails the producer's session (a lost connection: it restarts);
+	// jobErr fails only the backfill (a bad WHERE, no such table, …).
+	err, jobErr error
+	// at is the binlog position of the snapshot: every transaction before it
+	// is in the chunk, none after it.
+	at    schemas.Position
+	table *snapTable
+	ncols int
+	rows  int
+	vals  []schemas.Value // rows × ncols
+	keys  []string        // record keys, one per row
+	// rawKeys are the key columns of each row as the server printed them (nil
+	// for NULL): rows × len(key).
+	rawKeys [][]byte
+	// more: rows may follow the chunk's last row.
+	more bool
+	// missing are the keys of a keyed chunk that have no row.
+	missing []string
+	total   int64 // with req.estimate: the estimated rows (-1 unknown)
+	readAt  time.Time
+	// bytes is the size of the rows as read.
+	bytes int
+}
+
+// lastRaw returns the raw key of the chunk's last row.
+func (r *chunkRes) lastRaw() [][]byte {
+	n := len(r.table.ti.pk)
+	return r.rawKeys[(r.rows-1)*n : r.rows*n]
+}
+
+// backfillError fails one backfill, not the producer: its message names the
+// table and what the server said.
+type backfillError struct {
+	table string
+	err   error
+}
+
+func (e *backfillError) Error() string { return e.table + ": " + e.err.Error() }
+func (e *backfillError) Unwrap() error { return e.err }
+
+// Server errors that a backfill's request causes (and a retry would repeat): the
+// backfill fails, the producer carries on.
+var backfillSQLErrors = map[uint16]bool{
+	1054: true,             // unknown column
+	1052: true,             // ambiguous column
+	1064: true,             // syntax error
+	1146: true,             // no such table
+	1142: true, 1143: true, // no privilege on the table or a column
+	1267: true, 1270: true, 1271: true, // illegal mix of collations
+	1305: true,                         // no such function
+	1241: true,                         // operand should contain n columns
+	1111: true,                         // invalid use of group function
+	1630: true,                         // no such function (with a hint)
+	1582: true, 1583: true, 1584: true, // wrong parameters to a function
+	1292: true,             // incorrect value (strict mode)
+	1366: true, 1367: true, // incorrect value
+	1690: true, // value out of range
+	1365: true, // division by zero (strict mode)
+	1139: true, // regexp error
+}
+
+// emptyBytes is a non-NULL empty value.
+var emptyBytes = []byte{}
+
+// snapChunkMaxBytes ends a chunk early when its rows hold this much, so that
+// chunks of huge rows keep the producer's memory bounded.
+const snapChunkMaxBytes = 32 << 20
+
+// snapReader reads chunks on its own connection, one at a time, in a goroutine of
+// its own, so that the binlog stream keeps flowing while a chunk is read.
+type snapReader struct {
+	cfg      *SourceConfig
+	log      *slog.Logger
+	reqs     chan *chunkReq
+	results  chan *chunkRes
+	db       *sql.DB
+	text     *sourceText
+	noPKRule string
+	// retryWait is how long the reader waits before reading again a chunk whose
+	// snapshot is older than its window (commits still in flight).
+	retryWait time.Duration
+	// hook, set only by tests, runs after a chunk's snapshot began and before its
+	// SELECT, with the table and how many chunks of it were read before.
+	hook  func(table string, chunk int)
+	reads map[string]int
+}
+
+// newSnapReader returns a reader of cfg's source; text is the session's (nil:
+// a MariaDB source's own, asking the reader's connection for unknown collations).
+func newSnapReader(cfg *SourceConfig, text *sourceText, log *slog.Logger) (*snapReader, error) {
+	mc := gomysql.NewConfig()
+	mc.User = cfg.User
+	mc.Passwd = cfg.Password
+	mc.Net = "tcp"
+	mc.Addr = cfg.Addr
+	mc.Timeout = cfg.ConnectTimeout
+	// A chunk with a WHERE that matches few rows may scan long before its first
+	// row arrives.
+	mc.ReadTimeout = 10 * time.Minute
+	mc.Params = map[string]string{
+		// TIMESTAMPs in UTC, text as stored (the binlog's bytes), so that values
+		// become what the binlog path makes of them.
+		"time_zone":             "'+00:00'",
+		"character_set_results": "binary",
+	}
+	// The source's TLS and password file, as every connection to it.
+	conn := cfg.conn()
+	if err := conn.ApplyMySQL(mc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	connector, err := conn.MySQLConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", cfg.Addr, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(1)
+	if text == nil {
+		// Backfills need MariaDB (binlog_snapshot_position).
+		text = &sourceText{collations: charset.NewCollations(), mariadb: true, lookup: serverCollation(db, log)}
+	}
+	return &snapReader{cfg: cfg, log: log, reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
+		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}}, nil
+}
+
+// run reads the chunks asked for until ctx ends.
+func (r *snapReader) run(ctx context.Context) {
+	defer r.db.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case req := <-r.reqs:
+			res := r.read(ctx, req)
+			select {
+			case r.results <- res:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (r *snapReader) read(ctx context.Context, req *chunkReq) *chunkRes {
+	res := &chunkRes{req: req, total: -1}
+	name := req.db + "." + req.table
+	fail := func(err error) *chunkRes {
+		var me *gomysql.MySQLError
+		var be *backfillError
+		switch {
+		case errors.As(err, &be):
+			res.jobErr = err
+		case errors.As(err, &me) && backfillSQLErrors[me.Number],
+			errors.Is(err, errUnsupportedColumn), errors.Is(err, errNoSuchTable), errors.Is(err, ErrNoPrimaryKey),
+			errors.Is(err, errSnapshotUnsupported):
+			res.jobErr = &backfillError{table: name, err: err}
+		default:
+			res.err = fmt.Errorf("snapshot of %s: %w", name, err)
+		}
+		return res
+	}
+	conn, err := r.db.Conn(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	if req.estimate {
+		if res.total, err = r.estimate(ctx, conn, req); err != nil {
+			return fail(err)
+		}
+	}
+	wait := r.retryWait
+	for attempt := 0; ; attempt++ {
+		retry, err := r.readOnce(ctx, conn, req, res)
+		if err == nil && !retry {
+			return res
+		}
+		var me *gomysql.MySQLError
+		if err != nil && !(errors.As(err, &me) && me.Number == 1412) { // table definition changed: read again
+			return fail(err)
+		}
+		if attempt >= 200 {
+			return fail(fmt.Errorf("no consistent snapshot at or after the stream's position %s after %d attempts (last %s)", req.boundary, attempt, res.at))
+		}
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+var errSnapshotUnsupported = errors.New("snapshots are not supported by this server")
+
+// readOnce reads the chunk at one consistent snapshot. retry says the snapshot
+// was older than the stream's position when the chunk's window opened: a
+// transaction the stream has already handled may not be visible in it yet.
+func (r *snapReader) readOnce(ctx context.Context, conn *sql.Conn, req *chunkReq, res *chunkRes) (retry bool, err error) {
+	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return false, err
+	}
+	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+		return false, err
+	}
+	defer func() {
+		if _, e := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); e != nil && err == nil {
+			err = e
+		}
+	}()
+	// MariaDB names the binlog position of the consistent snapshot: every
+	// transaction before it is visible, none after it.
+	var file, pos string
+	rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
+	if err != nil {
+		return false, err
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return false, err
+		}
+		switch strings.ToLower(k) {
+		case "binlog_snapshot_file":
+			file = v
+		case "binlog_snapshot_position":
+			pos = v
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return false, err
+	}
+	p, perr := strconv.ParseUint(pos, 10, 32)
+	if file == "" || perr != nil {
+		return false, fmt.Errorf("%w: the server has no binlog_snapshot_file/binlog_snapshot_position status (MariaDB has them; MySQL cannot yet "+
+			"tell the binlog position of a consistent snapshot without locking)", errSnapshotUnsupported)
+	}
+	res.at = schemas.Position{File: file, Pos: uint32(p)}
+	if comparePos(res.at, req.boundary) < 0 {
+		return true, nil
+	}
+	if r.hook != nil {
+		name := req.db + "." + req.table
+		r.hook(name, r.reads[name])
+		r.reads[name]++
+	}
+	st, err := loadSnapTable(ctx, conn, r.text, req.db, req.table)
+	if err != nil {
+		return false, err
+	}
+	if st.ti.keyFallback && r.noPKRule == "refuse" {
+		return false, fmt.Errorf("%w: %s.%s (source.no_primary_key is refuse: add a primary key, or set no_primary_key: all-columns)", ErrNoPrimaryKey, req.db, req.table)
+	}
+	res.table = st
+	query, err := chunkQuery(st, req)
+	if err != nil {
+		return false, &backfillError{table: req.db + "." + req.table, err: err}
+	}
+	res.readAt = time.Now()
+	// A prepared statement: its rows come in the binary protocol, which carries
+	// FLOAT and DOUBLE exactly.
+	stmt, err := conn.PrepareContext(ctx, query)
+	if err != nil {
+		return false, err
+	}
+	defer stmt.Close()
+	rs, err := stmt.QueryContext(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer rs.Close()
+	if err := res.scan(rs, st, req); err != nil {
+		return false, err
+	}
+	if len(req.keys) > 0 {
+		found := make(map[string]bool, res.rows)
+		for _, k := range res.keys {
+			found[k] = true
+		}
+		for _, k := range req.keys {
+			if !found[k] {
+				res.missing = append(res.missing, k)
+			}
+		}
+	}
+	return false, nil
+}
+
+// chunkQuery is the chunk's SELECT.
+func chunkQuery(st *snapTable, req *chunkReq) (string, error) {
+	var conds []string
+	if req.where != "" {
+		conds = append(conds, "("+req.where+")")
+	}
+	switch {
+	case len(req.keys) > 0:
+		c, err := st.keysCondition(req.keys)
+		if err != nil {
+			return "", err
+		}
+		conds = append(conds, c)
+	case req.after != nil:
+		c, err := st.afterKey(req.after)
+		if err != nil {
+			return "", err
+		}
+		conds = append(conds, c)
+	}
+	q := "SELECT " + st.selectList + " FROM " + quoteIdent(st.db) + "." + quoteIdent(st.table)
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY " + st.orderBy
+	if len(req.keys) == 0 {
+		q += " LIMIT " + strconv.Itoa(req.limit)
+	}
+	return q, nil
+}
+
+// scan reads the rows into res, decoded as the binlog path decodes them.
+func (res *chunkRes) scan(rs *sql.Rows, st *snapTable, req *chunkReq) error {
+	ti := st.ti
+	n := len(ti.decoders)
+	res.ncols = n
+	raw := make([]sql.RawBytes, n)
+	ptrs := make([]any, n)
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	// Row bytes and formatted values go to blocks that never move: the values
+	// point into them until the chunk is emitted.
+	var text blocks[byte]
+	text.size = 256 << 10
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil // NULL
+		}
+		if len(b) == 0 {
+			return emptyBytes
+		}
+		if len(b) > cap(text.cur)-len(text.cur) {
+			if len(b) > text.size/4 {
+				return append([]byte(nil), b...)
+			}
+			text.grow()
+		}
+		m := len(text.cur)
+		text.cur = append(text.cur, b...)
+		return text.cur[m:len(text.cur):len(text.cur)]
+	}
+	var scratch, keyBuf []byte
+	kept := make([][]byte, n)
+	res.vals = make([]schemas.Value, 0, req.limit*n)
+	for rs.Next() {
+		if err := rs.Scan(ptrs...); err != nil {
+			return err
+		}
+		row := len(res.vals)
+		for c := range n {
+			b := keep(raw[c])
+			kept[c] = b
+			res.bytes += len(b)
+			v, err := ti.decoders[c].fromText(b, &scratch)
+			if err != nil {
+				return &backfillError{table: st.db + "." + st.table, err: fmt.Errorf("column %s: %w", ti.columns[c].Name, err)}
+			}
+			res.vals = append(res.vals, v)
+			if len(scratch) > 64<<10 {
+				scratch = nil // values keep the old array; start a new one
+			}
+		}
+		vals := res.vals[row : row+n]
+		keyBuf = schemas.AppendKeyValues(keyBuf[:0], ti.db, ti.table, vals, ti.pk)
+		res.keys = append(res.keys, string(keyBuf))
+		for _, c := range ti.pk {
+			res.rawKeys = append(res.rawKeys, kept[c])
+		}
+		res.rows++
+		if res.bytes >= snapChunkMaxBytes && len(req.keys) == 0 {
+			res.more = true
+			return nil
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	res.more = len(req.keys) == 0 && res.rows >= req.limit
+	return nil
+}
+
+// estimate returns the backfill's estimated rows: the server's table statistics,
+// or with a WHERE a COUNT when it finishes within two seconds. It also checks
+// that the WHERE is valid before anything is emitted.
+func (r *snapReader) estimate(ctx context.Context, conn *sql.Conn, req *chunkReq) (int64, error) {
+	if len(req.keys) > 0 {
+		return int64(len(req.keys)), nil
+	}
+	tbl := quoteIdent(req.db) + "." + quoteIdent(req.table)
+	if req.where != "" {
+		if _, err := conn.ExecContext(ctx, "DO (SELECT 1 FROM "+tbl+" WHERE ("+req.where+") LIMIT 0)"); err != nil {
+			return -1, err
+		}
+		var n int64
+		err := conn.QueryRowContext(ctx, "SET STATEMENT max_statement_time=2 FOR SELECT COUNT(*) FROM "+tbl+" WHERE ("+req.where+")").Scan(&n)
+		if err == nil {
+			return n, nil
+		}
+		var me *gomysql.MySQLError
+		if !errors.As(err, &me) || backfillSQLErrors[me.Number] {
+			return -1, err
+		}
+		// Too slow (or no max_statement_time): the table's estimate bounds it.
+	}
+	var n sql.NullInt64
+	err := conn.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", req.db, req.table).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, fmt.Errorf("%w: %s.%s", errNoSuchTable, req.db, req.table)
+	}
+	if err != nil || !n.Valid {
+		return -1, err
+	}
+	return n.Int64, nil
+}
+
+// comparePos orders binlog positions: by file (by the number after the last
+// dot when both names share the part before it), then by position.
+func comparePos(a, b schemas.Position) int {
+	if a.File != b.File {
+		ab, an, aok := strings.Cut(a.File, ".")
+		bb, bn, bok := strings.Cut(b.File, ".")
+		if aok && bok && ab == bb {
+			x, e1 := strconv.ParseUint(an, 10, 64)
+			y, e2 := strconv.ParseUint(bn, 10, 64)
+			if e1 == nil && e2 == nil && x != y {
+				if x < y {
+					return -1
+				}
+				return 1
+			}
+		}
+		return strings.Compare(a.File, b.File)
+	}
+	switch {
+	case a.Pos < b.Pos:
+		return -1
+	case a.Pos > b.Pos:
+		return 1
+	}
+	return 0
+}
