@@ -290,3 +290,70 @@ func SendSignal(ctx context.Context, cfg *kafkaconn.Config, sig schemas.Signal) 
 	}
 	return nil
 }
+
+// PendingSignals returns the signals for source that its producer has not read
+// yet: those after the signals offset stored in its position (from; -1 when it
+// has none: then those of the last signalMaxAge).
+func PendingSignals(ctx context.Context, cfg *kafkaconn.Config, source string, from int64) ([]schemas.Signal, error) {
+	topic := schemas.SignalsTopic(cfg.TopicPrefix)
+	cl, err := kgo.NewClient(cfg.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	end, ok := ends.Lookup(topic, 0)
+	if !ok || errors.Is(end.Err, kerr.UnknownTopicOrPartition) {
+		return nil, nil
+	}
+	if end.Err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, end.Err)
+	}
+	if from < 0 {
+		since, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-signalMaxAge).UnixMilli(), topic)
+		if err != nil {
+			return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+		}
+		if s, ok := since.Lookup(topic, 0); ok && s.Err == nil && s.Offset >= 0 {
+			from = s.Offset
+		} else {
+			from = end.Offset
+		}
+	}
+	if from >= end.Offset {
+		return nil, nil
+	}
+	rd, err := kgo.NewClient(append(cfg.ClientOptions(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer rd.Close()
+	var out []schemas.Signal
+	for next := from; next < end.Offset; {
+		fs := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if string(r.Key) != source || r.Offset >= end.Offset {
+				return
+			}
+			if sig, err := schemas.DecodeSignal(r.Value); err == nil {
+				out = append(out, sig)
+			}
+		})
+	}
+	return out, nil
+}

@@ -390,6 +390,9 @@ func (sn *snapshotter) emitChunk(ctx context.Context, res *chunkRes, win *snapWi
 	}
 	n := res.ncols
 	for i := 0; i < res.rows; i++ {
+		if i > 0 && res.keys[i] == res.keys[i-1] {
+			continue // identical rows of a table keyed by all columns: one key, one read
+		}
 		if !fresh(res.keys[i]) {
 			job.Skipped++
 			continue

@@ -38,7 +38,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd())
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd(), snapshotCmd())
 	return root
 }
 
