@@ -18,7 +18,7 @@ import (
 func TestSnapshotAlterRestarts(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	preloadBF(t, m.DB(), 3000)
+	cdctest.PreloadBF(t, m.DB(), 3000)
 	cfg := cdctest.ProducerConfig(m, k, "alter")
 	cfg.Source.Start = "current"
 	cfg.Tables.Include = []string{"bf.*"}
@@ -224,7 +224,7 @@ func TestSnapshotNoPrimaryKey(t *testing.T) {
 func TestSnapshotStart(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	preloadBF(t, m.DB(), 4000)
+	cdctest.PreloadBF(t, m.DB(), 4000)
 	m.Exec(t, "CREATE DATABASE other")
 	m.Exec(t, "CREATE TABLE other.t (id INT PRIMARY KEY)")
 	m.Exec(t, "INSERT INTO other.t VALUES (1), (2)")
@@ -233,7 +233,7 @@ func TestSnapshotStart(t *testing.T) {
 	cfg.Source.SnapshotChunkSize = 300
 	cfg.Tables.Include = []string{"bf.*"}
 	r := cdctest.StartProducer(t, cfg)
-	w := startBFWriter(t, m.DB(), 4000, 5)
+	w := cdctest.StartBFWriter(t, m.DB(), 4000, 5)
 	st := waitSnapshots(t, r, 2, 2*time.Minute)
 	w.Stop(t)
 	for _, b := range st.Finished {
@@ -265,7 +265,7 @@ func TestSnapshotStart(t *testing.T) {
 		}
 	}
 	cdctest.CheckExactlyOnce(t, tableRecs)
-	checkBF(t, m.DB(), tableRecs, true)
+	cdctest.CheckBF(t, m.DB(), tableRecs, true)
 	t.Logf("%d rows read by the initial backfill", reads)
 }
 
@@ -274,7 +274,7 @@ func TestSnapshotStart(t *testing.T) {
 func TestSnapshotKeys(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
-	preloadBF(t, m.DB(), 100)
+	cdctest.PreloadBF(t, m.DB(), 100)
 	cfg := cdctest.ProducerConfig(m, k, "keys")
 	cfg.Source.Start = "current"
 	cfg.Tables.Include = []string{"bf.*"}
