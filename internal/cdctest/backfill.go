@@ -90,9 +90,9 @@ func bfItemValues(rng *rand.Rand, id int64) string {
 // BFWriter changes bf rows at random — inserts, updates, key changes, deletes,
 // anywhere in the key range — until stopped.
 type BFWriter struct {
-	db    *sql.DB
-	n     int
-	rng   *rand.Rand
+	db  *sql.DB
+	n   int
+	rng *rand.Rand
 	// Stmts counts the transactions committed.
 	Stmts atomic.Int64
 	stop  chan struct{}
@@ -200,4 +200,3 @@ func CheckBF(t testing.TB, db *sql.DB, recs []Record, pairs bool) {
 	}
 	t.Logf("%d rows equal, %d read by the backfill", len(want), len(reads))
 }
-
