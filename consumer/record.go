@@ -128,6 +128,7 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 	if err != nil {
 		return nil, err
 	}
+	read := header(kr, schemas.HeaderOp) == string(schemas.OpRead)
 	recs = make([]Record, 0, len(changes))
 	for i, c := range changes {
 		if c.Seq == 0 && len(changes) == 1 {
@@ -137,6 +138,10 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 			if c.Seq, err = OffsetVersion(kr.Offset, i); err != nil {
 				return nil, fmt.Errorf("%s/%d@%d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 			}
+		}
+		if read && c.Op == schemas.OpCreate {
+			// canal-json writes a snapshot read as an INSERT; the header keeps it.
+			c.Op = schemas.OpRead
 		}
 		r := base
 		r.Row = i

@@ -10,8 +10,8 @@
 //
 // It feeds the handler batches of generated changes the way the Runner does —
 // per partition, in offset order, with tombstones after deletes, primary-key
-// changes as delete + create, NULLs and bytes — and checks what consumers rely
-// on:
+// changes as delete + create, NULLs and bytes, and a backfill's snapshot reads
+// (op r) interleaved with the changes — and checks what consumers rely on:
 //
 //   - applying the changes gives the source's final state;
 //   - applying a batch twice equals applying it once (retries, replays);
@@ -19,6 +19,8 @@
 //     cancelled mid-call), then a replay from the last commit — or, for an
 //     consumer.OffsetStore, from the offsets it stored — gives the same state;
 //   - for versioned sinks: an older change never overwrites a newer one;
+//   - reads after the stream with other values replace rows, and tombstones
+//     without a delete remove rows (kanal verify --repair);
 //   - for OffsetStore handlers: LoadOffsets returns the offset after the last
 //     applied record, and ResetOffsets (when implemented) moves it.
 package consumertest
@@ -95,6 +97,12 @@ type workload struct {
 	batches [][]consumer.Record // in delivery order; each one partition, offset order
 	final   map[string]map[string]string
 	ends    map[int32]int64 // partition → next offset after the last record
+	// repairs are batches (one per partition) after the stream: reads with
+	// changed values and tombstones of keys the source no longer has; repaired
+	// is the state they leave, repairEnds the offsets after them.
+	repairs    [][]consumer.Record
+	repaired   map[string]map[string]string
+	repairEnds map[int32]int64
 }
 
 func generate(seed uint64, changes, batchSize int) *workload {
@@ -152,7 +160,27 @@ func generate(seed uint64, changes, batchSize int) *workload {
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		return ids[rng.IntN(len(ids))], true
 	}
+	// A backfill runs through the middle third of the stream: the keys live when
+	// it starts are read in key order, a few at a time between the changes, each
+	// with its value at that point, as the producer writes reads (op r); a key
+	// deleted meanwhile is not read.
+	var backfill []int64
 	for i := 0; i < changes; i++ {
+		if i == changes/3 {
+			for id := range live {
+				backfill = append(backfill, id)
+			}
+			sort.Slice(backfill, func(a, b int) bool { return backfill[a] < backfill[b] })
+		}
+		if len(backfill) > 0 && rng.IntN(3) == 0 {
+			for n := 1 + rng.IntN(4); n > 0 && len(backfill) > 0; n-- {
+				id := backfill[0]
+				backfill = backfill[1:]
+				if live[id] != nil {
+					emit(schemas.OpRead, nil, live[id])
+				}
+			}
+		}
 		switch r := rng.IntN(10); {
 		case r < 4 || len(live) < 3:
 			id := nextID
@@ -184,6 +212,56 @@ func generate(seed uint64, changes, batchSize int) *workload {
 		c := &schemas.Change{Columns: columns, After: r, Source: schemas.Source{DB: "ct", Table: "items"}}
 		w.final[c.Key()] = RenderRow(r)
 	}
+	// Repairs after the stream (kanal verify --repair): reads of every other
+	// live key with new values (the source changed them behind the pipeline's
+	// back), then reads of keys that were deleted, then tombstones without a
+	// delete for those keys again (keys the source no longer has).
+	mark := map[int32]int{}
+	for p := range byPart {
+		mark[p] = len(byPart[p])
+	}
+	ids := make([]int64, 0, len(live))
+	for id := range live {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	w.repaired = map[string]map[string]string{}
+	for i, id := range ids {
+		after := live[id]
+		if i%2 == 0 {
+			after = row(id)
+			emit(schemas.OpRead, nil, after)
+		}
+		c := &schemas.Change{Columns: columns, After: after, Source: schemas.Source{DB: "ct", Table: "items"}}
+		w.repaired[c.Key()] = RenderRow(after)
+	}
+	var gone []int64
+	for id := int64(1); id < nextID && len(gone) < 5; id++ {
+		if live[id] == nil {
+			gone = append(gone, id)
+			emit(schemas.OpRead, nil, row(id))
+		}
+	}
+	for _, id := range gone {
+		seq++
+		key := string(schemas.AppendKey(nil, "ct", "items", []any{id}))
+		p := schemas.Partition([]byte(key), partitions)
+		traw := &kgo.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: []byte(key),
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderOp, Value: []byte("d")}, {Key: schemas.HeaderSeq, Value: []byte(strconv.FormatUint(seq, 10))}}}
+		byPart[p] = append(byPart[p], consumer.Record{Topic: topic, Partition: p, Offset: offsets[p], Key: key,
+			Table: "ct.items", Op: schemas.OpDelete, Seq: seq, Tombstone: true, Raw: traw, Timestamp: time.Now()})
+		offsets[p]++
+	}
+	for p := range byPart {
+		if rest := byPart[p][mark[p]:]; len(rest) > 0 {
+			w.repairs = append(w.repairs, rest)
+		}
+		byPart[p] = byPart[p][:mark[p]]
+	}
+	w.repairEnds = map[int32]int64{}
+	for p, o := range offsets {
+		w.repairEnds[p] = o
+	}
 	// Interleave the partitions' batches, as concurrent partitions would be.
 	cursor := map[int32]int{}
 	for more := true; more; {
@@ -199,8 +277,10 @@ func generate(seed uint64, changes, batchSize int) *workload {
 			cursor[p] += n
 		}
 	}
-	for p, o := range offsets {
-		w.ends[p] = o
+	for p := range byPart {
+		if n := len(byPart[p]); n > 0 {
+			w.ends[p] = byPart[p][n-1].Offset + 1
+		}
 	}
 	return w
 }
@@ -251,6 +331,31 @@ func Run(t *testing.T, newSink Factory) {
 		expectState(t, s, w.final, "after applying every batch twice")
 	})
 	t.Run("CrashMidBatchThenReplay", func(t *testing.T) { crashThenReplay(t, newSink(t), w) })
+	t.Run("ReadsRepair", func(t *testing.T) {
+		// Snapshot reads (op r) are upserts at their sequence: after the stream,
+		// reads with other values replace rows (an aggregate counts the row's new
+		// contribution instead of its old one), and tombstones without a delete
+		// remove keys the source no longer has.
+		s := newSink(t)
+		for _, b := range w.batches {
+			handle(t, s, b)
+		}
+		expectState(t, s, w.final, "after the stream (a backfill ran through it)")
+		for _, b := range w.repairs {
+			handle(t, s, b)
+		}
+		expectState(t, s, w.repaired, "after reads with new values and tombstones of keys the source no longer has")
+		for _, b := range w.repairs {
+			handle(t, s, b)
+		}
+		expectState(t, s, w.repaired, "after the repairs were applied twice")
+		if s.Versioned {
+			for i := len(w.batches) - 1; i >= 0; i -= 4 {
+				handle(t, s, w.batches[i])
+			}
+			expectState(t, s, w.repaired, "after old batches (with older reads) were delivered again")
+		}
+	})
 	t.Run("ReplayFromStart", func(t *testing.T) {
 		s := newSink(t)
 		for _, b := range w.batches {
