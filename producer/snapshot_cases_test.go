@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/producer"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -74,7 +75,7 @@ func TestSnapshotAlterRestarts(t *testing.T) {
 	}
 	state := cdctest.Replay(t, recs)
 	want := cdctest.SourceRows(t, m.DB(), "bf.items", func(r map[string]string) string { return "bf.items:" + r["id"] }, "data")
-	if d := cdctest.Diff(want, state); d != "" {
+	if d := testdiff.Rows(want, state); d != "" {
 		t.Fatalf("topic does not replay to the table:\n%s", d)
 	}
 }
@@ -214,7 +215,7 @@ func TestSnapshotNoPrimaryKey(t *testing.T) {
 		}
 		return key
 	})
-	if d := cdctest.Diff(want, state); d != "" {
+	if d := testdiff.Rows(want, state); d != "" {
 		t.Fatalf("topic does not replay to the distinct rows:\n%s", d)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kanal-cdc/kanal/internal/cdctest"
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
@@ -153,7 +154,7 @@ func redisDiff(ctx context.Context, t *testing.T, db *sql.DB, addr string) strin
 			}
 		}
 	}
-	return cdctest.Diff(want, got)
+	return testdiff.Rows(want, got)
 }
 
 // summaryDiff compares the bf_grp summary with the source's GROUP BY.
@@ -190,7 +191,7 @@ func summaryDiff(ctx context.Context, t *testing.T, db *sql.DB, dsn string) stri
 		got[g] = map[string]string{"n": n, "total": total}
 	}
 	prows.Close()
-	return cdctest.Diff(want, got)
+	return testdiff.Rows(want, got)
 }
 
 // waitTargets waits until Redis and the summary equal the source (the writer

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kanal-cdc/kanal/internal/testdiff"
 )
 
 // The bf workload: tables with many rows before a producer starts, and a writer
@@ -195,7 +197,7 @@ func CheckBF(t testing.TB, db *sql.DB, recs []Record, pairs bool) {
 			want[k] = v
 		}
 	}
-	if d := Diff(want, state); d != "" {
+	if d := testdiff.Rows(want, state); d != "" {
 		t.Fatalf("topics do not replay to the tables (%d rows, want %d):\n%s", len(state), len(want), d)
 	}
 	t.Logf("%d rows equal, %d read by the backfill", len(want), len(reads))
