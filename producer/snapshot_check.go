@@ -97,3 +97,27 @@ func CheckSnapshotRequest(ctx context.Context, cfg *Config, running *schemas.Sna
 	}
 	return out, nil
 }
+
+// MatchTables returns the tables of cfg's source that its tables filter
+// captures and that match one of patterns ("db.table" globs), in name order.
+func MatchTables(ctx context.Context, cfg *Config, patterns []string) ([]string, error) {
+	db, err := openSQL(&cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	all, err := capturedTables(ctx, db, &cfg.Tables)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range all {
+		for _, p := range patterns {
+			if m, _ := path.Match(p, t); m {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out, nil
+}

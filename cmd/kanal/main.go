@@ -38,15 +38,20 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd(), snapshotCmd())
+	root.AddCommand(produceCmd(), tailCmd(), devKafkaCmd(), positionsCmd(), consumeCmd(), offsetsCmd(), configCmd(), dlqCmd(), topicsCmd(), statusCmd(), snapshotCmd(), verifyCmd())
 	return root
 }
 
-// exitCode distinguishes configuration mistakes (2) from runtime failures (1).
+// exitCode distinguishes configuration mistakes (2) from runtime failures (1)
+// and from kanal verify's differences (3).
 func exitCode(err error) int {
 	var usage usageError
 	if errors.As(err, &usage) {
 		return 2
+	}
+	var diff differencesError
+	if errors.As(err, &diff) {
+		return 3
 	}
 	return 1
 }

@@ -27,7 +27,7 @@ import (
 // snapshotConfig writes a configuration for the bf tables: a producer that
 // starts at the current position (existing rows arrive only through backfills),
 // a Redis copy of both tables and a per-grp summary of bf.items in Postgres.
-func snapshotConfig(t *testing.T, m *testenv.MariaDBServer, k *testenv.KafkaCluster, r *testenv.RedisServer, pg *testenv.PostgresServer, start string) string {
+func snapshotConfig(t *testing.T, m *testenv.MariaDBServer, k *testenv.KafkaCluster, r *testenv.RedisServer, pg *testenv.PostgresServer, start string, extra ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kanal.yaml")
 	cfg := fmt.Sprintf(`source:
@@ -70,7 +70,7 @@ consumers:
             source: bf.items
             group_by: [grp]
             measures: ["count AS n", "sum(amount) AS total"]
-`, m.Addr(), m.User, start, strings.Join(k.Brokers, ","), testenv.FreePort(t), r.Addr, pg.DSN)
+`, m.Addr(), m.User, start, strings.Join(k.Brokers, ","), testenv.FreePort(t), r.Addr, pg.DSN) + strings.Join(extra, "")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
