@@ -67,7 +67,9 @@ var mismatchLine = regexp.MustCompile(`(?m)^  (missing|differs|extra|group)\s+(\
 func runVerify(t *testing.T, env []string, args ...string) (string, int, []string) {
 	t.Helper()
 	began := time.Now()
-	defer func() { t.Logf("kanal verify %v took %v", args[len(args)-1], time.Since(began).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("kanal verify %v took %v", args[len(args)-1], time.Since(began).Round(time.Millisecond))
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kanalBin, append([]string{"verify"}, args...)...)
