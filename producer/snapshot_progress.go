@@ -35,8 +35,11 @@ func (sn *snapshotter) logProgress(force bool) {
 	if !force && now.Sub(sn.run.lastLog) < snapshotLogEvery {
 		return
 	}
-	sn.run.lastLog = now
 	job := &sn.state.Tables[0]
+	if job.Rows == sn.run.rows0 {
+		return // nothing read in this run yet
+	}
+	sn.run.lastLog = now
 	rate := float64(job.Rows-sn.run.rows0) / now.Sub(sn.run.started).Seconds()
 	args := []any{"table", job.Table, "id", job.ID, "rows", job.Rows, "skipped", job.Skipped, "rows_per_s", int64(rate)}
 	if job.Total >= 0 {

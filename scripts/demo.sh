@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # kanal end to end on one machine: a private MariaDB with a `shop` schema (users
-# and an earnings ledger), `kanal dev-kafka`, Redis and Postgres; `kanal produce`
-# streams the binlog into Kafka and `kanal consume` runs two consumer groups:
+# and an earnings ledger) already holding PRELOAD_USERS users and PRELOAD_EARNINGS
+# earnings (their binlogs purged, so only a snapshot can bring them over),
+# `kanal dev-kafka`, Redis and Postgres; `kanal produce` starts with
+# `source.start: snapshot` (backfills the existing rows, then streams the binlog)
+# and `kanal consume` runs two consumer groups:
 # redis-users (a Redis copy of shop.users) and earnings-summary (per-user and
 # per-user-and-kind earnings summaries in Postgres, exactly once). A workload
 # writes the ledger for WORKLOAD_SECONDS with a live progress line, then the
-# demo verifies summary == ledger GROUP BY, Redis == users, and prints the
-# measured freshness (commit in MariaDB → summary row updated in Postgres).
+# demo verifies summary == ledger GROUP BY, Redis == users (pre-loaded rows
+# included), runs `kanal verify` on both, and prints the measured freshness
+# (commit in MariaDB → summary row updated in Postgres).
 #
 # Run `make demo` (installs the servers, builds bin/kanal). Everything runs on
 # 127.0.0.1 with random ports in a temp dir that is removed at exit or Ctrl-C.
@@ -16,6 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 KANAL=${KANAL_BIN:-bin/kanal}
 WORKLOAD_SECONDS=${WORKLOAD_SECONDS:-30}
 WORKLOAD_RATE=${WORKLOAD_RATE:-300} # transactions per second
+PRELOAD_USERS=${PRELOAD_USERS:-2000}        # rows that exist before kanal starts:
+PRELOAD_EARNINGS=${PRELOAD_EARNINGS:-100000} #   the initial snapshot brings them over
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
 export KANAL_DB_PASSWORD=kanal-secret
@@ -86,6 +92,9 @@ cleanup() {
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		stop_pid "${PIDS[i]}" "${NAMES[i]}" "${SIGS[i]}"
 	done
+	if [ -n "${DEMO_LOGS:-}" ]; then # keep the logs (DEMO_LOGS=dir)
+		mkdir -p "$DEMO_LOGS" && cp "$TMP"/*.log "$TMP"/kanal.yaml "$DEMO_LOGS"/ 2>/dev/null || true
+	fi
 	rm -rf "$TMP"
 	exit "$rc"
 }
@@ -167,6 +176,14 @@ CREATE TABLE shop.earnings (
 SQL
 echo "MariaDB on 127.0.0.1:$DB_PORT (pid ${PIDS[0]}), datadir $DATADIR"
 
+say "building the workload driver (scripts/demoload)"
+"$GO" build -o "$TMP/demoload" ./scripts/demoload
+say "pre-loading $PRELOAD_USERS users and $PRELOAD_EARNINGS earnings before kanal starts"
+"$TMP/demoload" --preload "$PRELOAD_EARNINGS" --users "$PRELOAD_USERS" \
+	--mysql "kanal:$KANAL_DB_PASSWORD@tcp(127.0.0.1:$DB_PORT)/shop"
+# Their binlog goes away: only the snapshot can bring these rows to the targets.
+sql -e "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 HOUR"
+
 # ---------------------------------------------------------------- Redis
 say "starting Redis"
 REDIS_PORT=$(free_port)
@@ -223,7 +240,7 @@ source:
   user: kanal
   password: \${KANAL_DB_PASSWORD}
   server_id: 1001
-  start: earliest
+  start: snapshot                  # backfill the existing rows first, then stream
 kafka:
   brokers: ["$BROKERS"]
   topic_prefix: kanal
@@ -286,9 +303,11 @@ wait_until 30 "kanal consume metrics" bash -c "exec 3<>/dev/tcp/127.0.0.1/$METRI
 alive "$PRODUCE_PID" || die "kanal produce exited: $(tail -n 20 "$TMP/produce.log")"
 alive "$CONSUME_PID" || die "kanal consume exited: $(tail -n 20 "$TMP/consume.log")"
 
+# ---------------------------------------------------------------- initial snapshot
+say "kanal snapshot status --watch (the initial snapshot of the pre-loaded rows)"
+timeout 300 "$KANAL" snapshot status --config "$TMP/kanal.yaml" --watch || die "initial snapshot failed: $(tail -n 20 "$TMP/produce.log")"
+
 # ---------------------------------------------------------------- workload
-say "building the workload driver (scripts/demoload)"
-"$GO" build -o "$TMP/demoload" ./scripts/demoload
 say "workload: ${WORKLOAD_SECONDS}s of ledger writes, ~${WORKLOAD_RATE} transactions/s (4 writers: credits, settlements, reversals, re-assignments, deletes; user sign-ups and profile edits) + a freshness probe"
 "$TMP/demoload" --seconds "$WORKLOAD_SECONDS" --rate "$WORKLOAD_RATE" \
 	--mysql "kanal:$KANAL_DB_PASSWORD@tcp(127.0.0.1:$DB_PORT)/shop" \
@@ -296,6 +315,12 @@ say "workload: ${WORKLOAD_SECONDS}s of ledger writes, ~${WORKLOAD_RATE} transact
 	--metrics "http://127.0.0.1:$METRICS_PORT/metrics"
 alive "$PRODUCE_PID" || die "kanal produce exited: $(tail -n 20 "$TMP/produce.log")"
 alive "$CONSUME_PID" || die "kanal consume exited: $(tail -n 20 "$TMP/consume.log")"
+
+say "kanal verify: every user in Redis and every summary row against the source"
+for h in redis-users earnings-summary; do
+	timeout 300 "$KANAL" verify --config "$TMP/kanal.yaml" --handler "$h" 2>"$TMP/verify-$h.log" ||
+		die "kanal verify --handler $h: $(tail -n 20 "$TMP/verify-$h.log")"
+done
 
 say "a few summary rows (Postgres)"
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d kanal -c \
