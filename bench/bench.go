@@ -3,7 +3,8 @@
 // in one run, how fast go-mysql can merely decode it (the limit), how fast kanal's
 // producer turns it into Kafka transactions, and how fast a hand-written canal +
 // synchronous-produce loop does; then consumer apply rates, end-to-end latency at a
-// steady rate and the producer's peak RSS on one huge transaction. Figures are
+// steady rate, the producer's peak RSS on one huge transaction, and a backfill of
+// existing rows against the raw scan of the same table. Figures are
 // reported as ratios of runs taken back to back, because the build machines are
 // small and noisy. See docs/bench.md.
 package bench
@@ -36,11 +37,13 @@ type Options struct {
 	LatencyDuration time.Duration `json:"latency_duration"`
 	// BigTxnRows is the size of the single transaction of stage 6 (default 1M, quick 100k).
 	BigTxnRows int `json:"big_txn_rows"`
+	// SnapshotRows is the size of the table backfilled in stage 8 (default 1M, quick 100k).
+	SnapshotRows int `json:"snapshot_rows"`
 	// Seed of the workload.
 	Seed uint64 `json:"seed"`
 	// Stages selects what runs (nil: everything): "throughput" (rows 1–2),
 	// "naive" (row 3, in the throughput rounds), "narrow" (rows 7), "apply"
-	// (rows 4), "latency" (rows 5), "rss" (row 6).
+	// (rows 4), "latency" (rows 5), "rss" (row 6), "snapshot" (rows 8).
 	// Partial runs are for working on one part; the full run is the figure of
 	// record.
 	Stages []string `json:"stages,omitempty"`
@@ -80,6 +83,12 @@ func (o *Options) defaults() {
 			o.BigTxnRows = 100_000
 		}
 	}
+	if o.SnapshotRows <= 0 {
+		o.SnapshotRows = 1_000_000
+		if o.Quick {
+			o.SnapshotRows = 100_000
+		}
+	}
 	if o.Seed == 0 {
 		o.Seed = 20240601
 	}
@@ -89,7 +98,7 @@ func (o *Options) defaults() {
 }
 
 // StageNames are the values of Options.Stages.
-var StageNames = []string{"throughput", "naive", "narrow", "apply", "latency", "rss"}
+var StageNames = []string{"throughput", "naive", "narrow", "apply", "latency", "rss", "snapshot"}
 
 // runs reports whether the stage is selected.
 func (o *Options) runs(stage string) bool {
@@ -225,6 +234,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.runs("rss") {
 		rep.Rows = append(rep.Rows, rssStage(ctx, env))
+	}
+	if opts.runs("snapshot") {
+		rep.Rows = append(rep.Rows, snapshotStage(ctx, env)...)
 	}
 	if opts.CPUProfile != "" || opts.MemProfile != "" {
 		env.logf("extra producer pass with profiles → %s %s", opts.CPUProfile, opts.MemProfile)

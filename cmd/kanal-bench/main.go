@@ -97,6 +97,7 @@ figures as JSON to --out. See docs/bench.md.`,
 	f.IntVar(&opts.Rows, "rows", 0, "row changes in the workload (default 1000000; --quick 100000)")
 	f.IntVar(&opts.Runs, "runs", 0, "rounds of the measured stages (default 5; the naive baseline runs in the first three)")
 	f.IntVar(&opts.BigTxnRows, "big-txn-rows", 0, "rows of the single transaction of the RSS stage (default 1000000; --quick 100000)")
+	f.IntVar(&opts.SnapshotRows, "snapshot-rows", 0, "rows of the table the backfill stage reads (default 1000000; --quick 100000)")
 	f.DurationVar(&opts.LatencyDuration, "latency-duration", 0, "length of the steady-rate latency run (default 60s; --quick 10s)")
 	f.StringSliceVar(&opts.Stages, "stages", nil, "run only these stages ("+strings.Join(bench.StageNames, ", ")+"; default all)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "workload seed (default fixed)")
