@@ -354,12 +354,14 @@ func (sn *snapshotter) ask() {
 // prepare sets up the run's table from its first chunk.
 func (sn *snapshotter) prepare(ctx context.Context, res *chunkRes) error {
 	s, ti := sn.s, res.table.ti
-	enc, err := s.enc.Table(&schemas.TableVersion{DB: ti.db, Table: ti.table, Columns: ti.columns, KeyFallback: ti.keyFallback})
+	ti.topic = schemas.TopicName(s.cfg.Kafka.TopicPrefix, ti.db, ti.table)
+	tv := &schemas.TableVersion{DB: ti.db, Table: ti.table, Topic: ti.topic, Columns: ti.columns, Nullable: ti.nullable, KeyFallback: ti.keyFallback}
+	enc, err := s.enc.Table(tv)
 	if err != nil {
 		return fmt.Errorf("encoder for %s.%s: %w", ti.db, ti.table, err)
 	}
 	ti.enc = enc
-	ti.topic = schemas.TopicName(s.cfg.Kafka.TopicPrefix, ti.db, ti.table)
+	ti.prep, _ = enc.(schemas.TablePreparer)
 	if err := s.w.ensureTableTopic(ctx, ti.topic); err != nil {
 		return err
 	}
