@@ -95,6 +95,10 @@ var depRules = []depRule{{
 	pkg:    module + "/aggregators/...",
 	forbid: under(module + "/producer"),
 	why:    "aggregators read Kafka records, not the binlog",
+}, {
+	pkg:    module + "/verify",
+	forbid: under(module+"/sinks", module+"/aggregators", module+"/handlers"),
+	why:    "kanal verify reads targets through consumer.Checker, never a sink's internals",
 }}
 
 func TestDependencyDirection(t *testing.T) {
