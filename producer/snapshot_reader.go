@@ -192,7 +192,7 @@ func (r *snapReader) read(ctx context.Context, req *chunkReq) *chunkRes {
 			res.jobErr = err
 		case errors.As(err, &me) && backfillSQLErrors[me.Number],
 			errors.Is(err, errUnsupportedColumn), errors.Is(err, errNoSuchTable), errors.Is(err, ErrNoPrimaryKey),
-			errors.Is(err, errSnapshotUnsupported):
+			errors.Is(err, errSnapshotUnsupported), errors.Is(err, ErrCharset):
 			res.jobErr = &backfillError{table: name, err: err}
 		default:
 			res.err = fmt.Errorf("snapshot of %s: %w", name, err)

@@ -69,16 +69,32 @@ func loadSnapTable(ctx context.Context, q querier, text *sourceText, db, table s
 		charset string
 	}
 	var enums []enumCol
+	// Read every column first: the connection takes no other query while the
+	// rows are open (collationID below asks it).
+	type colRow struct {
+		name, dataType, colType, isNull, charset, collation string
+		prec, scale, fsp, octets                            int64
+		collID                                              uint64
+	}
+	var cols []colRow
 	for rows.Next() {
-		var (
-			name, dataType, colType, isNull, charset, collation string
-			prec, scale, fsp, octets                            int64
-			collID                                              uint64
-		)
-		if err := rows.Scan(&name, &dataType, &colType, &isNull, &prec, &scale, &fsp, &octets, &charset, &collation, &collID); err != nil {
+		var c colRow
+		if err := rows.Scan(&c.name, &c.dataType, &c.colType, &c.isNull, &c.prec, &c.scale, &c.fsp, &c.octets, &c.charset, &c.collation, &c.collID); err != nil {
 			return nil, fmt.Errorf("read the columns of %s.%s: %w", db, table, err)
 		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the columns of %s.%s: %w", db, table, err)
+	}
+	rows.Close()
+	for _, cr := range cols {
+		name, dataType, colType, isNull, charset, collation := cr.name, cr.dataType, cr.colType, cr.isNull, cr.charset, cr.collation
+		prec, scale, fsp, octets, collID := cr.prec, cr.scale, cr.fsp, cr.octets, cr.collID
 		i := len(st.cols)
+		if collID == 0 && collation != "" {
+			collID = collationID(ctx, q, collation, charset)
+		}
 		tp, meta, err := binlogType(dataType, colType, prec, scale, fsp, octets)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s column %s (%s): %w", db, table, name, colType, err)
@@ -106,10 +122,6 @@ func loadSnapTable(ctx context.Context, q querier, text *sourceText, db, table s
 			tm.ColumnCharset = append(tm.ColumnCharset, collID)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the columns of %s.%s: %w", db, table, err)
-	}
-	rows.Close()
 	if len(st.cols) == 0 {
 		return nil, fmt.Errorf("%w: %s.%s", errNoSuchTable, db, table)
 	}
@@ -195,6 +207,23 @@ func loadSnapTable(ctx context.Context, q querier, text *sourceText, db, table s
 }
 
 var errNoSuchTable = errors.New("no such table")
+
+// collationID finds the id of a collation information_schema.COLLATIONS does
+// not list: MariaDB 10.10+ lists its UCA 14.0 collations' ids only in
+// COLLATION_CHARACTER_SET_APPLICABILITY. Failing that, the character set's
+// default collation stands in (decoding depends on the character set only).
+func collationID(ctx context.Context, q querier, collation, charset string) uint64 {
+	var id uint64
+	if q.QueryRowContext(ctx, "SELECT ID FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE FULL_COLLATION_NAME = ?",
+		collation).Scan(&id) == nil && id != 0 {
+		return id
+	}
+	if q.QueryRowContext(ctx, "SELECT ID FROM information_schema.COLLATIONS WHERE CHARACTER_SET_NAME = ? AND IS_DEFAULT = 'Yes'",
+		charset).Scan(&id) == nil {
+		return id
+	}
+	return 0
+}
 
 // querier is what loadSnapTable needs of a connection or transaction.
 type querier interface {

@@ -73,6 +73,7 @@ const moreTypesDDL = `CREATE TABLE ty.more (
 	l1 VARCHAR(20) CHARACTER SET latin1, el ENUM('zéro','un') CHARACTER SET latin1, sl SET('à','b') CHARACTER SET latin1,
 	c5 CHAR(5), zd DATE, zdt DATETIME(3), zts TIMESTAMP(2) NULL, old DATETIME, t0 TIME(6), t1 TIME(2),
 	d DOUBLE, f FLOAT, g POINT, bn BINARY(3), fl FLOAT, y YEAR, bt BIT(64),
+	u VARCHAR(10) COLLATE utf8mb4_uca1400_ai_ci, gb VARCHAR(10) CHARACTER SET gbk,
 	PRIMARY KEY (b, a)
 ) CHARACTER SET utf8mb4`
 
@@ -102,9 +103,9 @@ func TestSnapshotEveryTypeGolden(t *testing.T) {
 	insertAllTypes(exec)
 	exec("SET sql_mode = ''") // zero dates
 	exec(`INSERT INTO ty.more VALUES ('x', 2, 'café', 'zéro', 'à,b', 'ab  ', '0000-00-00', '0000-00-00 00:00:00.000',
-		'0000-00-00 00:00:00', '1969-12-31 23:59:59', '12:00:00', '-00:00:00.5', 0.1+0.2, 1.1, POINT(1, 2), 'a', 3.4028234e38, 0, b'1111111111111111111111111111111111111111111111111111111111111111')`)
+		'0000-00-00 00:00:00', '1969-12-31 23:59:59', '12:00:00', '-00:00:00.5', 0.1+0.2, 1.1, POINT(1, 2), 'a', 3.4028234e38, 0, b'1111111111111111111111111111111111111111111111111111111111111111', 'Ünï', '世界')`)
 	exec(`INSERT INTO ty.more VALUES ('y', 1, '', '', '', '', '2024-00-00', '2024-00-05 10:00:00.5', '2001-02-03 07:05:06.7',
-		'1000-01-01 00:00:00', '-838:59:59.000000', '00:00:00', 1e300, -0.0, POINT(-1.5, 1e10), '', 1e-40, 1999, 0)`)
+		'1000-01-01 00:00:00', '-838:59:59.000000', '00:00:00', 1e300, -0.0, POINT(-1.5, 1e10), '', 1e-40, 1999, 0, NULL, '')`)
 	exec(`INSERT INTO ty.more (b, a) VALUES ('y', 0), ('Y ', 3)`)
 
 	for _, format := range []string{"json", "canal-json"} {
