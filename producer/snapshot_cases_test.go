@@ -282,6 +282,8 @@ func TestSnapshotKeys(t *testing.T) {
 	r := cdctest.StartProducer(t, cfg)
 	requestSnapshot(t, cfg, schemas.Signal{Tables: []string{"bf.items"}, Keys: []string{"bf.items:5", "bf.items:77", "bf.items:12345"}})
 	requestSnapshot(t, cfg, schemas.Signal{Tables: []string{"bf.pairs"}, Keys: []string{`bf.pairs:3,y\,z`, `bf.pairs:4,x`, `bf.pairs:4,nope`}})
+	waitSnapshots(t, r, 2, time.Minute)
+	// After the first: a second request for the same table while one runs is refused.
 	requestSnapshot(t, cfg, schemas.Signal{Tables: []string{"bf.items"}, Keys: []string{"bf.items:notanumber"}})
 	st := waitSnapshots(t, r, 3, time.Minute)
 	if b := st.Finished[2]; b.State != schemas.BackfillFailed || !strings.Contains(b.Error, "notanumber") {
