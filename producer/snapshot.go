@@ -55,7 +55,6 @@ type snapshotter struct {
 
 	reader       *snapReader
 	results      chan *chunkRes
-	signals      *signalReader
 	signalsCh    chan signalMsg
 	stopChildren context.CancelFunc
 	children     sync.WaitGroup
@@ -121,7 +120,7 @@ func newSnapshotter(ctx context.Context, s *session, stored *schemas.SnapshotSta
 	r.hook = s.p.snapReadHook
 	sr := newSignalReader(&s.cfg.Kafka, s.cfg.Source.Name, sn.state.SignalsOffset, s.log)
 	cctx, cancel := context.WithCancel(ctx)
-	sn.reader, sn.results, sn.signals, sn.signalsCh, sn.stopChildren = r, r.results, sr, sr.out, cancel
+	sn.reader, sn.results, sn.signalsCh, sn.stopChildren = r, r.results, sr.out, cancel
 	sn.children.Go(func() { r.run(cctx) })
 	sn.children.Go(func() { sr.run(cctx) })
 	sn.publish()

@@ -110,8 +110,6 @@ const snapChunkMaxBytes = 32 << 20
 // snapReader reads chunks on its own connection, one at a time, in a goroutine of
 // its own, so that the binlog stream keeps flowing while a chunk is read.
 type snapReader struct {
-	cfg      *SourceConfig
-	log      *slog.Logger
 	reqs     chan *chunkReq
 	results  chan *chunkRes
 	db       *sql.DB
@@ -159,7 +157,7 @@ func newSnapReader(cfg *SourceConfig, text *sourceText, log *slog.Logger) (*snap
 		// Backfills need MariaDB (binlog_snapshot_position).
 		text = &sourceText{collations: charset.NewCollations(), mariadb: true, lookup: serverCollation(db, log)}
 	}
-	return &snapReader{cfg: cfg, log: log, reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
+	return &snapReader{reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
 		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}}, nil
 }
 
