@@ -364,6 +364,7 @@ func (sn *snapshotter) prepare(ctx context.Context, res *chunkRes) error {
 	if err := s.w.ensureTableTopic(ctx, ti.topic); err != nil {
 		return err
 	}
+	ti.maxRecord = s.w.recordLimit(ti.topic)
 	sn.run.ti, sn.run.shape = ti, ti.fingerprint
 	return nil
 }
