@@ -46,6 +46,7 @@ func newMetrics(p *Producer) (*metrics, error) {
 		counter("kanal_producer_invalid_text_total", "Text values whose bytes were not valid in their column's character set: the invalid sequences became U+FFFD and the record names the column in its kanal.invalid_text header.", s.InvalidText.Load),
 		counter("kanal_producer_oversize_skipped_total", "Changes too large for Kafka that were replaced by an oversize marker (kafka.oversize_policy: skip).", s.OversizeSkipped.Load),
 		&progressCollector{p: p, labels: labels},
+		newSnapshotCollector(p, labels),
 	} {
 		// The registry is new and the names are distinct: an error here is a
 		// bug of this file, returned rather than panicking.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/kanal-cdc/kanal/internal/cdctest"
 	"github.com/kanal-cdc/kanal/internal/testdiff"
 	"github.com/kanal-cdc/kanal/internal/testenv"
@@ -242,6 +244,7 @@ func TestSnapshotStart(t *testing.T) {
 			t.Fatalf("initial backfill: %+v", b)
 		}
 	}
+	checkSnapshotMetrics(t, r.P, st)
 	r.CaughtUp(t, m.DB())
 	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
@@ -311,5 +314,41 @@ func TestSnapshotKeys(t *testing.T) {
 		if got[key] != op {
 			t.Errorf("%s: %q, want %q", key, got[key], op)
 		}
+	}
+}
+
+// checkSnapshotMetrics: the producer's registry (the one its admin listener
+// serves) exports each finished backfill's rows, and nothing left to read.
+func checkSnapshotMetrics(t *testing.T, p *producer.Producer, st *schemas.SnapshotState) {
+	t.Helper()
+	mfs, err := p.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["source"] != "start" {
+				continue
+			}
+			switch mf.GetName() {
+			case "kanal_snapshot_rows_total":
+				got["rows "+labels["table"]] = m.GetCounter().GetValue()
+			case "kanal_snapshot_remaining_rows":
+				got["remaining "+labels["table"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{}
+	for _, b := range st.Finished {
+		want["rows "+b.Table] = float64(b.Rows)
+		want["remaining "+b.Table] = 0
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("kanal_snapshot_* metrics (-want +got):\n%s", diff)
 	}
 }

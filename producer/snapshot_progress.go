@@ -51,31 +51,34 @@ func (sn *snapshotter) logProgress(force bool) {
 	sn.s.log.Info("backfill progress", args...)
 }
 
-// SnapshotCollector exports the producer's backfills to Prometheus:
+// snapshotCollector exports the producer's backfills on Producer.Metrics():
 // kanal_snapshot_rows_total{table} (rows emitted by the table's current or last
 // backfill) and kanal_snapshot_remaining_rows{table} (estimated rows left).
-func (p *Producer) SnapshotCollector() prometheus.Collector { return snapshotCollector{p} }
-
-var (
-	snapRowsDesc = prometheus.NewDesc("kanal_snapshot_rows_total",
-		"Rows emitted as snapshot reads by the table's current or last backfill.", []string{"source", "table"}, nil)
-	snapRemainingDesc = prometheus.NewDesc("kanal_snapshot_remaining_rows",
-		"Estimated rows the table's queued or running backfill has left to read.", []string{"source", "table"}, nil)
-)
-
-type snapshotCollector struct{ p *Producer }
-
-func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- snapRowsDesc
-	ch <- snapRemainingDesc
+type snapshotCollector struct {
+	p                   *Producer
+	rowsDesc, remaining *prometheus.Desc
 }
 
-func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+func newSnapshotCollector(p *Producer, labels prometheus.Labels) *snapshotCollector {
+	return &snapshotCollector{
+		p: p,
+		rowsDesc: prometheus.NewDesc("kanal_snapshot_rows_total",
+			"Rows emitted as snapshot reads by the table's current or last backfill.", []string{"table"}, labels),
+		remaining: prometheus.NewDesc("kanal_snapshot_remaining_rows",
+			"Estimated rows the table's queued or running backfill has left to read.", []string{"table"}, labels),
+	}
+}
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.rowsDesc
+	ch <- c.remaining
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.p.snapshots.Load()
 	if st == nil {
 		return
 	}
-	src := c.p.cfg.Source.Name
 	// The newest backfill of each table wins: active ones come after finished.
 	latest := map[string]*schemas.Backfill{}
 	var order []string
@@ -95,7 +98,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, t := range order {
 		b := latest[t]
-		ch <- prometheus.MustNewConstMetric(snapRowsDesc, prometheus.CounterValue, float64(b.Rows), src, t)
-		ch <- prometheus.MustNewConstMetric(snapRemainingDesc, prometheus.GaugeValue, float64(b.Remaining()), src, t)
+		ch <- prometheus.MustNewConstMetric(c.rowsDesc, prometheus.CounterValue, float64(b.Rows), t)
+		ch <- prometheus.MustNewConstMetric(c.remaining, prometheus.GaugeValue, float64(b.Remaining()), t)
 	}
 }

@@ -155,7 +155,7 @@ func TestSnapshotCollector(t *testing.T) {
 	p := &Producer{cfg: DefaultConfig()}
 	p.cfg.Source.Name = "src"
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(p.SnapshotCollector())
+	reg.MustRegister(newSnapshotCollector(p, prometheus.Labels{"source": "src"}))
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
 		t.Fatalf("before any backfill: %d metrics, %v", n, err)
 	}
