@@ -108,6 +108,18 @@ type barView struct {
 }
 
 func (v *barView) update(items []progressItem) {
+	// An item can vanish: the initial snapshot's placeholder, once the producer
+	// has named its tables.
+	seen := map[string]bool{}
+	for _, it := range items {
+		seen[it.name] = true
+	}
+	for name, b := range v.bars {
+		if !seen[name] {
+			b.b.Abort(true)
+			delete(v.bars, name)
+		}
+	}
 	for _, it := range items {
 		b := v.bars[it.name]
 		if b == nil {

@@ -203,6 +203,14 @@ func backfillItems(ctx context.Context, f *config.File, id string) ([]progressIt
 		st = *pos.Snapshot
 		from = st.SignalsOffset
 	}
+	var items []progressItem
+	if pos == nil && f.Source.Start == "snapshot" && id == "" {
+		// The producer queues the initial backfills when it starts and commits
+		// them with its first position; until then only the configuration says
+		// they are coming (a watcher started next to the producer must wait).
+		items = append(items, progressItem{name: initialPending, state: "requested", total: -1,
+			note: "source.start: snapshot; no position committed yet: waiting for the producer"})
+	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	pending, err := producer.PendingSignals(pctx, &f.Kafka.Config, f.Source.Name, from)
 	cancel()
@@ -210,7 +218,6 @@ func backfillItems(ctx context.Context, f *config.File, id string) ([]progressIt
 		return nil, err
 	}
 	now := time.Now()
-	var items []progressItem
 	for _, sig := range pending {
 		if sig.Action != schemas.SignalSnapshot || id != "" && sig.ID != id {
 			continue
@@ -253,6 +260,10 @@ func backfillItems(ctx context.Context, f *config.File, id string) ([]progressIt
 	}
 	return items, nil
 }
+
+// initialPending names the initial snapshot before the producer committed its
+// first position (and with it the tables it backfills).
+const initialPending = "(initial)"
 
 // followBackfills shows the progress of request id's backfills of tables (of
 // every backfill when id is empty) until none is requested, queued or running.

@@ -127,12 +127,26 @@ func TestVerifyAndRepair(t *testing.T) {
       tables: ["bf.items"]
       options: {dialect: postgres, dsn: "%s"}
 `, pg.DSN))
+	// Before the producer's first position, the status says the initial
+	// snapshot is coming (a watcher started with the producer waits for it).
+	if out, err := kanalRunEnv(t, env, "snapshot", "status", "--config", cfgPath); err != nil || !strings.Contains(out, "waiting for the producer") {
+		t.Fatalf("snapshot status before the producer started: %v\n%s", err, out)
+	}
 	p := startKanal(t, env, "produce", "--config", cfgPath)
 	cons := startKanal(t, env, "consume", "--config", cfgPath)
-	if out, err := kanalRunEnv(t, env, "snapshot", "status", "--config", cfgPath, "--watch"); err != nil {
+	out, err := kanalRunEnv(t, env, "snapshot", "status", "--config", cfgPath, "--watch")
+	if err != nil {
 		t.Fatalf("initial snapshot: %v\n%s\n%s", err, out, p.output())
 	}
-	t.Logf("initial snapshot done")
+	if st := backfillProgress(t, k.Brokers); st == nil || len(st.Tables) != 0 || len(st.Finished) != 2 {
+		t.Fatalf("snapshot status --watch returned before the initial snapshot ended: %+v\n%s", st, out)
+	}
+	for _, table := range []string{"bf.items", "bf.pairs"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(table) + ` +done `).MatchString(out) {
+			t.Fatalf("snapshot status --watch did not show %s done:\n%s", table, out)
+		}
+	}
+	t.Logf("initial snapshot done:\n%s", out)
 	waitTargets(t, m, rs, pg, cons)
 	t.Logf("targets equal")
 	deadline := time.Now().Add(time.Minute)
