@@ -39,7 +39,7 @@ func TestSnapshotUnderLoad(t *testing.T) {
 		t.Logf("%s: %d rows read, %d left to the stream, %d chunks", tbl, b.Rows, b.Skipped, b.Chunks)
 	}
 	t.Logf("backfill took %v with %d writer transactions meanwhile", time.Since(began).Round(time.Millisecond), w.Stmts.Load())
-	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.bf\.`, 2*time.Minute)
+	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.bf\.`, cdctest.ReadTimeout(n))
 	cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckBF(t, m.DB(), recs, true)
 }

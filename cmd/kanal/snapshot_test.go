@@ -332,7 +332,7 @@ func TestSnapshotCrashExactlyOnce(t *testing.T) {
 	w.Stop(t)
 	waitCaughtUp(t, m, &kcfg, "bf", p)
 
-	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.bf\.`, 2*time.Minute)
+	recs := cdctest.ReadAll(t, k.Brokers, `^kanal\.bf\.`, cdctest.ReadTimeout(n))
 	cdctest.CheckExactlyOnce(t, recs)
 	cdctest.CheckBF(t, m.DB(), recs, true)
 	waitTargets(t, m, rs, pg, cons)

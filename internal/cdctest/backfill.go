@@ -30,6 +30,12 @@ func SnapshotRows(t testing.TB) int {
 	return 30000
 }
 
+// ReadTimeout bounds reading back the topics of a bf workload over n rows: a
+// few minutes more for KANAL_SNAPSHOT_ROWS=300000 under -race on a busy machine.
+func ReadTimeout(n int) time.Duration {
+	return 2*time.Minute + time.Duration(n/1000)*time.Second
+}
+
 const bfSchema = `CREATE DATABASE bf;
 CREATE TABLE bf.items (
 	id BIGINT NOT NULL PRIMARY KEY,
