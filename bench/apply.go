@@ -99,10 +99,21 @@ var ApplyStages = []ApplyStage{
 	},
 }
 
+// applyStage returns the apply stage with this ID, or nil.
+func applyStage(id string) *ApplyStage {
+	for i := range ApplyStages {
+		if ApplyStages[i].ID == id {
+			return &ApplyStages[i]
+		}
+	}
+	return nil
+}
+
 func applyStages(ctx context.Context, env *Env) []*Row {
 	n := len(ApplyStages)
 	rates := make([][]float64, n)
 	ratios := make([][]float64, n)
+	costs := make([][]passCost, n)
 	errs := make([]error, n)
 	index := map[string]int{}
 	for i, st := range ApplyStages {
@@ -111,16 +122,18 @@ func applyStages(ctx context.Context, env *Env) []*Row {
 	for round := range env.Opts.Runs {
 		this := make([]float64, n)
 		for i, st := range ApplyStages {
-			if st.Run == nil {
+			if st.Run == nil || !env.Opts.want(st.ID) {
 				continue
 			}
 			env.logf("round %d/%d: %s", round+1, env.Opts.Runs, st.ID)
+			m := env.meterPass()
 			rows, dur, err := st.Run(ctx, env)
 			if err != nil {
 				errs[i] = err
 				env.logf("%s: %v", st.ID, err)
 				continue
 			}
+			costs[i] = append(costs[i], m.stop(rows))
 			this[i] = float64(rows) / dur.Seconds()
 			rates[i] = append(rates[i], this[i])
 			if j, ok := index[st.RatioOf]; ok && this[j] > 0 {
@@ -130,7 +143,11 @@ func applyStages(ctx context.Context, env *Env) []*Row {
 	}
 	var out []*Row
 	for i, st := range ApplyStages {
-		row := &Row{ID: st.ID, Measure: st.Measure, Unit: "rows/s", Goal: st.Goal, Value: spreadOf(rates[i]), Ratio: spreadOf(ratios[i])}
+		if !env.Opts.want(st.ID) {
+			continue
+		}
+		row := &Row{ID: st.ID, Measure: st.Measure, Unit: "rows/s", Goal: st.Goal, Value: spreadOf(rates[i]), Ratio: spreadOf(ratios[i]),
+			Note: costNote(costs[i])}
 		if row.Ratio != nil {
 			row.RatioOf = st.RatioOf
 		}

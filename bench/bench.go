@@ -10,6 +10,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -43,9 +44,11 @@ type Options struct {
 	Seed uint64 `json:"seed"`
 	// Stages selects what runs (nil: everything): "throughput" (rows 1–2),
 	// "naive" (row 3, in the throughput rounds), "narrow" (rows 7), "apply"
-	// (rows 4), "latency" (rows 5), "rss" (row 6), "snapshot" (rows 8).
-	// Partial runs are for working on one part; the full run is the figure of
-	// record.
+	// (rows 4), "latency" (rows 5), "rss" (row 6), "snapshot" (rows 8), or one
+	// apply stage by its ID ("4b"). The apply stages read the topic of the last
+	// producer round, or of one unmeasured producer pass when "throughput" is
+	// not selected. Partial runs are for working on one part; the full run is
+	// the figure of record.
 	Stages []string `json:"stages,omitempty"`
 	// KanalBin is the kanal binary run as `dev-kafka` and, in stage 6, `produce`.
 	KanalBin string `json:"-"`
@@ -54,6 +57,9 @@ type Options struct {
 	// MemProfile, when set, receives the allocation profile of that pass (and
 	// MemProfile+".base" the one from just before it).
 	MemProfile string `json:"mem_profile,omitempty"`
+	// ProfileStage is the stage the extra pass of CPUProfile/MemProfile repeats:
+	// "" (the producer, default) or an apply stage's ID.
+	ProfileStage string `json:"profile_stage,omitempty"`
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer `json:"-"`
 }
@@ -174,6 +180,9 @@ func (e *Env) Memcached() (*testenv.MemcachedServer, error) {
 // error is non-nil only when the environment itself could not be set up.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.defaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.KanalBin == "" {
 		return nil, fmt.Errorf("bench: the kanal binary is needed (Options.KanalBin)")
 	}
@@ -226,7 +235,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Rows = append(rep.Rows, narrowStage(ctx, env)...)
 		rep.Narrow = env.Narrow
 	}
-	if opts.runs("apply") {
+	if opts.wantApply() {
+		if len(env.Brokers) == 0 && !opts.runs("throughput") {
+			// No producer round ran: one unmeasured pass writes the topic the
+			// apply stages read.
+			env.logf("kanal producer: the workload topic for the apply stages (not measured)")
+			if _, err := runProducer(ctx, env, "bench", 3000, true, nil); err != nil {
+				env.logf("kanal: %v", err)
+			}
+		}
 		rep.Rows = append(rep.Rows, applyStages(ctx, env)...)
 	}
 	if opts.runs("latency") {
@@ -239,8 +256,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Rows = append(rep.Rows, snapshotStage(ctx, env)...)
 	}
 	if opts.CPUProfile != "" || opts.MemProfile != "" {
-		env.logf("extra producer pass with profiles → %s %s", opts.CPUProfile, opts.MemProfile)
-		if err := profileProducer(ctx, env, opts.CPUProfile, opts.MemProfile); err != nil {
+		env.logf("extra pass of stage %s with profiles → %s %s", cmp.Or(opts.ProfileStage, "producer"), opts.CPUProfile, opts.MemProfile)
+		var err error
+		if st := applyStage(opts.ProfileStage); st != nil {
+			err = profileApply(ctx, env, st, opts.CPUProfile, opts.MemProfile)
+		} else {
+			err = profileProducer(ctx, env, opts.CPUProfile, opts.MemProfile)
+		}
+		if err != nil {
 			env.logf("profile: %v", err)
 		} else {
 			rep.Profile = opts.CPUProfile

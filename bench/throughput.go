@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -436,65 +434,6 @@ func runProducerSpec(ctx context.Context, env *Env, r producerRun) (runResult, e
 		env.Topic = topic
 	}
 	return res, nil
-}
-
-// profileProducer repeats the producer stage (or, when only the narrow stage ran,
-// the narrow one) once under the CPU profiler (cpuPath)
-// and/or with every allocation sampled (memPath: the heap profile after the pass,
-// and memPath+".base" just before it, for `go tool pprof -base`).
-func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) error {
-	var cpuFile *os.File
-	if cpuPath != "" {
-		f, err := os.Create(cpuPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		cpuFile = f
-	}
-	started := false
-	defer func() {
-		if started {
-			pprof.StopCPUProfile()
-		}
-	}()
-	if memPath != "" {
-		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
-		runtime.MemProfileRate = 4096
-	}
-	run := producerRun{source: "benchprof", serverID: 3999, format: schemas.FormatJSON, table: "bench.orders", want: uint64(env.Workload.RowChanges)}
-	if nw := env.Narrow; nw != nil && !env.Opts.runs("throughput") {
-		// Only the narrow stage ran: profile its workload.
-		run.table, run.want, run.from = "bench.earnings", uint64(nw.RowChanges), nw.from()
-	}
-	run.beforeRun = func() {
-		if memPath != "" {
-			if e := writeHeapProfile(memPath + ".base"); e != nil {
-				env.logf("memprofile: %v", e)
-			}
-		}
-		if cpuFile != nil {
-			started = pprof.StartCPUProfile(cpuFile) == nil
-		}
-	}
-	res, err := runProducerSpec(ctx, env, run)
-	if err == nil {
-		env.logf("profiled pass: %.0f rows/s", res.rate())
-		if memPath != "" {
-			err = writeHeapProfile(memPath)
-		}
-	}
-	return err
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	runtime.GC() // the profile shows allocations up to the last GC
-	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // naiveHandler is what a user writes around go-mysql's canal: turn each rows event

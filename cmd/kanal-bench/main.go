@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -48,7 +47,7 @@ func newCmd(stdout, stderr io.Writer) *cobra.Command {
 	var opts bench.Options
 	var out, kanal string
 	cmd := &cobra.Command{
-		Use:   "kanal-bench [--quick] [--rows N] [--runs N] [--out DIR] [--kanal PATH]",
+		Use:   "kanal-bench [--quick] [--rows N] [--runs N] [--stages LIST] [--out DIR] [--kanal PATH]",
 		Short: "Measure the producer against go-mysql's decode limit, a naive baseline, latency and memory",
 		Long: `kanal-bench starts a private MariaDB (and dev-kafka, Redis as needed), generates a seeded
 workload and measures, on the same binlog and in one run: go-mysql's bare decode rate
@@ -63,10 +62,8 @@ figures as JSON to --out. See docs/bench.md.`,
 			if opts.Rows < 0 || opts.Runs < 0 {
 				return usageError{errors.New("--rows and --runs must not be negative")}
 			}
-			for _, st := range opts.Stages {
-				if !slices.Contains(bench.StageNames, st) {
-					return usageError{fmt.Errorf("--stages: unknown stage %q (known: %s)", st, strings.Join(bench.StageNames, ", "))}
-				}
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
 			}
 			bin, err := kanalBinary(kanal)
 			if err != nil {
@@ -99,11 +96,13 @@ figures as JSON to --out. See docs/bench.md.`,
 	f.IntVar(&opts.BigTxnRows, "big-txn-rows", 0, "rows of the single transaction of the RSS stage (default 1000000; --quick 100000)")
 	f.IntVar(&opts.SnapshotRows, "snapshot-rows", 0, "rows of the table the backfill stage reads (default 1000000; --quick 100000)")
 	f.DurationVar(&opts.LatencyDuration, "latency-duration", 0, "length of the steady-rate latency run (default 60s; --quick 10s)")
-	f.StringSliceVar(&opts.Stages, "stages", nil, "run only these stages ("+strings.Join(bench.StageNames, ", ")+"; default all)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "workload seed (default fixed)")
 	f.StringVar(&out, "out", "bench/results", "directory for the JSON results")
 	f.StringVar(&kanal, "kanal", "", "the kanal binary to measure (default: kanal next to this binary, else on PATH)")
-	f.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of one extra producer pass to this file")
+	f.StringSliceVar(&opts.Stages, "stages", nil, "run only these stages, comma-separated: "+strings.Join(bench.StageIDs(), ",")+
+		" (default all; apply: every apply stage, 4r…: one; without throughput the apply stages get their topic from one unmeasured producer pass)")
+	f.StringVar(&opts.ProfileStage, "profile-stage", "", "the stage --cpuprofile/--memprofile repeat: an apply stage's ID (default: the producer)")
+	f.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of one extra pass of --profile-stage to this file")
 	f.StringVar(&opts.MemProfile, "memprofile", "", "write the allocation profile of that pass to this file (and FILE.base from before it: go tool pprof -base FILE.base FILE)")
 	return cmd
 }

@@ -25,6 +25,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--runs", "-2"}, "must not be negative"},
 		{[]string{"--kanal", filepath.Join(dir, "missing")}, "--kanal"},
 		{[]string{"--kanal", notExec}, "--kanal"},
+		{[]string{"--stages", "apply,4x"}, "unknown stage \"4x\""},
+		{[]string{"--profile-stage", "5"}, "--profile-stage"},
 	} {
 		var out, errOut bytes.Buffer
 		cmd := newCmd(&out, &errOut)
