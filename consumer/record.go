@@ -95,9 +95,39 @@ func tableOfKey(key string) string {
 	return t
 }
 
-// decode turns a Kafka record into records for handlers. A canal-json DDL message
-// decodes to no records (skip is true); a value that cannot be decoded returns err.
-func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Record, err error) {
+// recordDecoder turns Kafka records into records for handlers, for one worker
+// goroutine. Besides the value decoder it remembers the last position header,
+// format header and table name it made strings of: consecutive records of a
+// partition mostly share them (one rows event, one table), so most records
+// reuse the previous record's strings instead of allocating their own.
+type recordDecoder struct {
+	dec *schemas.Decoder
+	// pos and format are the last kanal.pos and kanal.format header values.
+	pos, format string
+	// db, table and name: name is "db.table" of the last change decoded.
+	db, table, name string
+}
+
+// intern returns s if it holds the bytes b, else a new string of them.
+func intern(s *string, b []byte) string {
+	if *s != string(b) { // compared without a conversion
+		*s = string(b)
+	}
+	return *s
+}
+
+// tableName returns c.Table(), the previous string when the table is the same.
+func (d *recordDecoder) tableName(c *schemas.Change) string {
+	if c.Source.DB != d.db || c.Source.Table != d.table || d.name == "" {
+		d.db, d.table, d.name = c.Source.DB, c.Source.Table, c.Table()
+	}
+	return d.name
+}
+
+// decode appends the records a Kafka record holds for handlers to dst. A
+// canal-json DDL message decodes to no records (err wraps schemas.ErrDDL); a value
+// that cannot be decoded returns err and dst as it was.
+func (d *recordDecoder) decode(ctx context.Context, dst []Record, kr *kgo.Record) ([]Record, error) {
 	base := Record{
 		Topic:     kr.Topic,
 		Partition: kr.Partition,
@@ -108,13 +138,23 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 	}
 	var hseq uint64
 	hasSeq := false
+	var format, op []byte
+	formatSeen, opSeen := false, false
 	for _, h := range kr.Headers {
 		switch h.Key {
 		case schemas.HeaderSeq:
 			hseq, _ = strconv.ParseUint(string(h.Value), 10, 64)
 			hasSeq = true
 		case schemas.HeaderPos:
-			base.Pos = string(h.Value)
+			base.Pos = intern(&d.pos, h.Value)
+		case schemas.HeaderFormat:
+			if !formatSeen { // the first one counts, as in Record.Header
+				format, formatSeen = h.Value, true
+			}
+		case schemas.HeaderOp:
+			if !opSeen {
+				op, opSeen = h.Value, true
+			}
 		}
 	}
 	if kr.Value == nil {
@@ -122,25 +162,25 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		base.Op = schemas.OpDelete
 		base.Table = tableOfKey(base.Key)
 		base.Seq = hseq
-		return []Record{base}, nil
+		return append(dst, base), nil
 	}
-	changes, err := d.DecodeContext(ctx, header(kr, schemas.HeaderFormat), kr.Value)
+	changes, err := d.dec.DecodeContext(ctx, intern(&d.format, format), kr.Value)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	read := header(kr, schemas.HeaderOp) == string(schemas.OpRead)
-	recs = make([]Record, 0, len(changes))
+	// canal-json writes a snapshot read as an INSERT; the header keeps it.
+	read := string(op) == string(schemas.OpRead)
+	n := len(dst)
 	for i, c := range changes {
 		if c.Seq == 0 && len(changes) == 1 {
 			c.Seq = hseq
 		}
 		if c.Seq == 0 && !hasSeq { // kanal's producer wrote none: Canal's record
 			if c.Seq, err = OffsetVersion(kr.Offset, i); err != nil {
-				return nil, fmt.Errorf("%s/%d@%d: %w", kr.Topic, kr.Partition, kr.Offset, err)
+				return dst[:n], fmt.Errorf("%s/%d@%d: %w", kr.Topic, kr.Partition, kr.Offset, err)
 			}
 		}
 		if read && c.Op == schemas.OpCreate {
-			// canal-json writes a snapshot read as an INSERT; the header keeps it.
 			c.Op = schemas.OpRead
 		}
 		r := base
@@ -148,13 +188,13 @@ func decode(ctx context.Context, d *schemas.Decoder, kr *kgo.Record) (recs []Rec
 		r.Change = c
 		r.Op = c.Op
 		r.Seq = c.Seq
-		r.Table = c.Table()
+		r.Table = d.tableName(c)
 		if r.Key == "" {
 			r.Key = c.Key()
 		}
-		recs = append(recs, r)
+		dst = append(dst, r)
 	}
-	return recs, nil
+	return dst, nil
 }
 
 // Versions of records that carry no sequence. Canal writes no kanal.seq, so

@@ -30,7 +30,8 @@ func TestDecodeSnapshotRead(t *testing.T) {
 			}
 			kr := &kgo.Record{Topic: "kanal.db.t", Key: []byte("db.t:1"), Value: val, Headers: []kgo.RecordHeader{
 				{Key: schemas.HeaderOp, Value: []byte(op)}, {Key: schemas.HeaderSeq, Value: []byte("9")}, {Key: schemas.HeaderFormat, Value: []byte(format)}}}
-			recs, err := decode(context.Background(), schemas.NewDecoder(), kr)
+			d := &recordDecoder{dec: schemas.NewDecoder()}
+			recs, err := d.decode(context.Background(), nil, kr)
 			if err != nil {
 				t.Fatal(err)
 			}

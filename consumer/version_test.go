@@ -22,10 +22,11 @@ const canalUpdate = `{"data":[{"id":"1","v":"b"},{"id":"7","v":"x"}],"database":
 // from offset and row, increasing within the message and from offset to offset;
 // records with it keep the producer's sequence.
 func TestDecodeVersions(t *testing.T) {
-	d := schemas.NewDecoder()
+	dec := &recordDecoder{dec: schemas.NewDecoder()}
+	decode := func(ctx context.Context, kr *kgo.Record) ([]Record, error) { return dec.decode(ctx, nil, kr) }
 	canal := func(offset int64) []Record {
 		t.Helper()
-		recs, err := decode(context.Background(), d, &kgo.Record{Topic: "kanal.shop.t", Partition: 2, Offset: offset, Value: []byte(canalUpdate)})
+		recs, err := decode(context.Background(), &kgo.Record{Topic: "kanal.shop.t", Partition: 2, Offset: offset, Value: []byte(canalUpdate)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +64,7 @@ func TestDecodeVersions(t *testing.T) {
 	// A kanal record (here canal-json written by kanal, with its headers) keeps its sequence.
 	one := `{"data":[{"id":"1","v":"b"}],"database":"shop","es":1,"id":3,"isDdl":false,"mysqlType":{"id":"bigint","v":"varchar"},` +
 		`"old":null,"pkNames":["id"],"sql":"","sqlType":{"id":-5,"v":12},"table":"t","ts":2,"type":"INSERT"}`
-	recs, err := decode(context.Background(), d, &kgo.Record{Offset: 12, Value: []byte(one), Headers: []kgo.RecordHeader{
+	recs, err := decode(context.Background(), &kgo.Record{Offset: 12, Value: []byte(one), Headers: []kgo.RecordHeader{
 		{Key: schemas.HeaderSeq, Value: []byte("42")}, {Key: schemas.HeaderFormat, Value: []byte(schemas.FormatCanalJSON)}}})
 	if err != nil || len(recs) != 1 || recs[0].Seq != 42 || recs[0].Change.Seq != 42 {
 		t.Fatalf("kanal record: %+v %v", recs, err)
@@ -71,7 +72,7 @@ func TestDecodeVersions(t *testing.T) {
 
 	// A kanal.seq of 0 (a truncate written before the source's first change) is
 	// kanal's, not a missing one: no derived version.
-	recs, err = decode(context.Background(), d, &kgo.Record{Offset: 13, Value: []byte(one), Headers: []kgo.RecordHeader{
+	recs, err = decode(context.Background(), &kgo.Record{Offset: 13, Value: []byte(one), Headers: []kgo.RecordHeader{
 		{Key: schemas.HeaderSeq, Value: []byte("0")}, {Key: schemas.HeaderFormat, Value: []byte(schemas.FormatCanalJSON)}}})
 	if err != nil || len(recs) != 1 || recs[0].Seq != 0 {
 		t.Fatalf("kanal record with kanal.seq 0: %+v %v", recs, err)

@@ -62,7 +62,7 @@ type worker struct {
 	// (see checkVersions).
 	sawOffsetVersion bool
 
-	dec *schemas.Decoder // worker goroutine only
+	dec recordDecoder // worker goroutine only
 }
 
 func newWorker(g *group, topic string, partition int32) *worker {
@@ -73,7 +73,7 @@ func newWorker(g *group, topic string, partition int32) *worker {
 		log: g.log.With("topic", topic, "partition", partition),
 		ctx: ctx, cancel: cancel, wait: wait, waitCancel: waitCancel,
 		stopping: make(chan struct{}), done: make(chan struct{}),
-		wake: make(chan struct{}, 1), dec: newDecoder(g.r.schemas), nextQueued: -1, next: -1, committedO: -1, end: -1,
+		wake: make(chan struct{}, 1), dec: recordDecoder{dec: newDecoder(g.r.schemas)}, nextQueued: -1, next: -1, committedO: -1, end: -1,
 	}
 	if topic == g.retryTopic {
 		w.retryTopic = true
@@ -260,7 +260,7 @@ var once = RetryConfig{MaxAttempts: 1, InitialInterval: time.Millisecond, MaxInt
 // DDL messages are skipped. It returns errStopped when the worker was stopped
 // before the batch was done.
 func (w *worker) process(krecs []*kgo.Record) error {
-	var run []Record
+	run := make([]Record, 0, len(krecs))
 	routes := w.routes
 	flush := func() error {
 		if len(run) == 0 {
@@ -292,9 +292,13 @@ func (w *worker) process(krecs []*kgo.Record) error {
 				routes = recRoutes
 			}
 		}
-		recs, err := w.decode(kr)
+		n := len(run)
+		var err error
+		run, err = w.decode(run, kr)
 		if err == nil {
-			err = w.checkVersions(recs)
+			if err = w.checkVersions(run[n:]); err != nil {
+				run = run[:n]
+			}
 		}
 		switch {
 		case w.stopped():
@@ -319,8 +323,8 @@ func (w *worker) process(krecs []*kgo.Record) error {
 			}
 			continue
 		}
-		for i := range recs {
-			r := &recs[i]
+		for i := n; i < len(run); i++ {
+			r := &run[i]
 			switch {
 			case r.Tombstone && r.Seq == 0 && r.Key == w.lastDelKey:
 				r.Seq = w.lastDelSeq
@@ -328,7 +332,6 @@ func (w *worker) process(krecs []*kgo.Record) error {
 				w.lastDelKey, w.lastDelSeq = r.Key, r.Seq
 			}
 		}
-		run = append(run, recs...)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -339,15 +342,19 @@ func (w *worker) process(krecs []*kgo.Record) error {
 	return nil
 }
 
-// decode decodes a record; while its Avro writer schema cannot be looked up (a
-// registry or Kafka that does not answer) it retries with backoff rather than
-// dead-letter a record that is fine.
-func (w *worker) decode(kr *kgo.Record) ([]Record, error) {
-	var recs []Record
+// decode appends a record's records to dst; while its Avro writer schema cannot
+// be looked up (a registry or Kafka that does not answer) it retries with backoff
+// rather than dead-letter a record that is fine. On an error dst is returned as
+// it was.
+func (w *worker) decode(dst []Record, kr *kgo.Record) ([]Record, error) {
+	out, err := w.dec.decode(w.ctx, dst, kr)
+	if !errors.Is(err, schemas.ErrSchemaUnavailable) {
+		return out, err // the usual case, without the retry loop's allocations
+	}
 	cfg := RetryConfig{MaxAttempts: 1 << 30, InitialInterval: 200 * time.Millisecond, MaxInterval: 10 * time.Second}
-	err := retry(w.ctx, cfg, func(int) error {
+	err = retry(w.ctx, cfg, func(int) error {
 		var err error
-		recs, err = decode(w.ctx, w.dec, kr)
+		out, err = w.dec.decode(w.ctx, dst, kr)
 		if err != nil && !errors.Is(err, schemas.ErrSchemaUnavailable) {
 			return Permanent(err)
 		}
@@ -359,7 +366,7 @@ func (w *worker) decode(kr *kgo.Record) ([]Record, error) {
 	if errors.As(err, &perm) {
 		err = perm.err
 	}
-	return recs, err
+	return out, err
 }
 
 // redriveRoutes returns the routes a record of the retry topic is for: those
