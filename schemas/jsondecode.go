@@ -20,9 +20,15 @@ import (
 // the same table: treat Change.Columns as read-only.
 type Decoder struct {
 	// Alias lets decoded text values and Source strings point into the input
-	// instead of a copy of it: one allocation and copy less per record. Set it
-	// only when the input bytes are never modified afterwards, as with a Kafka
-	// record's value (franz-go never reuses them).
+	// instead of copies of them. Set it only when the input bytes are never
+	// modified afterwards, as with a Kafka record's value (franz-go never
+	// reuses them), and when nothing keeps a decoded string for long: it keeps
+	// the whole input alive (for a Kafka record, its whole fetched batch).
+	//
+	// Without it the JSON fast path copies the text values into blocks of
+	// textBlock bytes shared by the records decoded one after the other (and
+	// reuses the Source names it has seen), so that a kept value keeps at most
+	// its block alive, never the input.
 	Alias bool
 	// Schemas looks up the writer schemas of Avro records; without it Avro
 	// records cannot be decoded. It may be shared by many Decoders.
@@ -30,6 +36,50 @@ type Decoder struct {
 
 	cols map[string]*colsInfo
 	avro map[avroSchemaKey]*avroPlan // compiled Avro writer schemas
+	// text is the current block of copied text values; names the Source names
+	// seen, as owned strings.
+	text  []byte
+	names map[string]string
+}
+
+// textBlock is the size of the blocks text values are copied into: the values
+// of several records of a typical table, so that copying costs about one
+// allocation per several records, and a value a handler keeps holds on to at
+// most this much. A value of more than a quarter of it gets its own.
+const textBlock = 1024
+
+// maxNames bounds Decoder.names; a consumer of more distinct source names
+// starts the map over.
+const maxNames = 256
+
+// ownText returns a copy of s in the current text block.
+func (d *Decoder) ownText(s string) string {
+	switch {
+	case s == "":
+		return ""
+	case len(s) > textBlock/4:
+		return strings.Clone(s)
+	case cap(d.text)-len(d.text) < len(s):
+		d.text = make([]byte, 0, textBlock)
+	}
+	start := len(d.text)
+	d.text = append(d.text, s...)
+	// Never written again: later values are appended after it, and a full
+	// block is replaced, not reused.
+	return unsafe.String(&d.text[start], len(s))
+}
+
+// ownName returns s as a string of its own, the same one for the same name.
+func (d *Decoder) ownName(s string) string {
+	if v, ok := d.names[s]; ok {
+		return v
+	}
+	if d.names == nil || len(d.names) >= maxNames {
+		d.names = make(map[string]string, 16)
+	}
+	v := strings.Clone(s)
+	d.names[v] = v
+	return v
 }
 
 // colsInfo is a decoded "columns" array with each column's value kind.
@@ -68,6 +118,36 @@ func (d *Decoder) DecodeJSON(data []byte) (*Change, error) {
 type jsonScan struct {
 	s string
 	i int
+	// d owns what the result keeps of s, unless alias is set (Decoder.Alias).
+	d     *Decoder
+	alias bool
+}
+
+// text returns a text value of the result: s itself when aliasing, else a copy.
+func (p *jsonScan) text(s string) string {
+	if p.alias {
+		return s
+	}
+	return p.d.ownText(s)
+}
+
+// name returns a Source name of the result (see text).
+func (p *jsonScan) name(s string) string {
+	if p.alias {
+		return s
+	}
+	return p.d.ownName(s)
+}
+
+// knownOp returns the constant for a known operation (so that the result does
+// not keep the input), and s as it is otherwise (the change is then refused).
+func knownOp(s string) Op {
+	for _, op := range []Op{OpCreate, OpUpdate, OpDelete, OpRead, OpTruncate} {
+		if string(op) == s {
+			return op
+		}
+	}
+	return Op(s)
 }
 
 func (p *jsonScan) ws() {
@@ -210,11 +290,11 @@ func (p *jsonScan) next(end byte) (more, ok bool) {
 }
 
 func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
-	p := &jsonScan{}
-	if d.Alias && len(data) > 0 {
+	// The input is read in place; what the result keeps of it is copied (or
+	// not, with Alias) as it is taken (jsonScan.text, jsonScan.name).
+	p := &jsonScan{d: d, alias: d.Alias}
+	if len(data) > 0 {
 		p.s = unsafe.String(&data[0], len(data))
-	} else {
-		p.s = string(data)
 	}
 	if !p.lit("{") {
 		return nil, false
@@ -252,7 +332,7 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 			if !ok || !once(seenOp) {
 				return nil, false
 			}
-			c.Op = Op(s)
+			c.Op = knownOp(s)
 		case "seq":
 			n, ok := p.num()
 			if !ok || !once(seenSeq) {
@@ -339,15 +419,15 @@ func (p *jsonScan) source(s *Source) bool {
 			}
 			switch k {
 			case "name":
-				s.Name = v
+				s.Name = p.name(v)
 			case "file":
-				s.File = v
+				s.File = p.name(v)
 			case "gtid":
-				s.GTID = v
+				s.GTID = p.text(v) // one per transaction: not worth remembering
 			case "db":
-				s.DB = v
+				s.DB = p.name(v)
 			case "table":
-				s.Table = v
+				s.Table = p.name(v)
 			}
 		case "server_id", "pos":
 			n, ok := p.num()
@@ -552,10 +632,10 @@ func (p *jsonScan) value(k Kind) (any, bool) {
 	}
 	switch k {
 	case KindDecimal:
-		return Decimal(s), true
+		return Decimal(p.text(s)), true
 	case KindBytes:
 		b, err := base64.StdEncoding.DecodeString(s)
 		return b, err == nil
 	}
-	return s, true
+	return p.text(s), true
 }

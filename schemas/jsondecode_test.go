@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 // sameDecode checks that the Decoder (fast path when it applies) and the
@@ -162,6 +163,60 @@ func TestDecoderMatchesReference(t *testing.T) {
 			t.Errorf("fast path not taken for the all-types envelope (%s)", op)
 		}
 	}
+}
+
+// TestDecoderOwnsText: without Alias, what a change holds is its own: the
+// records' bytes overwritten afterwards (as a reused buffer would be) and many
+// records decoded one after the other (sharing text blocks) leave every change
+// as encoding/json decoded it. Text values of a record are not in its input.
+func TestDecoderOwnsText(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	d := NewDecoder()
+	type kept struct {
+		got, want *Change
+	}
+	var all []kept
+	for range 400 {
+		data := randomEnvelope(r).AppendJSON(nil)
+		want, err := decodeJSONStd(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := d.fastJSON(data)
+		if !ok {
+			t.Fatalf("fast path not taken:\n%s", data)
+		}
+		for _, row := range []map[string]any{got.Before, got.After} {
+			for col, v := range row {
+				if s, ok := v.(string); ok && len(s) > 0 && inside(s, data) {
+					t.Fatalf("value of %s points into the record's bytes", col)
+				}
+			}
+		}
+		for _, name := range []string{got.Source.Name, got.Source.File, got.Source.DB, got.Source.Table, got.Source.GTID, string(got.Op)} {
+			if inside(name, data) {
+				t.Fatalf("source field %q points into the record's bytes", name)
+			}
+		}
+		for i := range data {
+			data[i] = 'x'
+		}
+		all = append(all, kept{got, want})
+	}
+	for i, k := range all {
+		if !sameChange(k.got, k.want) {
+			t.Fatalf("change %d changed after later decodes:\n%#v\nwant\n%#v", i, k.got, k.want)
+		}
+	}
+}
+
+// inside reports whether s's bytes are within b.
+func inside(s string, b []byte) bool {
+	if len(s) == 0 || len(b) == 0 {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(&b[0]))
+	return p >= lo && p < lo+uintptr(len(b))
 }
 
 // TestDecoderInputs covers shapes the encoder never writes: other key orders,
