@@ -144,16 +144,16 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
-// hashValue returns a column value as a hash field value: bytes stay raw. Values
-// rendered as text are appended to *scratch and returned as a slice of it, so that a
+// hashValue returns a column value as a hash field value: bytes stay raw. Other
+// values rendered as text are appended to *scratch and returned as a slice of it, so that a
 // row's values share one allocation (a slice stays valid when a later append moves
 // *scratch).
 func hashValue(v any, scratch *[]byte) (any, error) {
 	switch x := v.(type) {
-	case string:
-		return x, nil
-	case []byte:
-		return x, nil
+	case string, []byte, int64, uint64:
+		// Passed on as they are (no boxing again): go-redis writes them as the
+		// field stores them, the bytes and integers in decimal.
+		return v, nil
 	case schemas.Decimal:
 		return string(x), nil
 	}

@@ -70,10 +70,12 @@ func (h *Handler) applyFenced(ctx context.Context, pk partKey, ops []op) error {
 
 // fence is one instance's share of a fenced batch.
 type fence struct {
-	h     *Handler
-	inst  string
-	pk    partKey
-	cl    *redis.Client
+	h    *Handler
+	inst string
+	pk   partKey
+	// conn is one connection of the instance's pool for the whole batch: WATCH
+	// holds for the connection it was sent on.
+	conn  *redis.Conn
 	wmKey string
 	ops   []*op
 }
@@ -90,19 +92,17 @@ type outcome struct {
 // fenceInstance applies one instance's share of a batch (see applyFenced), trying
 // again while other writers move the watermark.
 func (h *Handler) fenceInstance(ctx context.Context, name string, pk partKey, ops []*op) error {
-	f := &fence{h: h, inst: name, pk: pk, cl: h.r.clients[name], wmKey: h.watermarkKey(name, pk), ops: ops}
+	f := &fence{h: h, inst: name, pk: pk, conn: h.r.clients[name].Conn(), wmKey: h.watermarkKey(name, pk), ops: ops}
+	defer f.conn.Close()
 	for attempt := 1; ; attempt++ {
-		var out outcome
-		err := f.cl.Watch(ctx, func(tx *redis.Tx) error {
-			var err error
-			out, err = f.attempt(ctx, tx)
-			return err
-		}, f.wmKey)
+		out, err := f.attempt(ctx)
 		switch {
 		case err == nil:
 			h.addCounts(out.counts)
 			if out.found != nil {
-				h.findWatermark(ctx, f.cl, name, pk, f.wmKey, *out.found, out.next)
+				// On the batch's connection: with a pool of one, another
+				// would wait for this one.
+				h.findWatermark(ctx, f.conn, name, pk, f.wmKey, *out.found, out.next)
 			}
 			if out.perr != nil {
 				h.rememberFailure(pk, out.bad, out.perr)
@@ -121,25 +121,48 @@ func (h *Handler) fenceInstance(ctx context.Context, name string, pk partKey, op
 }
 
 // attempt reads the watermark under WATCH and runs the transaction that applies
-// the records at or above it and moves it past them.
-func (f *fence) attempt(ctx context.Context, tx *redis.Tx) (outcome, error) {
-	w, err := f.h.readWatermark(ctx, tx, f.inst, f.pk, f.wmKey)
+// the records at or above it and moves it past them: two round trips, WATCH with
+// GET, then MULTI … EXEC, which also ends the WATCH.
+func (f *fence) attempt(ctx context.Context) (outcome, error) {
+	var get *redis.StringCmd
+	var watch *redis.Cmd
+	_, err := f.conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		watch = p.Do(ctx, "watch", f.wmKey)
+		get = p.Get(ctx, f.wmKey)
+		return nil
+	})
+	switch {
+	case watch.Err() != nil:
+		return outcome{}, watch.Err()
+	case err != nil && !errors.Is(err, redis.Nil) && !isRedisError(err):
+		// No connection (go-redis then leaves the commands' errors unset).
+		return outcome{}, err
+	}
+	// Where no EXEC follows, UNWATCH ends the WATCH: the connection goes back to
+	// the pool, and another batch's EXEC on it would fail for this key.
+	unwatch := func() error { return f.conn.Process(ctx, redis.NewStatusCmd(ctx, "unwatch")) }
+	w, err := f.h.readWatermark(ctx, get, f.inst, f.pk, f.wmKey)
 	if err != nil {
+		_ = unwatch()
 		return outcome{}, err
 	}
 	s := sortOps(f.ops, w)
 	if len(s.live) == 0 {
+		if err := unwatch(); err != nil {
+			return outcome{}, err
+		}
 		return outcome{replies: replies{counts: counts{stale: s.stale}}}, nil
 	}
 	// Written as lost when lost: whether the batch was clean is only known from
 	// the script's replies.
 	next := w.after(s.live, false)
 	var slots []slot
-	cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := f.conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		slots = f.h.queueFenced(ctx, p, &s, f.wmKey, next)
 		return nil
 	})
-	if errors.Is(err, redis.TxFailedErr) {
+	if errors.Is(err, redis.TxFailedErr) || err != nil && !isRedisError(err) {
+		// Another writer moved the watermark, or the connection failed.
 		return outcome{}, err
 	}
 	if len(cmds) == 0 || cmds[len(cmds)-1].Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,4 +183,58 @@ type versionError struct {
 
 func (e *versionError) Error() string {
 	return e.key + " moved back from version " + strconv.FormatUint(e.from, 10) + " to " + strconv.FormatUint(e.to, 10)
+}
+
+// TestFencedStaleBatchEndsWatch: a batch that is all below the watermark (a
+// redelivery) sends no transaction, so nothing ends its WATCH but an UNWATCH;
+// without it the connection goes back to the pool still watching that
+// partition's watermark, and the next batch on it — another partition's —
+// fails its first EXEC as soon as the first partition's watermark moves. With
+// one pooled connection every batch uses the same one; EXEC calls are counted
+// by the server.
+func TestFencedStaleBatchEndsWatch(t *testing.T) {
+	srv := startRedis(t)
+	cfg := oneInstance(srv.Addr, redissink.TableConfig{Match: "t.*"})
+	in := cfg.Instances["main"]
+	in.PoolSize = 1
+	cfg.Instances["main"] = in
+	h := newHandler(t, cfg)
+	cl := client(t, srv.Addr, 0)
+	ctx := ctxT(t)
+	p0 := []consumer.Record{rec(change(schemas.OpCreate, 1, nil, orderRow(1, nil, "a")))}
+	for range 2 { // applied, then redelivered: all stale
+		if err := h.Handle(ctx, consumer.Batch{Topic: "kanal.t.orders", Partition: 0, Records: p0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := h.Stats(); s.Upserts != 1 || s.Stale != 1 {
+		t.Fatalf("stats %+v, want 1 upsert and 1 stale", s)
+	}
+	// The first batch found the lost (missing) watermark again, on the batch's
+	// own connection: with a pool of one, another would have waited for it.
+	wm := redissink.WatermarkPrefix + "redis:main:kanal.t.orders:0"
+	if v := cl.Get(ctx, wm).Val(); v != "2 1 0" {
+		t.Fatalf("watermark %q, want \"2 1 0\" (found again after a clean batch)", v)
+	}
+	// Another writer (the partition's new owner) moves partition 0's watermark.
+	if err := cl.Set(ctx, wm, "5 5 0", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	execs := func() int {
+		for _, line := range strings.Split(cl.Info(ctx, "commandstats").Val(), "\n") {
+			if v, ok := strings.CutPrefix(line, "cmdstat_exec:calls="); ok {
+				n, _ := strconv.Atoi(v[:strings.IndexByte(v, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	before := execs()
+	p1 := []consumer.Record{rec(change(schemas.OpCreate, 2, nil, orderRow(2, nil, "b")))}
+	if err := h.Handle(ctx, consumer.Batch{Topic: "kanal.t.orders", Partition: 1, Records: p1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := execs() - before; n != 1 {
+		t.Errorf("partition 1's batch took %d EXECs, want 1: its connection still watched partition 0's watermark", n)
+	}
 }

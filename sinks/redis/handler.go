@@ -145,7 +145,8 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 
 	ops := make([]op, 0, len(b.Records))
 	var names storedNames
-	last := map[string]int{} // row key → index in ops
+	var strs strBuf
+	last := make(map[string]int, len(b.Records)) // row key → index in ops
 	var skipped uint64
 	// nextSeq[i] is the sequence of the first change after record i in the batch
 	// (0: none): the bound that versions a tombstone whose delete is gone.
@@ -171,7 +172,7 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 			skipped++
 			continue
 		}
-		o, err := h.build(t, rec, nextSeq[i], &names)
+		o, err := h.build(t, rec, nextSeq[i], &names, &strs)
 		if err != nil {
 			h.log.WarnContext(ctx, "cannot store change", "topic", b.Topic, "partition", b.Partition,
 				"table", rec.Table, "key", rec.Key, "offset", rec.Offset, "err", err)

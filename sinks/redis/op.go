@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/kanal-cdc/kanal/consumer"
 	"github.com/kanal-cdc/kanal/schemas"
@@ -70,6 +71,9 @@ type op struct {
 	// values are what is written: hash field names and values (boxed once, see
 	// storedNames), or the one JSON value. Empty for a delete.
 	values []any
+	// hset is the whole HSET command of a hash-layout upsert, values its tail:
+	// queued as it is, without go-redis copying the arguments once more.
+	hset []any
 
 	rec *consumer.Record
 	t   *table
@@ -101,10 +105,10 @@ func (o *op) scriptOp() (opKind, string) {
 
 // build turns a record into a row change. next is the sequence of the first
 // change after rec in its partition, when the batch has one.
-func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *storedNames) (op, error) {
+func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *storedNames, strs *strBuf) (op, error) {
 	o := op{table: rec.Table, key: t.prefix + rec.Key, recKey: rec.Key, rec: rec, t: t}
 	o.inst = t.instance(o.key)
-	o.tomb = h.r.cfg.TombstonePrefix + o.key
+	o.tomb = strs.concat(h.r.cfg.TombstonePrefix, o.key)
 	if rec.Tombstone {
 		// A tombstone whose delete was compacted away (or is in an earlier batch).
 		// Its delete's sequence d is not on it, but a partition is in sequence order
@@ -129,7 +133,7 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 	if rec.Seq == 0 {
 		return o, fmt.Errorf("%w: change has no sequence (kanal.seq), so the row cannot carry its version", errValue)
 	}
-	o.ver = strconv.FormatUint(rec.Seq, 10)
+	o.ver = strs.uint(rec.Seq)
 	switch c.Op {
 	case schemas.OpDelete:
 		o.kind = opDelete
@@ -156,10 +160,10 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 		o.values = []any{v}
 		return o, nil
 	}
-	o.values = make([]any, 0, 4+2*len(c.Columns))
-	o.values = append(o.values, FieldVersion, o.ver)
+	o.hset = make([]any, 0, 8+2*len(c.Columns))
+	o.hset = append(o.hset, "hset", o.key, FieldVersion, o.ver)
 	var nulls []string
-	scratch := make([]byte, 0, 16*len(c.Columns))
+	var scratch []byte // for floats only: other values go as they are
 	sn := names.of(t, c.Columns)
 	for i, col := range c.Columns {
 		if !sn.ok[i] {
@@ -178,15 +182,58 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 		if err != nil {
 			return o, fmt.Errorf("column %s: %w", col.Name, err)
 		}
-		o.values = append(o.values, sn.boxed[i], hv)
+		o.hset = append(o.hset, sn.boxed[i], hv)
 	}
 	if len(nulls) > 0 {
-		o.values = append(o.values, FieldNulls, EncodeNulls(nulls))
+		o.hset = append(o.hset, FieldNulls, EncodeNulls(nulls))
 	}
 	if o.sets != "" {
-		o.values = append(o.values, FieldSets, o.sets)
+		o.hset = append(o.hset, FieldSets, o.sets)
 	}
+	o.values = o.hset[2:]
 	return o, nil
+}
+
+// strBuf holds the short strings one Handle call makes per row (tombstone keys,
+// versions) in shared blocks instead of one allocation each. A block is never
+// written again where a string points into it, and lives as long as any of them.
+type strBuf struct{ b []byte }
+
+// strBufBlock is the size of a block: a few dozen rows' strings.
+const strBufBlock = 2048
+
+// room makes room for n more bytes, in a new block if the current one is full.
+func (a *strBuf) room(n int) {
+	if cap(a.b)-len(a.b) < n {
+		a.b = make([]byte, 0, max(strBufBlock, n))
+	}
+}
+
+// done returns the bytes appended since start as a string.
+func (a *strBuf) done(start int) string {
+	if len(a.b) == start {
+		return ""
+	}
+	return unsafe.String(&a.b[start], len(a.b)-start)
+}
+
+// concat returns x+y.
+func (a *strBuf) concat(x, y string) string {
+	if x == "" {
+		return y
+	}
+	a.room(len(x) + len(y))
+	start := len(a.b)
+	a.b = append(append(a.b, x...), y...)
+	return a.done(start)
+}
+
+// uint returns v in decimal.
+func (a *strBuf) uint(v uint64) string {
+	a.room(20)
+	start := len(a.b)
+	a.b = strconv.AppendUint(a.b, v, 10)
+	return a.done(start)
 }
 
 // storedNames holds, within one Handle call, the stored field names of the last

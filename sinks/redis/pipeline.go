@@ -49,14 +49,15 @@ func (h *Handler) queueFenced(ctx context.Context, p redis.Pipeliner, s *sorted,
 	}
 	// Then the rows' old keys and tombstones go, in a few DELs.
 	for rest := s.plain; len(rest) > 0; {
-		keys := make([]string, 0, min(delChunk, 2*len(rest)))
+		args := make([]any, 1, 1+min(delChunk, 2*len(rest)))
+		args[0] = "del"
 		k := 0
-		for k < len(rest) && len(keys) < delChunk {
-			keys = appendDelKeys(keys, rest[k])
+		for k < len(rest) && len(args) <= delChunk {
+			args = appendDelKeys(args, rest[k])
 			k++
 		}
-		if len(keys) > 0 {
-			p.Del(ctx, keys...)
+		if len(args) > 1 {
+			p.Do(ctx, args...)
 			slots = append(slots, slot{kind: slotDel, rows: rest[:k]})
 		}
 		rest = rest[k:]
@@ -79,14 +80,14 @@ func (h *Handler) queueFenced(ctx context.Context, p redis.Pipeliner, s *sorted,
 // removes its tombstone, whether the change is a create or an update — after a
 // compacted-away re-create, an update is the first change of the row since its
 // delete; a delete removes the row and then writes the tombstone.
-func appendDelKeys(keys []string, o *op) []string {
+func appendDelKeys(keys []any, o *op) []any {
 	switch {
 	case o.kind != opUpsert:
 		return append(keys, o.key)
 	case o.t.layout == layoutJSON:
 		return append(keys, o.tomb)
 	default:
-		return append(keys, o.key, o.tomb)
+		return append(keys, o.hset[1], o.tomb) // the key as HSET has it boxed
 	}
 }
 
@@ -100,6 +101,6 @@ func (h *Handler) queueWrite(ctx context.Context, p redis.Pipeliner, o *op) {
 	case o.t.layout == layoutJSON:
 		p.Set(ctx, o.key, o.values[0], 0)
 	default:
-		p.HSet(ctx, o.key, o.values...)
+		p.Do(ctx, o.hset...)
 	}
 }

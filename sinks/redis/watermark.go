@@ -113,10 +113,10 @@ func (w watermark) after(live []*op, clean bool) watermark {
 	return w
 }
 
-// readWatermark reads the watermark inside the transaction's WATCH. A missing or
-// unreadable one is lost: the batch is then version-checked.
-func (h *Handler) readWatermark(ctx context.Context, tx *redis.Tx, inst string, pk partKey, key string) (watermark, error) {
-	v, err := tx.Get(ctx, key).Result()
+// readWatermark reads the watermark from the reply of its GET under WATCH. A
+// missing or unreadable one is lost: the batch is then version-checked.
+func (h *Handler) readWatermark(ctx context.Context, get *redis.StringCmd, inst string, pk partKey, key string) (watermark, error) {
+	v, err := get.Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return watermark{lost: true}, nil
@@ -140,7 +140,7 @@ func (h *Handler) readWatermark(ctx context.Context, tx *redis.Tx, inst string, 
 // version-checked row was newer than what Redis held): if no other writer changed
 // it since (written is what the batch's transaction stored), the fast path resumes
 // with the next batch. Failing is harmless: the next batch is checked again.
-func (h *Handler) findWatermark(ctx context.Context, cl *redis.Client, inst string, pk partKey, key, written string, w watermark) {
+func (h *Handler) findWatermark(ctx context.Context, cl redis.Scripter, inst string, pk partKey, key, written string, w watermark) {
 	err := cl.Eval(ctx, casScript, []string{key}, written, w.String()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		h.log.WarnContext(ctx, "partition watermark stays lost", "instance", inst, "topic", pk.topic,
