@@ -240,11 +240,7 @@ func boxRow(buf *[]any, row []Value) []any {
 type jsonFormatDecoder struct{ d *Decoder }
 
 func (j jsonFormatDecoder) Decode(_ context.Context, value []byte) ([]*Change, error) {
-	c, err := j.d.DecodeJSON(value)
-	if err != nil {
-		return nil, err
-	}
-	return []*Change{c}, nil
+	return j.d.decodeOneJSON(value)
 }
 
 type canalFormatDecoder struct{}

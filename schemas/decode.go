@@ -33,8 +33,8 @@ func (d *Decoder) DecodeContext(ctx context.Context, format string, value []byte
 	}
 	if format == "" {
 		// What the fast path takes is kanal JSON (it has "op"): skip sniffing.
-		if c, ok := d.fastJSON(value); ok {
-			return []*Change{c}, nil
+		if cs, ok := d.fastOneJSON(value); ok {
+			return cs, nil
 		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(value, &top); err != nil {

@@ -30,6 +30,12 @@ type Decoder struct {
 	// reuses the Source names it has seen), so that a kept value keeps at most
 	// its block alive, never the input.
 	Alias bool
+	// SkipUpdateBefore leaves Change.Before nil for updates decoded by the JSON
+	// fast path: the before image is still checked (a record is accepted or
+	// refused exactly as without it) but no map is built, for consumers that
+	// read only the after image of an update. Deletes keep theirs: it is their
+	// only image.
+	SkipUpdateBefore bool
 	// Schemas looks up the writer schemas of Avro records; without it Avro
 	// records cannot be decoded. It may be shared by many Decoders.
 	Schemas SchemaResolver
@@ -102,7 +108,7 @@ var decoders = sync.Pool{New: func() any { return NewDecoder() }}
 // DecodeJSON is the package-level DecodeJSON with this decoder's cache.
 //
 // The envelopes kanal writes take a fast path: one pass over the bytes, no
-// reflection, string values sliced out of one copy of the record. Anything
+// reflection, text values copied out of them (see Alias). Anything
 // else it does not expect (other key orders, unknown keys, escapes it does not
 // handle, invalid input) is decoded by encoding/json instead, which also gives
 // the error messages, so both paths accept and reject exactly the same input.
@@ -290,6 +296,45 @@ func (p *jsonScan) next(end byte) (more, ok bool) {
 }
 
 func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
+	c := &Change{}
+	if !d.fastJSONInto(data, c) {
+		return nil, false
+	}
+	return c, true
+}
+
+// oneChange is a decoded change and the slice Decode returns it in, allocated
+// together.
+type oneChange struct {
+	c    Change
+	list [1]*Change
+}
+
+// fastOneJSON is fastJSON returning the change as Decode does.
+func (d *Decoder) fastOneJSON(data []byte) ([]*Change, bool) {
+	o := &oneChange{}
+	if !d.fastJSONInto(data, &o.c) {
+		return nil, false
+	}
+	o.list[0] = &o.c
+	return o.list[:], true
+}
+
+// decodeOneJSON is DecodeJSON returning the change as Decode does.
+func (d *Decoder) decodeOneJSON(data []byte) ([]*Change, error) {
+	if cs, ok := d.fastOneJSON(data); ok {
+		return cs, nil
+	}
+	c, err := decodeJSONStd(data)
+	if err != nil {
+		return nil, err
+	}
+	return []*Change{c}, nil
+}
+
+// fastJSONInto decodes data into the zero Change c on the fast path, and
+// reports false (c then holds anything) when data is not what it takes.
+func (d *Decoder) fastJSONInto(data []byte, c *Change) bool {
 	// The input is read in place; what the result keeps of it is copied (or
 	// not, with Alias) as it is taken (jsonScan.text, jsonScan.name).
 	p := &jsonScan{d: d, alias: d.Alias}
@@ -297,9 +342,8 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 		p.s = unsafe.String(&data[0], len(data))
 	}
 	if !p.lit("{") {
-		return nil, false
+		return false
 	}
-	c := &Change{}
 	var info *colsInfo
 	// Each key at most once, and the columns before the rows, as kanal writes
 	// them; anything else goes to encoding/json, whose answer (the last of
@@ -324,35 +368,35 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 	for more := true; more; {
 		k, ok := p.key()
 		if !ok {
-			return nil, false
+			return false
 		}
 		switch k {
 		case "op":
 			s, ok := p.str()
 			if !ok || !once(seenOp) {
-				return nil, false
+				return false
 			}
 			c.Op = knownOp(s)
 		case "seq":
 			n, ok := p.num()
 			if !ok || !once(seenSeq) {
-				return nil, false
+				return false
 			}
 			v, err := strconv.ParseUint(n, 10, 64)
 			if err != nil {
-				return nil, false
+				return false
 			}
 			c.Seq = v
 		case "source":
 			if !once(seenSource) || !p.source(&c.Source) {
-				return nil, false
+				return false
 			}
 		case "columns":
 			if !once(seenColumns) {
-				return nil, false
+				return false
 			}
 			if info, ok = d.columns(p); !ok {
-				return nil, false
+				return false
 			}
 		case "before", "after":
 			bit := uint8(seenBefore)
@@ -360,14 +404,17 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 				bit = seenAfter
 			}
 			if !once(bit) || info == nil {
-				return nil, false
+				return false
 			}
 			if p.lit("null") {
 				break
 			}
-			row, ok := p.row(info)
+			// An update's before image is checked but not built when no one
+			// reads it (op comes first as kanal writes it).
+			keep := k == "after" || !d.SkipUpdateBefore || c.Op != OpUpdate
+			row, ok := p.row(info, keep)
 			if !ok {
-				return nil, false
+				return false
 			}
 			if k == "before" {
 				c.Before = row
@@ -376,30 +423,30 @@ func (d *Decoder) fastJSON(data []byte) (*Change, bool) {
 			}
 		case "key_fallback":
 			if !once(seenKeyFallback) {
-				return nil, false
+				return false
 			}
 			switch {
 			case p.lit("true"):
 				c.KeyFallback = true
 			case p.lit("false"):
 			default:
-				return nil, false
+				return false
 			}
 		default:
-			return nil, false
+			return false
 		}
 		if more, ok = p.next('}'); !ok {
-			return nil, false
+			return false
 		}
 	}
 	if p.ws(); p.i != len(p.s) || seen&(seenOp|seenColumns) != seenOp|seenColumns || !c.Op.Valid() {
-		return nil, false
+		return false
 	}
 	c.Columns = info.cols
 	if checkImages(c) != nil {
-		return nil, false
+		return false
 	}
-	return c, true
+	return true
 }
 
 func (p *jsonScan) source(s *Source) bool {
@@ -560,12 +607,16 @@ func (d *Decoder) remember(text string, info *colsInfo) *colsInfo {
 }
 
 // row decodes a row image whose keys are the columns in table order, as kanal
-// writes them.
-func (p *jsonScan) row(info *colsInfo) (map[string]any, bool) {
+// writes them. Unless keep is set it only checks the image (see
+// Decoder.SkipUpdateBefore) and returns a nil map.
+func (p *jsonScan) row(info *colsInfo, keep bool) (map[string]any, bool) {
 	if !p.lit("{") {
 		return nil, false
 	}
-	row := make(map[string]any, len(info.cols))
+	var row map[string]any
+	if keep {
+		row = make(map[string]any, len(info.cols))
+	}
 	if len(info.cols) == 0 {
 		return row, p.lit("}")
 	}
@@ -574,11 +625,13 @@ func (p *jsonScan) row(info *colsInfo) (map[string]any, bool) {
 		if !ok || k != col.Name {
 			return nil, false
 		}
-		v, ok := p.value(info.kinds[i])
+		v, ok := p.value(info.kinds[i], keep)
 		if !ok {
 			return nil, false
 		}
-		row[col.Name] = v
+		if keep {
+			row[col.Name] = v
+		}
 		more, ok := p.next('}')
 		if !ok || more != (i < len(info.cols)-1) {
 			return nil, false
@@ -587,8 +640,9 @@ func (p *jsonScan) row(info *colsInfo) (map[string]any, bool) {
 	return row, true
 }
 
-// value reads one column value of kind k, as decodeJSONValue would return it.
-func (p *jsonScan) value(k Kind) (any, bool) {
+// value reads one column value of kind k, as decodeJSONValue would return it;
+// unless keep is set it only checks it and returns nil.
+func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 	if p.lit("null") {
 		return nil, true
 	}
@@ -599,6 +653,9 @@ func (p *jsonScan) value(k Kind) (any, bool) {
 			return nil, false
 		}
 		v, err := strconv.ParseInt(n, 10, 64)
+		if !keep {
+			return nil, err == nil
+		}
 		return v, err == nil
 	case KindUint, KindBit:
 		n, ok := p.num()
@@ -606,6 +663,9 @@ func (p *jsonScan) value(k Kind) (any, bool) {
 			return nil, false
 		}
 		v, err := strconv.ParseUint(n, 10, 64)
+		if !keep {
+			return nil, err == nil
+		}
 		return v, err == nil
 	case KindFloat, KindDouble:
 		p.ws()
@@ -621,21 +681,31 @@ func (p *jsonScan) value(k Kind) (any, bool) {
 		}
 		if k == KindFloat {
 			f, err := strconv.ParseFloat(n, 32)
+			if !keep {
+				return nil, err == nil
+			}
 			return float32(f), err == nil
 		}
 		f, err := strconv.ParseFloat(n, 64)
+		if !keep {
+			return nil, err == nil
+		}
 		return f, err == nil
 	}
 	s, ok := p.str()
-	if !ok {
+	switch {
+	case !ok:
 		return nil, false
-	}
-	switch k {
-	case KindDecimal:
-		return Decimal(p.text(s)), true
-	case KindBytes:
+	case k == KindBytes:
 		b, err := base64.StdEncoding.DecodeString(s)
+		if !keep {
+			return nil, err == nil
+		}
 		return b, err == nil
+	case !keep:
+		return nil, true
+	case k == KindDecimal:
+		return Decimal(p.text(s)), true
 	}
 	return p.text(s), true
 }
