@@ -127,6 +127,11 @@ func (a *Aggregator) Name() string { return a.name }
 // consumer.Tables.
 func (a *Aggregator) Tables() []string { return append([]string(nil), a.sources...) }
 
+// UsesUpdateBefore reports false: a row's old contribution comes from its
+// stored state, not from the change's before image, so the Runner need not
+// decode updates' before images (consumer.UpdateBeforeUser).
+func (a *Aggregator) UsesUpdateBefore() bool { return false }
+
 // Stats returns the live counters.
 func (a *Aggregator) Stats() *Stats { return &a.stats }
 

@@ -38,16 +38,7 @@ func redisMaterialiser(ctx context.Context, env *Env) (uint64, time.Duration, er
 		return 0, 0, err
 	}
 	defer h.Close()
-	var mu sync.Mutex
-	var first time.Time
-	timed := consumer.Wrap(h, func(ctx context.Context, b consumer.Batch) error {
-		mu.Lock()
-		if first.IsZero() {
-			first = time.Now()
-		}
-		mu.Unlock()
-		return h.Handle(ctx, b)
-	})
+	timed := &timedRedis{Handler: h}
 	env.groups++
 	reg := consumer.NewRegistry()
 	if err := reg.Register(timed, consumer.Tables(h.TablePatterns()...), consumer.Group(fmt.Sprintf("bench-redis-%d", env.groups))); err != nil {
@@ -84,7 +75,28 @@ func redisMaterialiser(ctx context.Context, env *Env) (uint64, time.Duration, er
 	end := time.Now()
 	cancel()
 	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	return uint64(wl.RowChanges), end.Sub(first), nil
+	return uint64(wl.RowChanges), end.Sub(timed.started()), nil
+}
+
+// timedRedis notes when the first batch arrives. It embeds the handler, so the
+// Runner still sees what it implements besides Handle (consumer.UpdateBeforeUser).
+type timedRedis struct {
+	*redissink.Handler
+	mu    sync.Mutex
+	first time.Time
+}
+
+func (t *timedRedis) Handle(ctx context.Context, b consumer.Batch) error {
+	t.mu.Lock()
+	if t.first.IsZero() {
+		t.first = time.Now()
+	}
+	t.mu.Unlock()
+	return t.Handler.Handle(ctx, b)
+}
+
+func (t *timedRedis) started() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.first
 }

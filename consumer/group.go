@@ -30,8 +30,11 @@ type group struct {
 	// with the table topics.
 	retryTopic string
 	store      OffsetStore // set when the group's only handler keeps its offsets
-	member     membership
-	sem        chan struct{}
+	// skipUpdateBefore: no route reads the before image of updates (see
+	// UpdateBeforeUser), so the workers' decoders do not build it.
+	skipUpdateBefore bool
+	member           membership
+	sem              chan struct{}
 
 	cl     *kgo.Client
 	ctx    context.Context // ends when the group shuts down; parent of workers
@@ -63,6 +66,9 @@ type groupRoute struct {
 	policy  Policy
 	retry   RetryConfig
 	handler Handler // as registered
+	// afterOnly: neither the handler nor a middleware of the route reads the
+	// before image of updates.
+	afterOnly bool
 }
 
 func newGroup(r *Runner, name string) *group {
@@ -88,13 +94,18 @@ func (g *group) addRoute(rt Route) error {
 	if s, ok := rt.Handler.(OffsetStore); ok {
 		g.store = s
 	}
+	if u, ok := rt.Handler.(UpdateBeforeUser); ok && len(rt.Middleware) == 0 {
+		gr.afterOnly = !u.UsesUpdateBefore()
+	}
 	g.routes = append(g.routes, gr)
 	return nil
 }
 
 func (g *group) prepare() error {
 	alts := make([]string, len(g.routes))
+	g.skipUpdateBefore = true
 	for i, rt := range g.routes {
+		g.skipUpdateBefore = g.skipUpdateBefore && rt.afterOnly
 		alts[i] = "(?:" + rt.re.String() + ")"
 		g.r.m.mu.Lock()
 		g.r.m.freshness[rt.name] = &freshness{caughtUp: g.caughtUp}

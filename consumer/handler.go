@@ -44,6 +44,17 @@ type OffsetResetter interface {
 	ResetOffsets(ctx context.Context, group string, offsets map[string]map[int32]int64) error
 }
 
+// UpdateBeforeUser is implemented by handlers that say whether they read the
+// before image of updates (Change.Before of a change with OpUpdate). When no
+// handler of a consumer group reads it, and none is wrapped by route middleware
+// (which might), the group decodes updates without it: Change.Before is nil for
+// updates, saving a row's worth of decoding per update. The image is still
+// checked, so a record is applied or dead-lettered exactly as before. A handler
+// that does not implement it is taken to read it.
+type UpdateBeforeUser interface {
+	UsesUpdateBefore() bool
+}
+
 // HandlerFunc adapts a function to a Handler.
 type HandlerFunc struct {
 	HandlerName string

@@ -91,6 +91,11 @@ func (h *Handler) Name() string { return h.r.cfg.Name }
 // TablePatterns returns the configured table patterns, for consumer.Tables.
 func (h *Handler) TablePatterns() []string { return h.r.cfg.TablePatterns() }
 
+// UsesUpdateBefore reports false: a row is written from its change's after
+// image (or deleted by key), so the Runner need not decode updates' before
+// images (consumer.UpdateBeforeUser).
+func (h *Handler) UsesUpdateBefore() bool { return false }
+
 // Stats returns the handler's counters.
 func (h *Handler) Stats() Stats {
 	return Stats{Upserts: h.upserts.Load(), Deletes: h.deletes.Load(), Stale: h.stale.Load(), Skipped: h.skipped.Load()}
