@@ -128,11 +128,13 @@ type Env struct {
 	t         *runT // what testenv starts the servers for, also under go test
 	redis     *testenv.RedisServer
 	pg        *testenv.PostgresServer
+	target    *testenv.MariaDBServer // see MariaDBTarget
 	rabbit    *testenv.RabbitMQServer
 	memcached *testenv.MemcachedServer
 	kafka     []*devKafka
-	groups    int       // consumer groups made so far (each apply run gets a new one)
-	samples   []sampled // see sample
+	groups    int             // consumer groups made so far (each apply run gets a new one)
+	samples   []sampled       // see sample
+	last      map[int32]int64 // see lastOffsets
 }
 
 func (e *Env) logf(format string, args ...any) {
@@ -146,6 +148,22 @@ func (e *Env) Redis() (*testenv.RedisServer, error) {
 	}
 	err := e.t.do(func() { e.redis = testenv.Redis(e.t) })
 	return e.redis, err
+}
+
+// MariaDBTarget starts (once) a second private MariaDB, with a database
+// "summaries", for the sinks that write to MySQL: a target of its own, as in
+// production, so that their writes neither compete with nor enter the
+// workload's binlog.
+func (e *Env) MariaDBTarget() (*testenv.MariaDBServer, error) {
+	if e.target != nil {
+		return e.target, nil
+	}
+	err := e.t.do(func() {
+		m := testenv.MariaDB(e.t, testenv.WithArgs("--innodb-buffer-pool-size=256M"))
+		m.Exec(e.t, "CREATE DATABASE IF NOT EXISTS summaries")
+		e.target = m
+	})
+	return e.target, err
 }
 
 // Postgres starts (once) a private Postgres.

@@ -13,40 +13,56 @@ import (
 
 // passMeter notes the counters at the start of a pass.
 type passMeter struct {
-	env            *Env
-	self, redis    time.Duration
-	pg, kafka      time.Duration
-	redisPid       int
-	pgPid          int
-	kafkaPid       int
+	servers        []meteredServer
+	self           time.Duration
 	mallocs, bytes uint64
 }
 
-// passCost is a pass's cost per row. A server's figure is 0 when it was not
-// running when the pass began (it started within the pass: its start-up would
-// count).
-type passCost struct {
-	Self, Redis, Postgres, Kafka float64 // CPU µs per row
-	Allocs, AllocBytes           float64 // this process's heap allocations per row
+// meteredServer is a server process whose CPU a pass notes (with its children:
+// Postgres's backends).
+type meteredServer struct {
+	name  string
+	pid   int
+	start time.Duration
 }
 
-// meterPass starts measuring a pass: this process (the Runner and the handler, or
-// a reference client), the bench's Redis and Postgres (with its backends) if they
-// run, and the dev-kafka holding the workload topic.
+// passCost is a pass's cost per row: CPU µs of this process and of each server
+// that was running when the pass began (one that started within the pass is
+// left out: its start-up would count), and this process's heap allocations.
+type passCost struct {
+	Self               float64
+	Servers            map[string]float64
+	Allocs, AllocBytes float64
+}
+
+// meterPass starts measuring a pass: this process (the Runner and the handler,
+// or a reference client), the bench's sink servers that run, and the
+// dev-kafka holding the workload topic.
 func (e *Env) meterPass() *passMeter {
-	m := &passMeter{env: e}
+	m := &passMeter{}
+	add := func(name string, pid int) {
+		if pid != 0 {
+			m.servers = append(m.servers, meteredServer{name: name, pid: pid, start: processTreeCPU(pid)})
+		}
+	}
 	if e.redis != nil {
-		m.redisPid = e.redis.Pid()
-		m.redis = procCPU(m.redisPid)
+		add("redis-server", e.redis.Pid())
 	}
 	if e.pg != nil {
-		m.pgPid = e.pg.Pid()
-		m.pg = processTreeCPU(m.pgPid)
+		add("Postgres", e.pg.Pid())
+	}
+	if e.target != nil {
+		add("MariaDB target", e.target.Pid())
+	}
+	if e.rabbit != nil {
+		add("RabbitMQ", e.rabbit.Pid())
+	}
+	if e.memcached != nil {
+		add("memcached", e.memcached.Pid())
 	}
 	for _, k := range e.kafka {
 		if len(e.Brokers) > 0 && k.Addr == e.Brokers[0] && k.cmd.Process != nil {
-			m.kafkaPid = k.cmd.Process.Pid
-			m.kafka = procCPU(m.kafkaPid)
+			add("dev-kafka", k.cmd.Process.Pid)
 		}
 	}
 	var ms runtime.MemStats
@@ -61,20 +77,12 @@ func (m *passMeter) stop(rows uint64) passCost {
 	self := procCPU(0) - m.self
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(max(rows, 1)) }
-	c := passCost{
-		Self:       per(self),
-		Allocs:     float64(ms.Mallocs-m.mallocs) / float64(max(rows, 1)),
-		AllocBytes: float64(ms.TotalAlloc-m.bytes) / float64(max(rows, 1)),
-	}
-	if m.redisPid != 0 {
-		c.Redis = per(procCPU(m.redisPid) - m.redis)
-	}
-	if m.pgPid != 0 {
-		c.Postgres = per(processTreeCPU(m.pgPid) - m.pg)
-	}
-	if m.kafkaPid != 0 {
-		c.Kafka = per(procCPU(m.kafkaPid) - m.kafka)
+	n := float64(max(rows, 1))
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / n }
+	c := passCost{Self: per(self), Servers: map[string]float64{},
+		Allocs: float64(ms.Mallocs-m.mallocs) / n, AllocBytes: float64(ms.TotalAlloc-m.bytes) / n}
+	for _, s := range m.servers {
+		c.Servers[s.name] = per(processTreeCPU(s.pid) - s.start)
 	}
 	return c
 }
@@ -85,10 +93,10 @@ func costNote(cs []passCost) string {
 	if len(cs) == 0 {
 		return ""
 	}
-	med := func(f func(passCost) float64) float64 {
+	med := func(f func(passCost) (float64, bool)) float64 {
 		var v []float64
 		for _, c := range cs {
-			if x := f(c); x > 0 {
+			if x, ok := f(c); ok {
 				v = append(v, x)
 			}
 		}
@@ -97,20 +105,14 @@ func costNote(cs []passCost) string {
 		}
 		return 0
 	}
-	parts := []string{fmt.Sprintf("this process %.2f", med(func(c passCost) float64 { return c.Self }))}
-	for _, p := range []struct {
-		name string
-		f    func(passCost) float64
-	}{
-		{"redis-server", func(c passCost) float64 { return c.Redis }},
-		{"Postgres", func(c passCost) float64 { return c.Postgres }},
-		{"dev-kafka", func(c passCost) float64 { return c.Kafka }},
-	} {
+	parts := []string{fmt.Sprintf("this process %.2f", med(func(c passCost) (float64, bool) { return c.Self, true }))}
+	for _, name := range []string{"redis-server", "Postgres", "MariaDB target", "RabbitMQ", "memcached", "dev-kafka"} {
 		// Below 0.05 µs a row the server idled through the pass.
-		if v := med(p.f); v >= 0.05 {
-			parts = append(parts, fmt.Sprintf("%s %.2f", p.name, v))
+		if v := med(func(c passCost) (float64, bool) { x, ok := c.Servers[name]; return x, ok }); v >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, v))
 		}
 	}
 	return fmt.Sprintf("CPU µs per row over the whole pass (setup included): %s; %.1f heap allocations, %.0f bytes per row in this process (medians of %d)",
-		strings.Join(parts, ", "), med(func(c passCost) float64 { return c.Allocs }), med(func(c passCost) float64 { return c.AllocBytes }), len(cs))
+		strings.Join(parts, ", "), med(func(c passCost) (float64, bool) { return c.Allocs, true }),
+		med(func(c passCost) (float64, bool) { return c.AllocBytes, true }), len(cs))
 }

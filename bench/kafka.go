@@ -250,3 +250,60 @@ func readSizes(ctx context.Context, brokers []string, topic string, want uint64)
 	}
 	return s, nil
 }
+
+// lastOffsets returns the offset of the last record of each non-empty partition
+// of the workload topic (found once per run): apply stages with several
+// members end when every partition is applied past it. The producer writes
+// transactions, so a partition ends with a commit marker: the last record is
+// the one before it.
+func (e *Env) lastOffsets(ctx context.Context) (map[int32]int64, error) {
+	if e.last != nil {
+		return e.last, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, e.Topic)
+	cl.Close()
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", e.Topic, err)
+	}
+	from := map[int32]kgo.Offset{}
+	want := map[int32]int64{} // a record at or after this offset ends the search
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			from[o.Partition] = kgo.NewOffset().At(max(0, o.Offset-10))
+			want[o.Partition] = o.Offset - 2
+		}
+	})
+	if err := ends.Error(); err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", e.Topic, err)
+	}
+	cl, err = kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.Topic: from}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	last := map[int32]int64{}
+	found := func() bool {
+		for p, w := range want {
+			if off, ok := last[p]; !ok || off < w {
+				return false
+			}
+		}
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !found() {
+		fs := cl.PollFetches(pctx)
+		if pctx.Err() != nil {
+			return nil, fmt.Errorf("last records of %s: not found in 30s (found %v, end offsets less 2: %v)", e.Topic, last, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) { last[r.Partition] = max(last[r.Partition], r.Offset) })
+	}
+	e.last = last
+	return last, nil
+}

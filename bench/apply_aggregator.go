@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/big"
 	"os"
@@ -10,31 +11,57 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	_ "github.com/go-sql-driver/mysql" // checkSummary's "mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // checkSummary's "pgx"
 
 	"github.com/kanal-cdc/kanal/aggregators"
 	"github.com/kanal-cdc/kanal/consumer"
 )
 
-// pgAggregator runs the Postgres aggregator (aggregators/) in a consumer.Runner over
-// the workload's topic: one summary of bench.orders, count and sum(amount) (a
-// DECIMAL) per status, with the aggregator's own offsets (consumer.OffsetStore). Each
-// run uses a new group, summary table and offsets table, so it starts from an empty
-// summary and the topic's beginning. The time runs from the first batch handed to the
-// handler to the last record handled.
+// pgAggregator is aggregator with a private Postgres as the target.
 func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) {
-	if len(env.Brokers) == 0 {
-		return 0, 0, fmt.Errorf("no Kafka with the workload topic (the last producer round failed)")
-	}
 	pg, err := env.Postgres()
 	if err != nil {
 		return 0, 0, err
+	}
+	return aggregator(ctx, env, aggTarget{id: "4c", driver: aggregators.DriverPostgres, dsn: pg.DSN, sqlDriver: "pgx",
+		pid: pg.Pid(), server: "Postgres"})
+}
+
+// mysqlAggregator is aggregator with a private MariaDB of its own as the target
+// (not the workload's source server).
+func mysqlAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) {
+	m, err := env.MariaDBTarget()
+	if err != nil {
+		return 0, 0, err
+	}
+	return aggregator(ctx, env, aggTarget{id: "4m", driver: aggregators.DriverMySQL, dsn: m.DSN("summaries"), sqlDriver: "mysql",
+		pid: m.Pid(), server: "MariaDB"})
+}
+
+// aggTarget is the database an aggregator stage writes to.
+type aggTarget struct {
+	id, driver, dsn, sqlDriver string
+	pid                        int    // the server's process (its children count too)
+	server                     string // its name in notes
+}
+
+// aggregator runs the aggregator (aggregators/) in a consumer.Runner over the
+// workload's topic: one summary of bench.orders, count and sum(amount) (a
+// DECIMAL) per status, with the aggregator's own offsets (consumer.OffsetStore).
+// Each run uses a new group, summary table and offsets table, so it starts from
+// an empty summary and the topic's beginning. The time runs from the first batch
+// handed to the handler to the last record handled. Afterwards the summary is
+// compared with MariaDB's GROUP BY of bench.orders.
+func aggregator(ctx context.Context, env *Env, tg aggTarget) (uint64, time.Duration, error) {
+	if len(env.Brokers) == 0 {
+		return 0, 0, fmt.Errorf("no Kafka with the workload topic (the last producer round failed)")
 	}
 	env.groups++
 	n := env.groups
 	cfg := aggregators.DefaultConfig()
 	cfg.Name = fmt.Sprintf("bench-agg-%d", n)
-	cfg.Target.Driver, cfg.Target.DSN = aggregators.DriverPostgres, pg.DSN
+	cfg.Target.Driver, cfg.Target.DSN = tg.driver, tg.dsn
 	cfg.OffsetsTable = fmt.Sprintf("bench_offsets_%d", n)
 	cfg.Summaries = []aggregators.SummaryConfig{{
 		Table:    fmt.Sprintf("bench_orders_by_status_%d", n),
@@ -68,14 +95,14 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 	done := make(chan error, 1)
 	// CPU over the run (the clock starts at the first batch; the Runner's
 	// start-up is a small part of it): this process (Runner and handler),
-	// Postgres with its backends, and the Kafka holding the topic.
+	// the target server with its backends, and the Kafka holding the topic.
 	var kafkaPid int
 	for _, k := range env.kafka {
 		if k.Addr == env.Brokers[0] && k.cmd.Process != nil {
 			kafkaPid = k.cmd.Process.Pid
 		}
 	}
-	self0, pg0, kafka0 := procCPU(0), processTreeCPU(pg.Pid()), procCPU(kafkaPid)
+	self0, srv0, kafka0 := procCPU(0), processTreeCPU(tg.pid), procCPU(kafkaPid)
 	go func() { done <- r.Run(runCtx) }()
 	wl := env.Workload
 	records := int64(wl.RowChanges + wl.Deletes) // a tombstone follows each delete
@@ -91,7 +118,7 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 		}
 	}
 	end := time.Now()
-	self, pgCPU, kafkaCPU := procCPU(0)-self0, processTreeCPU(pg.Pid())-pg0, procCPU(kafkaPid)-kafka0
+	self, srvCPU, kafkaCPU := procCPU(0)-self0, processTreeCPU(tg.pid)-srv0, procCPU(kafkaPid)-kafka0
 	if kafkaPid == 0 {
 		kafkaCPU = 0
 	}
@@ -105,16 +132,16 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 		spans = append(spans, fmt.Sprintf("%d: %.1f–%.1f s", p, sp[0].Sub(first).Seconds(), sp[1].Sub(first).Seconds()))
 	}
 	h.mu.Unlock()
-	env.logf("4c: partitions handled %s", strings.Join(spans, ", "))
+	env.logf("%s: partitions handled %s", tg.id, strings.Join(spans, ", "))
 	perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(records) }
-	env.logf("4c: CPU per record: this process (Runner + handler) %.1f µs, Postgres %.1f µs, dev-kafka %.1f µs",
-		perRow(self), perRow(pgCPU), perRow(kafkaCPU))
+	env.logf("%s: CPU per record: this process (Runner + handler) %.1f µs, %s %.1f µs, dev-kafka %.1f µs",
+		tg.id, perRow(self), tg.server, perRow(srvCPU), perRow(kafkaCPU))
 	// Where the time went: batch sizes show how much the Runner hands over at
 	// once, Handle's share of the wall time whether the handler is the limit.
-	env.logf("4c: %d records in %d batches (%.0f per batch), Handle busy %.1f s of %.1f s wall, summed over partitions",
-		records, batches, float64(records)/float64(max(batches, 1)), busy.Seconds(), end.Sub(first).Seconds())
+	env.logf("%s: %d records in %d batches (%.0f per batch), Handle busy %.1f s of %.1f s wall, summed over partitions",
+		tg.id, records, batches, float64(records)/float64(max(batches, 1)), busy.Seconds(), end.Sub(first).Seconds())
 	// Outside the timed window: the summary must be the source table's.
-	if err := checkSummary(ctx, env, pg.DSN, cfg.Summaries[0].Table); err != nil {
+	if err := checkSummary(ctx, env, tg, cfg.Summaries[0].Table); err != nil {
 		return 0, 0, err
 	}
 	return uint64(wl.RowChanges), end.Sub(first), nil
@@ -122,7 +149,7 @@ func pgAggregator(ctx context.Context, env *Env) (uint64, time.Duration, error) 
 
 // checkSummary compares the summary table with the same aggregate computed by
 // MariaDB over bench.orders (which holds the state the topic ends in).
-func checkSummary(ctx context.Context, env *Env, dsn, table string) error {
+func checkSummary(ctx context.Context, env *Env, tg aggTarget, table string) error {
 	want := map[string][2]string{}
 	rows, err := env.MariaDB.DB().QueryContext(ctx, "SELECT CAST(status AS CHAR), COUNT(*), SUM(amount) FROM bench.orders GROUP BY status")
 	if err != nil {
@@ -140,12 +167,16 @@ func checkSummary(ctx context.Context, env *Env, dsn, table string) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	db, err := sql.Open(tg.sqlDriver, tg.dsn)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	prows, err := conn.Query(ctx, "SELECT status::text, orders::text, total::text FROM "+table)
+	defer db.Close()
+	q := "SELECT status::text, orders::text, total::text FROM " + table
+	if tg.driver == aggregators.DriverMySQL {
+		q = "SELECT CAST(status AS CHAR), CAST(orders AS CHAR), CAST(total AS CHAR) FROM " + table
+	}
+	prows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("summary: %w", err)
 	}
