@@ -41,11 +41,17 @@ type Decoder struct {
 	Schemas SchemaResolver
 
 	cols map[string]*colsInfo
-	avro map[avroSchemaKey]*avroPlan // compiled Avro writer schemas
+	// lastCols is the column list of the last record, lastColsText its text.
+	lastCols     *colsInfo
+	lastColsText string
+	avro         map[avroSchemaKey]*avroPlan // compiled Avro writer schemas
 	// text is the current block of copied text values; names the Source names
 	// seen, as owned strings.
 	text  []byte
 	names map[string]string
+	// recent are the last names returned, looked at before names.
+	recent     [4]string
+	nextRecent int
 }
 
 // textBlock is the size of the blocks text values are copied into: the values
@@ -77,9 +83,24 @@ func (d *Decoder) ownText(s string) string {
 
 // ownName returns s as a string of its own, the same one for the same name.
 func (d *Decoder) ownName(s string) string {
-	if v, ok := d.names[s]; ok {
-		return v
+	// A record's names (source name, file, database, table) are mostly the
+	// previous record's: compared before a map lookup hashes them.
+	for _, v := range d.recent {
+		if v == s {
+			return v
+		}
 	}
+	v, ok := d.names[s]
+	if !ok {
+		v = d.newName(s)
+	}
+	d.recent[d.nextRecent] = v
+	d.nextRecent = (d.nextRecent + 1) % len(d.recent)
+	return v
+}
+
+// newName adds s to the names.
+func (d *Decoder) newName(s string) string {
 	if d.names == nil || len(d.names) >= maxNames {
 		d.names = make(map[string]string, 16)
 	}
@@ -90,6 +111,7 @@ func (d *Decoder) ownName(s string) string {
 
 // colsInfo is a decoded "columns" array with each column's value kind.
 type colsInfo struct {
+	text  string // the "columns" array as the records hold it
 	cols  []Column
 	kinds []Kind
 }
@@ -531,8 +553,16 @@ func (d *Decoder) columns(p *jsonScan) (*colsInfo, bool) {
 	if end < 0 {
 		return nil, false
 	}
-	if info, ok := d.cols[p.s[start:p.i+end+1]]; ok {
+	text := p.s[start : p.i+end+1]
+	// Consecutive records are mostly of one table: comparing with the last list
+	// costs less than hashing it for the map.
+	if d.lastCols != nil && text == d.lastColsText {
 		p.i += end + 1
+		return d.lastCols, true
+	}
+	if info, ok := d.cols[text]; ok {
+		p.i += end + 1
+		d.lastColsText, d.lastCols = info.text, info
 		return info, true
 	}
 	info := &colsInfo{cols: []Column{}}
@@ -602,7 +632,9 @@ func (d *Decoder) remember(text string, info *colsInfo) *colsInfo {
 	if len(d.cols) >= maxCachedColumnLists {
 		clear(d.cols)
 	}
-	d.cols[strings.Clone(text)] = info
+	info.text = strings.Clone(text)
+	d.cols[info.text] = info
+	d.lastColsText, d.lastCols = info.text, info
 	return info
 }
 
