@@ -70,6 +70,11 @@ type Machine struct {
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel"`
 	MariaDB   string `json:"mariadb"`
+	// LoadStart and LoadEnd are /proc/loadavg's 1, 5 and 15 minute averages when
+	// the run began and ended: the build machines are shared, and a rate means
+	// little without how busy the machine was.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
 }
 
 func fmtNum(v float64, unit string) string {
@@ -100,9 +105,17 @@ func (r *Report) Markdown(w io.Writer) {
 	wl := r.Workload
 	fmt.Fprintf(w, "### kanal bench — %s, %d CPUs (%s), %s, MariaDB %s\n\n", r.Started.Format("2006-01-02 15:04"),
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.MariaDB)
+	if r.Machine.LoadStart != "" {
+		fmt.Fprintf(w, "Load average (1, 5, 15 min): %s at the start, %s at the end.\n\n", r.Machine.LoadStart, r.Machine.LoadEnd)
+	}
 	if wl != nil {
-		fmt.Fprintf(w, "Workload: seed %d, %d row changes (%d inserts, %d updates, %d deletes) in %d 1,000-row and %d single-row transactions; binlog %.1f MB; generated in %.1fs.\n\n",
-			wl.Seed, wl.RowChanges, wl.Inserts, wl.Updates, wl.Deletes, wl.BulkTxns, wl.SingleTxns, float64(wl.BinlogBytes)/1e6, wl.GenSeconds)
+		// The binlog's size is measured by stage 1, which --stages may leave out.
+		binlog := "not measured (stage 1 not run)"
+		if wl.BinlogBytes > 0 {
+			binlog = fmt.Sprintf("%.1f MB", float64(wl.BinlogBytes)/1e6)
+		}
+		fmt.Fprintf(w, "Workload: seed %d, %d row changes (%d inserts, %d updates, %d deletes) in %d 1,000-row and %d single-row transactions; binlog %s; generated in %.1fs.\n\n",
+			wl.Seed, wl.RowChanges, wl.Inserts, wl.Updates, wl.Deletes, wl.BulkTxns, wl.SingleTxns, binlog, wl.GenSeconds)
 	}
 	fmt.Fprintln(w, "Values: median (min–max) over the runs; ratios are per round (same data, back to back), then median (min–max).")
 	fmt.Fprintln(w)
