@@ -201,11 +201,11 @@ func redisHSETReference(ctx context.Context, env *Env) (uint64, time.Duration, e
 	if err != nil {
 		return 0, 0, err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
+	if err := flushRedis(ctx, srv.Addr); err != nil {
 		return 0, 0, err
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
 	total := env.Workload.RowChanges
 	// The values are built before the clock starts: this measures the server.
 	wl := newWorkload(env.Workload.Seed + 1)
@@ -234,6 +234,19 @@ func redisHSETReference(ctx context.Context, env *Env) (uint64, time.Duration, e
 	return uint64(total), dur, nil
 }
 
+// flushRedis empties the bench's Redis before a stage writes to it. After a full
+// round it holds a million hashes, whose freeing takes seconds on a busy machine:
+// longer than go-redis's default read timeout (3 s), after which every later
+// command of the stage would wait behind the flush too.
+func flushRedis(ctx context.Context, addr string) error {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 5 * time.Minute})
+	defer rdb.Close()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("empty Redis: %w", err)
+	}
+	return nil
+}
+
 // redisServerCeiling is redis-server's own ceiling for the same writes: Redis's C
 // benchmark client (redis-benchmark, shipped with redis-server on Debian) sending
 // pipelines of 1,000 HSETs of one workload row's nine fields to random keys over 50
@@ -247,6 +260,10 @@ func redisServerCeiling(ctx context.Context, env *Env) (uint64, time.Duration, e
 	bin, err := exec.LookPath("redis-benchmark")
 	if err != nil {
 		return 0, 0, fmt.Errorf("redis-benchmark not found (Debian package redis-tools, installed with redis-server): %w", err)
+	}
+	// Every round starts from an empty server, as 4a and 4b do.
+	if err := flushRedis(ctx, srv.Addr); err != nil {
+		return 0, 0, err
 	}
 	total := env.Workload.RowChanges
 	args := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-n", strconv.Itoa(total), "-P", "1000",

@@ -47,11 +47,11 @@ func redisMembers(ctx context.Context, env *Env, n int) (uint64, time.Duration, 
 	if err != nil {
 		return 0, 0, err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
+	if err := flushRedis(ctx, srv.Addr); err != nil {
 		return 0, 0, err
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		return 0, 0, err
 	}
