@@ -90,7 +90,7 @@ func NewRegistry(cfg *kafkaconn.SchemaRegistryConfig, log *slog.Logger) (*Regist
 // credentials to work, and changes nothing. The error says what failed; a
 // refused login names the settings to fix.
 func (r *Registry) Check(ctx context.Context) error {
-	err := r.cl.Compatibility(ctx)[0].Err
+	err := r.explain(r.cl.Compatibility(ctx)[0].Err)
 	var re *sr.ResponseError
 	switch {
 	case err == nil:
@@ -101,6 +101,12 @@ func (r *Registry) Check(ctx context.Context) error {
 		return fmt.Errorf("GET /config answered %d: %w", re.StatusCode, err)
 	}
 	return fmt.Errorf("GET /config: %w", err)
+}
+
+// explain gives a TLS failure the hint the other connections give: which
+// settings to check. A certificate that is not trusted stays so on retry.
+func (r *Registry) explain(err error) error {
+	return tlsconfig.Explain("schema registry "+r.cfg.URL, "kafka.schema_registry.tls", err)
 }
 
 // permanentStatus reports registry answers that a retry cannot change: the
@@ -133,8 +139,8 @@ func (r *Registry) retry(ctx context.Context, what string, stop func(error) bool
 	attempt := 0
 	return backoff.RetryNotify(func() error {
 		attempt++
-		err := fn(ctx)
-		if err != nil && (stop(err) || ctx.Err() != nil) {
+		err := r.explain(fn(ctx))
+		if err != nil && (stop(err) || tlsconfig.VerifyFailed(err) || ctx.Err() != nil) {
 			return backoff.Permanent(err)
 		}
 		return err

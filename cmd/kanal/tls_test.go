@@ -284,7 +284,7 @@ func TestTLSEverywhere(t *testing.T) {
 		{tlsMode{"source": "wrong-ca", "kafka": "wrong-ca", "registry": "wrong-ca", "redis": "wrong-ca", "postgres": "wrong-ca", "mysql": "wrong-ca"}, map[string][]string{
 			"source tlsdemo":                        {"source " + rig.m.Addr(), "not trusted", "source.tls.ca", "x509: certificate signed by unknown authority"},
 			"kafka broker":                          {"kafka broker " + rig.k.Brokers[0], "not trusted", "kafka.tls.ca", "x509: certificate signed by unknown authority"},
-			"schema registry " + rig.reg.URL:        {"GET /config", "x509: certificate signed by unknown authority"},
+			"schema registry " + rig.reg.URL:        {"GET /config", "not trusted", "kafka.schema_registry.tls.ca", "x509: certificate signed by unknown authority"},
 			"handler users-cache: redis instance a": {"redis instance a (" + rig.r[0].Addr + ")", "not trusted", "instances.a.tls.ca", "x509: certificate signed by unknown authority"},
 			"handler users-cache: redis instance b": {"redis instance b (" + rig.r[1].Addr + ")", "not trusted", "x509: certificate signed by unknown authority"},
 			"handler earnings: postgres target":     {"postgres target " + rig.pg.Addr, "not trusted", "target.tls.ca", "x509: certificate signed by unknown authority"},
