@@ -76,6 +76,10 @@ type EncoderConfig struct {
 	TopicPrefix string
 	// Registry registers schemas for avro-confluent; required by that format.
 	Registry SchemaRegistry
+	// Source is source.name, the Source.Name of the changes: json-compact puts
+	// it in its descriptors instead of every record (a change of another name
+	// carries its own).
+	Source string
 }
 
 // RowChange is one change in the producer's positional form: row images as values
@@ -107,6 +111,8 @@ type format struct {
 	decoder func(d *Decoder) FormatDecoder
 	// registry: the format needs a schema registry (kafka.schema_registry).
 	registry bool
+	// schemasTopic: the format publishes to SchemasTopic.
+	schemasTopic bool
 }
 
 // formats is the one place where formats are listed.
@@ -115,10 +121,12 @@ var formats = []format{
 		decoder: func(d *Decoder) FormatDecoder { return jsonFormatDecoder{d} }},
 	{name: FormatCanalJSON, newEncoder: func(EncoderConfig) (Encoder, error) { return &canalEncoder{now: time.Now}, nil },
 		decoder: func(*Decoder) FormatDecoder { return canalFormatDecoder{} }},
-	{name: FormatAvro, newEncoder: newAvroEncoder,
+	{name: FormatAvro, newEncoder: newAvroEncoder, schemasTopic: true,
 		decoder: func(d *Decoder) FormatDecoder { return avroFormatDecoder{d: d} }},
 	{name: FormatAvroConfluent, newEncoder: newAvroConfluentEncoder, registry: true,
 		decoder: func(d *Decoder) FormatDecoder { return avroFormatDecoder{d: d, confluent: true} }},
+	{name: FormatJSONCompact, newEncoder: newCompactEncoder, schemasTopic: true,
+		decoder: func(d *Decoder) FormatDecoder { return compactFormatDecoder{d} }},
 }
 
 func lookupFormat(name string) *format {
@@ -147,6 +155,13 @@ func KnownFormat(name string) bool { return lookupFormat(name) != nil }
 func FormatNeedsRegistry(name string) bool {
 	f := lookupFormat(name)
 	return f != nil && f.registry
+}
+
+// FormatUsesSchemasTopic reports whether the named format publishes schemas or
+// descriptors to SchemasTopic (the producer then creates that topic).
+func FormatUsesSchemasTopic(name string) bool {
+	f := lookupFormat(name)
+	return f != nil && f.schemasTopic
 }
 
 // NewEncoder returns an encoder of the named format.

@@ -33,7 +33,7 @@ func benchOrders() (*TableVersion, *RowChange) {
 // is the producer's measured fast path; avro must stay within 0.9x of its rate
 // and at most half its bytes (docs/bench.md).
 func BenchmarkEncode(b *testing.B) {
-	for _, format := range []string{FormatJSON, FormatAvro, FormatAvroConfluent} {
+	for _, format := range []string{FormatJSON, FormatJSONCompact, FormatAvro, FormatAvroConfluent} {
 		b.Run(format, func(b *testing.B) {
 			tv, c := benchOrders()
 			enc, err := NewEncoder(format, EncoderConfig{TopicPrefix: "kanal", Registry: benchRegistry{}})
@@ -68,7 +68,7 @@ func BenchmarkEncode(b *testing.B) {
 // BenchmarkDecode measures decoding the same change in each format with one
 // Decoder (Avro schemas resolved once, then cached).
 func BenchmarkDecode(b *testing.B) {
-	for _, format := range []string{FormatJSON, FormatAvro, FormatAvroConfluent} {
+	for _, format := range []string{FormatJSON, FormatJSONCompact, FormatAvro, FormatAvroConfluent} {
 		b.Run(format, func(b *testing.B) {
 			tv, c := benchOrders()
 			mem := &benchResolver{}

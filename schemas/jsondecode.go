@@ -36,8 +36,9 @@ type Decoder struct {
 	// read only the after image of an update. Deletes keep theirs: it is their
 	// only image.
 	SkipUpdateBefore bool
-	// Schemas looks up the writer schemas of Avro records; without it Avro
-	// records cannot be decoded. It may be shared by many Decoders.
+	// Schemas looks up the writer schemas of Avro records and the descriptors
+	// of json-compact ones; without it such records cannot be decoded. It may
+	// be shared by many Decoders.
 	Schemas SchemaResolver
 
 	cols map[string]*colsInfo
@@ -45,6 +46,11 @@ type Decoder struct {
 	lastCols     *colsInfo
 	lastColsText string
 	avro         map[avroSchemaKey]*avroPlan // compiled Avro writer schemas
+	// compact are the json-compact descriptors looked up, lastCompact the
+	// last record's (most records are of the table before them).
+	compact       map[uint64]*compactDesc
+	lastCompact   *compactDesc
+	lastCompactFP uint64
 	// text is the current block of copied text values; names the Source names
 	// seen, as owned strings.
 	text  []byte
