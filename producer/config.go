@@ -74,7 +74,9 @@ type KafkaConfig struct {
 	// from earliest sees every change of that period, not just each row's latest.
 	// 0 compacts as soon as the cleaner runs.
 	MinCompactionLag time.Duration `yaml:"min_compaction_lag"`
-	// Format of record values: "json" (kanal envelope), "canal-json" (Canal
+	// Format of record values: "json" (kanal envelope), "json-compact" (the
+	// envelope's per-change fields and rows as arrays, columns and table in a
+	// descriptor per table version in "<prefix>._schemas"), "canal-json" (Canal
 	// FlatMessage), "avro" (Avro single-object encoding, schemas in
 	// "<prefix>._schemas") or "avro-confluent" (Confluent wire format, schemas in
 	// the kafka.schema_registry).

@@ -214,7 +214,7 @@ func (w *writer) ensureInternalTopics(ctx context.Context) error {
 	if err := w.ensureTopic(ctx, schemas.PositionsTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		return err
 	}
-	if w.cfg.Format == schemas.FormatAvro {
+	if schemas.FormatUsesSchemasTopic(w.cfg.Format) {
 		if err := w.ensureTopic(ctx, schemas.SchemasTopic(w.cfg.TopicPrefix), 1, map[string]*string{"cleanup.policy": &compact}); err != nil {
 			return err
 		}

@@ -191,7 +191,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	stopMonitor := p.startMonitor(ctx, db, *pos)
 	defer stopMonitor()
 
-	enc, err := schemas.NewEncoder(cfg.Kafka.Format, schemas.EncoderConfig{TopicPrefix: cfg.Kafka.TopicPrefix, Registry: p.registry})
+	enc, err := schemas.NewEncoder(cfg.Kafka.Format, schemas.EncoderConfig{TopicPrefix: cfg.Kafka.TopicPrefix, Registry: p.registry, Source: cfg.Source.Name})
 	if err != nil {
 		return false, fmt.Errorf("%w: kafka.format: %w", ErrConfig, err)
 	}

@@ -168,7 +168,8 @@ func ReadAllWith(t testing.TB, brokers []string, re string, timeout time.Duratio
 }
 
 // Replay applies changes in offset order per partition and returns the resulting
-// table image: key → row rendered by Render. It fails the test when a key's changes
+// table image: key → row rendered by Render. A truncate removes the table's rows
+// older than it. It fails the test when a key's changes
 // arrive out of sequence order (per-key order is a kanal guarantee).
 func Replay(t testing.TB, recs []Record) map[string]map[string]string {
 	t.Helper()
@@ -188,6 +189,17 @@ func Replay(t testing.TB, recs []Record) map[string]map[string]string {
 		}
 		if got := c.Key(); got != r.Key {
 			t.Errorf("%s/%d@%d: record key %q but change key %q", r.Topic, r.Partition, r.Offset, r.Key, got)
+		}
+		if c.Op == schemas.OpTruncate {
+			// One record per partition: each removes the rows of the table
+			// whose last change is older, as its partition's consumer would.
+			prefix := c.Source.DB + "." + c.Source.Table + ":"
+			for key := range state {
+				if strings.HasPrefix(key, prefix) && lastSeq[key] < c.Seq {
+					delete(state, key)
+				}
+			}
+			continue
 		}
 		if c.Seq != 0 && c.Seq <= lastSeq[r.Key] {
 			t.Errorf("key %s: seq %d after %d: out of order", r.Key, c.Seq, lastSeq[r.Key])
