@@ -75,9 +75,10 @@ func OversizeTopic(prefix string) string { return prefix + "._oversize" }
 // DLQTopic is the dead-letter topic of a consumer group.
 func DLQTopic(prefix, group string) string { return prefix + "._dlq." + group }
 
-// SchemasTopic is the compacted topic of the avro format's writer schemas, keyed
-// by fingerprint (FingerprintKey); a schema is written in the same Kafka
-// transaction as the first record that uses it.
+// SchemasTopic is the compacted topic of the avro format's writer schemas and
+// the json-compact format's descriptors, keyed by fingerprint (FingerprintKey);
+// each is written in the same Kafka transaction as the first record that uses
+// it.
 func SchemasTopic(prefix string) string { return prefix + "._schemas" }
 
 // SchemaChangesTopic is the topic of schema-change records (SchemaChange): the

@@ -18,7 +18,8 @@ import (
 	"github.com/kanal-cdc/kanal/schemas"
 )
 
-// TopicSchemas reads the schemas topic of the avro format. A lookup of an
+// TopicSchemas reads the schemas topic of the avro and json-compact formats
+// (Avro schemas and descriptors alike, by fingerprint). A lookup of an
 // unknown fingerprint reads the topic (read_committed) up to its current stable
 // end: the producer writes a schema in the same Kafka transaction as the first
 // record that uses it, so once that record is visible, so is its schema. Safe

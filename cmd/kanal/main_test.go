@@ -17,6 +17,7 @@ import (
 	"github.com/kanal-cdc/kanal/internal/testenv"
 	"github.com/kanal-cdc/kanal/kafkaconn"
 	"github.com/kanal-cdc/kanal/producer"
+	"github.com/kanal-cdc/kanal/schemas"
 )
 
 var kanalBin string
@@ -186,10 +187,10 @@ func waitCaughtUp(t *testing.T, m *testenv.MariaDBServer, k *producer.KafkaConfi
 }
 
 // TestTailPrintsChanges runs `kanal tail` as a user would and checks it prints one
-// JSON change per line for the matching tables only.
+// JSON change per line for the matching tables only, for records in json and in
+// json-compact (whose descriptors tail reads from <prefix>._schemas).
 func TestTailPrintsChanges(t *testing.T) {
 	m := testenv.MariaDB(t)
-	k := testenv.Kafka(t)
 	env := []string{"KANAL_TEST_DB_PASSWORD=" + m.Password}
 	m.Exec(t, "CREATE DATABASE wl")
 	m.Exec(t, "CREATE TABLE wl.a (id INT PRIMARY KEY, v VARCHAR(10))")
@@ -197,11 +198,33 @@ func TestTailPrintsChanges(t *testing.T) {
 	m.Exec(t, "INSERT INTO wl.a VALUES (1,'one'),(2,'two')")
 	m.Exec(t, "INSERT INTO wl.b VALUES (1)")
 	m.Exec(t, "UPDATE wl.a SET v='uno' WHERE id=1")
-	cfgPath := writeConfig(t, m, k.Brokers, "tail", "")
-	p := startKanal(t, env, "produce", "--config", cfgPath)
-	waitCaughtUp(t, m, &producer.KafkaConfig{Config: kafkaconn.Config{Brokers: k.Brokers, TopicPrefix: "kanal"}}, "tail", p)
+	for _, format := range []string{schemas.FormatJSON, schemas.FormatJSONCompact} {
+		t.Run(format, func(t *testing.T) {
+			k := testenv.Kafka(t)
+			cfgPath := writeConfig(t, m, k.Brokers, "tail", "")
+			cfgText, err := os.ReadFile(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfgText = []byte(strings.Replace(string(cfgText), "  partitions: 3\n", "  partitions: 3\n  format: "+format+"\n", 1))
+			if err := os.WriteFile(cfgPath, cfgText, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p := startKanal(t, env, "produce", "--config", cfgPath)
+			waitCaughtUp(t, m, &producer.KafkaConfig{Config: kafkaconn.Config{Brokers: k.Brokers, TopicPrefix: "kanal"}}, "tail", p)
+			if descs := cdctest.ReadAll(t, k.Brokers, `^kanal\._schemas$`, time.Minute); (len(descs) > 0) != (format == schemas.FormatJSONCompact) {
+				t.Errorf("format %s: %d records in kanal._schemas", format, len(descs))
+			}
+			tailPrints(t, k.Brokers[0])
+		})
+	}
+}
 
-	out, err := exec.Command(kanalBin, "tail", "--brokers", k.Brokers[0], "--tables", "wl.a",
+// tailPrints checks what `kanal tail` prints of wl.a: its two creates and its
+// update.
+func tailPrints(t *testing.T, broker string) {
+	t.Helper()
+	out, err := exec.Command(kanalBin, "tail", "--brokers", broker, "--tables", "wl.a",
 		"--from-beginning", "--max", "3", "--timeout", "60s").Output()
 	if err != nil {
 		var stderr []byte

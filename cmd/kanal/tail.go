@@ -79,8 +79,9 @@ why when the value cannot be decoded (a truncated or malformed record).`,
 			if fromBeginning {
 				start = kgo.NewOffset().AtStart()
 			}
-			// Avro records (and dead letters of them) are decoded with the
-			// schemas of "<prefix>._schemas" or of the registry.
+			// Avro and json-compact records (and dead letters of them) are
+			// decoded with the schemas and descriptors of "<prefix>._schemas"
+			// or the schemas of the registry.
 			res, err := schemastore.NewResolver(*k, nil)
 			if err != nil {
 				return usageError{err}
