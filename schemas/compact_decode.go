@@ -107,6 +107,7 @@ func (d *Decoder) decodeCompact(ctx context.Context, value []byte) ([]*Change, e
 		p.s = unsafe.String(&value[0], len(value))
 	}
 	var desc *compactDesc
+	var lookup *compactLookup
 	if p.lit("[") {
 		if key, ok := p.str(); ok {
 			if c := d.lastCompact; c != nil && key == c.key {
@@ -114,7 +115,10 @@ func (d *Decoder) decodeCompact(ctx context.Context, value []byte) ([]*Change, e
 			} else if fp, ok := compactKeyFingerprint(key); ok {
 				var err error
 				if desc, err = d.compactDescriptor(ctx, fp); err != nil {
-					return nil, err
+					// encoding/json decides: a value that is not even a
+					// json-compact array is refused as such, and the lookup
+					// is not repeated.
+					lookup = &compactLookup{fp: fp, err: err}
 				}
 			}
 		}
@@ -126,7 +130,7 @@ func (d *Decoder) decodeCompact(ctx context.Context, value []byte) ([]*Change, e
 			return o.list[:], nil
 		}
 	}
-	c, err := d.decodeCompactStd(ctx, value)
+	c, err := d.decodeCompactStd(ctx, value, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -256,9 +260,16 @@ func (p *jsonScan) compactRow(desc *compactDesc, keep bool) (map[string]any, boo
 	return row, true
 }
 
+// compactLookup is a descriptor lookup that failed.
+type compactLookup struct {
+	fp  uint64
+	err error
+}
+
 // decodeCompactStd decodes a json-compact value with encoding/json: the
-// reference the fast path must agree with.
-func (d *Decoder) decodeCompactStd(ctx context.Context, value []byte) (*Change, error) {
+// reference the fast path must agree with. failed, when not nil, is the fast
+// path's failed lookup, returned instead of looking the same fingerprint up again.
+func (d *Decoder) decodeCompactStd(ctx context.Context, value []byte, failed *compactLookup) (*Change, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrDecode, FormatJSONCompact, fmt.Sprintf(format, args...))
 	}
@@ -276,6 +287,9 @@ func (d *Decoder) decodeCompactStd(ctx context.Context, value []byte) (*Change, 
 	fp, ok := compactKeyFingerprint(key)
 	if !ok {
 		return nil, bad("fingerprint %q is not 16 lower-case hex digits", key)
+	}
+	if failed != nil && failed.fp == fp {
+		return nil, failed.err
 	}
 	desc, err := d.compactDescriptor(ctx, fp)
 	if err != nil {
