@@ -51,6 +51,14 @@ tables:
 	if f.Kafka.FlushInterval != 5*time.Millisecond || f.Kafka.Tombstones {
 		t.Errorf("overrides lost: %+v", f.Kafka)
 	}
+	// Every format the codec seam knows is a valid kafka.format (json-compact
+	// needs nothing more; avro-confluent a registry, checked elsewhere).
+	for _, format := range []string{"json", "json-compact", "canal-json", "avro"} {
+		f, err := Parse([]byte(minimal+"  format: "+format+"\n"), env(map[string]string{"PW": "x"}))
+		if err != nil || f.Kafka.Format != format {
+			t.Errorf("kafka.format %s: %v", format, err)
+		}
+	}
 }
 
 func TestParseDefaultValueSyntax(t *testing.T) {
