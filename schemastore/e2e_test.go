@@ -300,9 +300,10 @@ func diffRows(want, got map[string]map[string]string) string {
 }
 
 // TestAvroSchemaEvolution: ADD, MODIFY, RENAME and DROP COLUMN while producing,
-// in avro and avro-confluent (registry compatibility BACKWARD, its default):
-// consumers reading from the earliest offset decode every record with its own
-// schema version, and Redis and the aggregate summary end equal to the source.
+// in avro, avro-confluent (registry compatibility BACKWARD, its default) and
+// json-compact (a descriptor per table version in _schemas): consumers reading
+// from the earliest offset decode every record with its own schema version or
+// descriptor, and Redis and the aggregate summary end equal to the source.
 func TestAvroSchemaEvolution(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t, kfake.GroupMinSessionTimeout(time.Second))
@@ -321,7 +322,7 @@ func TestAvroSchemaEvolution(t *testing.T) {
 		m.Exec(t, "INSERT INTO shop.items VALUES (?, ?, ?, ?)", i, i%4, fmt.Sprintf("%d.%02d", i, i), fmt.Sprint("n", i))
 	}
 	var pipes []*pipeline
-	for i, format := range []string{schemas.FormatAvro, schemas.FormatAvroConfluent} {
+	for i, format := range []string{schemas.FormatAvro, schemas.FormatAvroConfluent, schemas.FormatJSONCompact} {
 		pipes = append(pipes, startPipeline(t, m, k, rs, i, pg, reg, format, "shop.items"))
 	}
 	steps := []string{
