@@ -50,7 +50,7 @@ func (c *changeCollector) get(seq uint64) *schemas.Change {
 // from the earliest offset equals the source, every change exactly once; every
 // change decodes to the same Change as the json envelope of a second source
 // reading the same binlog; a consumer Runner decodes all of them, those after
-// the ALTER and the restart included.
+// the ALTER and the restart included; a backfill's reads replay to the source.
 func TestJSONCompactFormat(t *testing.T) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t, kfake.GroupMinSessionTimeout(time.Second))
@@ -184,6 +184,31 @@ func TestJSONCompactFormat(t *testing.T) {
 			t.Fatalf("runner: seq %d\n got %+v\nwant %+v", rec.Change.Seq, got, rec.Change)
 		}
 	}
+
+	// A backfill in json-compact: the reads (op r) replay to the source.
+	snap := cdctest.ProducerConfig(m, k, "compactsnap")
+	snap.Kafka.TopicPrefix, snap.Kafka.Format, snap.Source.ServerID = "kcs", schemas.FormatJSONCompact, 1003
+	snap.Source.Start, snap.Source.SnapshotChunkSize = "snapshot", 100
+	snap.Tables.Include = cfg.Tables.Include
+	rs := cdctest.StartProducer(t, snap)
+	waitSnapshots(t, rs, 4, 2*time.Minute)
+	rs.CaughtUp(t, m.DB())
+	sres, err := schemastore.NewResolver(snap.Kafka.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sres.Close()
+	srecs := cdctest.ReadAllWith(t, k.Brokers, `^kcs\.(wl|shop)\.[^.]+$`, time.Minute, sres)
+	reads := 0
+	for _, rec := range srecs {
+		if rec.Change != nil && rec.Change.Op == schemas.OpRead {
+			reads++
+		}
+	}
+	if reads == 0 {
+		t.Error("the backfill wrote no reads")
+	}
+	cdctest.CheckTables(t, m.DB(), srecs)
 
 	// A record whose descriptor is nowhere is undecodable, naming what is missing.
 	d := schemas.NewDecoder()
