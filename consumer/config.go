@@ -36,7 +36,9 @@ type Config struct {
 	// Concurrency bounds how many partitions of one group are handled at once.
 	Concurrency int `yaml:"concurrency"`
 	// BatchMaxRecords bounds the records passed to one Handle call. Batches are not
-	// held back to fill up: a partition's handler gets whatever has arrived.
+	// held back to fill up: a partition's handler gets whatever has arrived. A
+	// handler may set its own bound (BatchSizer; the aggregate handler's
+	// batch_max_records).
 	BatchMaxRecords int `yaml:"batch_max_records"`
 	// QueueMaxRecords is how many fetched records may wait per partition before
 	// fetching that partition pauses.

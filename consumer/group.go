@@ -33,8 +33,11 @@ type group struct {
 	// skipUpdateBefore: no route reads the before image of updates (see
 	// UpdateBeforeUser), so the workers' decoders do not build it.
 	skipUpdateBefore bool
-	member           membership
-	sem              chan struct{}
+	// batchMax bounds a batch's records: the Runner's BatchMaxRecords, or
+	// the handlers' own (BatchSizer); 0 until prepare.
+	batchMax int
+	member   membership
+	sem      chan struct{}
 
 	cl     *kgo.Client
 	ctx    context.Context // ends when the group shuts down; parent of workers
@@ -104,6 +107,10 @@ func (g *group) addRoute(rt Route) error {
 func (g *group) prepare() error {
 	alts := make([]string, len(g.routes))
 	g.skipUpdateBefore = true
+	g.batchMax = handlersBatchMax(g.routes, g.r.cfg.QueueMaxRecords)
+	if g.batchMax == 0 {
+		g.batchMax = g.r.cfg.BatchMaxRecords
+	}
 	for i, rt := range g.routes {
 		g.skipUpdateBefore = g.skipUpdateBefore && rt.afterOnly
 		alts[i] = "(?:" + rt.re.String() + ")"
@@ -115,6 +122,34 @@ func (g *group) prepare() error {
 	alts = append(alts, "^"+regexp.QuoteMeta(g.retryTopic)+"$")
 	g.topicRE = strings.Join(alts, "|")
 	return nil
+}
+
+// handlersBatchMax is the smallest bound the routes' handlers set on a batch
+// (BatchSizer), at most queueMax, or 0 when some handler sets none.
+func handlersBatchMax(routes []*groupRoute, queueMax int) int {
+	n := 0
+	for _, rt := range routes {
+		bs, ok := rt.handler.(BatchSizer)
+		if !ok {
+			return 0
+		}
+		m := bs.BatchMaxRecords()
+		if m <= 0 {
+			return 0
+		}
+		if n == 0 || m < n {
+			n = m
+		}
+	}
+	return min(n, queueMax)
+}
+
+// maxBatch is the bound on a batch's records.
+func (g *group) maxBatch() int {
+	if g.batchMax > 0 {
+		return g.batchMax
+	}
+	return g.r.cfg.BatchMaxRecords
 }
 
 func (g *group) startOffset() kgo.Offset {

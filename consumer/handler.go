@@ -55,6 +55,17 @@ type UpdateBeforeUser interface {
 	UsesUpdateBefore() bool
 }
 
+// BatchSizer is implemented by handlers that set their own bound on the records
+// of one batch, because each batch costs them much besides its records (a
+// database transaction with its round trips and statements), so bigger batches
+// cost less per record. When every handler of a consumer group implements it
+// with a positive bound, the group's batches hold up to the smallest of them
+// instead of the Runner's BatchMaxRecords, never more than QueueMaxRecords. A
+// batch still holds only what has arrived: it is never held back to fill up.
+type BatchSizer interface {
+	BatchMaxRecords() int
+}
+
 // HandlerFunc adapts a function to a Handler.
 type HandlerFunc struct {
 	HandlerName string

@@ -129,7 +129,8 @@ func (w *worker) enqueue(recs []*kgo.Record, end int64) {
 	}
 }
 
-// take waits for queued records and returns up to BatchMaxRecords of them, or nil
+// take waits for queued records and returns up to the group's batch bound
+// (BatchMaxRecords, or the handlers' own: BatchSizer) of them, or nil
 // when the worker is stopping.
 func (w *worker) take() []*kgo.Record {
 	for {
@@ -142,7 +143,7 @@ func (w *worker) take() []*kgo.Record {
 		}
 		w.mu.Lock()
 		if n := len(w.queue); n > 0 {
-			n = min(n, w.g.r.cfg.BatchMaxRecords)
+			n = min(n, w.g.maxBatch())
 			batch := make([]*kgo.Record, n)
 			copy(batch, w.queue)
 			w.queue = w.queue[n:]
