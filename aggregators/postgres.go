@@ -38,6 +38,15 @@ type postgres struct {
 
 	mu      sync.Mutex
 	setUpOK bool
+	// claimed are the partitions whose offset row a batch of this process
+	// locked and committed: the row exists.
+	claimed map[offsetKey]bool
+}
+
+// offsetKey names a partition's row in the offsets table.
+type offsetKey struct {
+	group, topic string
+	partition    int32
 }
 
 func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
@@ -57,7 +66,7 @@ func newPostgres(cfg Config, log *slog.Logger) (*postgres, error) {
 		return nil, fmt.Errorf("aggregators: postgres pool: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	return &postgres{pool: pool, db: db, conn: cs, log: log, offsets: sqloffsets.New(sqloffsets.Postgres, db, cfg.OffsetsTable)}, nil
+	return &postgres{pool: pool, db: db, conn: cs, log: log, claimed: map[offsetKey]bool{}, offsets: sqloffsets.New(sqloffsets.Postgres, db, cfg.OffsetsTable)}, nil
 }
 
 func (p *postgres) close() {
@@ -201,7 +210,18 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	// statistics yet) may scan the whole table instead, and keep doing so once
 	// it has grown: one sequential scan per batch per summary.
 	b.Queue("SET LOCAL enable_seqscan = off")
-	b.Queue(p.offsets.ClaimSQL(), group, topic, partition)
+	what := []string{"begin", "set enable_seqscan"}
+	// A partition's offset row is created once: a process that found it
+	// only locks it from then on. (Were it deleted, LockSQL would find no
+	// row and fail the batch, and the retry creates it again.)
+	claim := offsetKey{group, topic, partition}
+	p.mu.Lock()
+	claimed := p.claimed[claim]
+	p.mu.Unlock()
+	if !claimed {
+		b.Queue(p.offsets.ClaimSQL(), group, topic, partition)
+		what = append(what, "offsets table "+p.offsets.Name()+": create the partition's row")
+	}
 	b.Queue(p.offsets.LockSQL(), group, topic, partition)
 	for _, s := range sums {
 		b.Queue(pgLoadSQL(s), keys)
@@ -210,12 +230,15 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		for _, what := range []string{"begin", "set enable_seqscan", "offsets table " + p.offsets.Name() + ": create the partition's row"} {
+		for _, what := range what {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
 		if err := br.QueryRow().Scan(&off.Next, &off.ResetPending); err != nil {
+			p.mu.Lock()
+			delete(p.claimed, claim)
+			p.mu.Unlock()
 			return fmt.Errorf("offsets table %s: lock the partition's row: %w", p.offsets.Name(), err)
 		}
 		for i, s := range sums {
@@ -331,6 +354,10 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 		return fmt.Errorf("postgres: write batch: %w", err)
 	}
 	t.conn.Release()
+	// The partition's offset row is committed: later batches only lock it.
+	t.p.mu.Lock()
+	t.p.claimed[offsetKey{t.group, t.topic, t.part}] = true
+	t.p.mu.Unlock()
 	return nil
 }
 
