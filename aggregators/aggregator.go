@@ -31,7 +31,8 @@ type Aggregator struct {
 	bySource map[string][]*summaryRT
 	sources  []string
 
-	stats Stats
+	stats    Stats
+	batchMax int
 
 	// testHookInTxn, when set (tests only), runs inside every batch
 	// transaction, between reading the state and writing.
@@ -92,7 +93,7 @@ func New(cfg Config, log *slog.Logger, extra ...Summary) (*Aggregator, error) {
 	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: summaries: at least one summary is required", ErrConfig)
 	}
-	a := &Aggregator{name: cfg.Name, log: log.With("handler", cfg.Name), bySource: map[string][]*summaryRT{}}
+	a := &Aggregator{name: cfg.Name, log: log.With("handler", cfg.Name), bySource: map[string][]*summaryRT{}, batchMax: cfg.BatchMaxRecords}
 	tables := map[string]bool{}
 	for _, s := range all {
 		lt := strings.ToLower(s.Table)
@@ -131,6 +132,10 @@ func (a *Aggregator) Tables() []string { return append([]string(nil), a.sources.
 // stored state, not from the change's before image, so the Runner need not
 // decode updates' before images (consumer.UpdateBeforeUser).
 func (a *Aggregator) UsesUpdateBefore() bool { return false }
+
+// BatchMaxRecords implements consumer.BatchSizer: Config.BatchMaxRecords (0:
+// the consumer's bound).
+func (a *Aggregator) BatchMaxRecords() int { return a.batchMax }
 
 // Stats returns the live counters.
 func (a *Aggregator) Stats() *Stats { return &a.stats }

@@ -37,15 +37,15 @@ var ordersCols = []schemas.Column{
 const (
 	benchTopic      = "kanal.bench.orders"
 	benchPartitions = 6
-	benchBatch      = 500
 )
 
 // ordersWorkload builds the records `make bench` row 4c applies: the bench
 // workload's bench.orders changes (about 60% inserts, 30% updates of status,
 // amount and qty, 10% deletes, each delete followed by a tombstone), keyed like
 // the producer keys them and spread over 6 partitions by key, in batches of up
-// to 500 records per partition as the Runner hands them over. live returns the
-// final source rows (the reference for the check).
+// to the aggregator's batch bound (Config.BatchMaxRecords) per partition, as
+// the Runner hands them over while it is behind. live returns the final source
+// rows (the reference for the check).
 func ordersWorkload(n int, seed uint64) (batches [][]consumer.Batch, live map[string]Row) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	statuses := []string{"new", "paid", "shipped", "cancelled"}
@@ -111,6 +111,7 @@ func ordersWorkload(n int, seed uint64) (batches [][]consumer.Batch, live map[st
 			add(consumer.Record{Key: k, Op: schemas.OpDelete, Seq: seq, Tombstone: true})
 		}
 	}
+	benchBatch := DefaultConfig().BatchMaxRecords
 	batches = make([][]consumer.Batch, benchPartitions)
 	for p, recs := range parts {
 		for start := 0; start < len(recs); start += benchBatch {
@@ -170,8 +171,8 @@ func selfCPU() time.Duration {
 // BenchmarkApplyPostgres reports the rate at which the aggregator alone applies
 // `make bench` row 4c's workload (b.N bench.orders changes plus a tombstone per
 // delete; one summary: count and sum(amount) by status) to a private Postgres:
-// batches of 500 records straight into Handle, the 6 partitions concurrently as
-// the Runner does, no Kafka. Besides rows/s it reports the CPU per row change of
+// batches of up to Config.BatchMaxRecords records straight into Handle, the 6
+// partitions concurrently as the Runner does, no Kafka. Besides rows/s it reports the CPU per row change of
 // Postgres (server and backends) and of this process. After the clock stops
 // the summary is checked against the final rows. A figure, not a test: nothing
 // is asserted about speed. Run with -benchtime=100000x for the bench's size.

@@ -62,14 +62,22 @@ type Config struct {
 	OffsetsTable string `yaml:"offsets_table"`
 	// Summaries are the summary tables. Go programs may add more to New.
 	Summaries []SummaryConfig `yaml:"summaries"`
+	// BatchMaxRecords bounds the records of one batch, in place of the
+	// consumer's batch_max_records (consumer.BatchSizer; never more than its
+	// queue_max_records). Every batch is a database transaction with a fixed
+	// number of statements, whose cost per record falls as batches grow;
+	// batches still hold only what has arrived, so this only matters while
+	// the consumer is behind. 0: the consumer's.
+	BatchMaxRecords int `yaml:"batch_max_records"`
 }
 
 // DefaultConfig returns a configuration with every default filled in; Name,
 // Target.Driver, Target.DSN and the summaries remain to be set.
 func DefaultConfig() Config {
 	return Config{
-		Target:       TargetConfig{MaxConns: 8, ConnectTimeout: 10 * time.Second},
-		OffsetsTable: "kanal_offsets",
+		Target:          TargetConfig{MaxConns: 8, ConnectTimeout: 10 * time.Second},
+		OffsetsTable:    "kanal_offsets",
+		BatchMaxRecords: 4000,
 	}
 }
 
@@ -92,6 +100,8 @@ func (c *Config) Validate() error {
 		return bad("target.max_conns", "must be >= 1")
 	case c.Target.ConnectTimeout <= 0:
 		return bad("target.connect_timeout", "must be positive")
+	case c.BatchMaxRecords < 0:
+		return bad("batch_max_records", "must be >= 0")
 	}
 	if err := checkTable(c.OffsetsTable); err != nil {
 		return bad("offsets_table", "%v", err)

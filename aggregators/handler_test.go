@@ -217,6 +217,7 @@ func TestHandlerContract(t *testing.T) {
 			t.Run("ZombieMembers", func(t *testing.T) { testZombieMembers(t, te) })
 			t.Run("HotGroupAcrossPartitions", func(t *testing.T) { testHotGroup(t, te) })
 			t.Run("PermanentError", func(t *testing.T) { testPermanentError(t, te) })
+			t.Run("BigBatchAcrossCrash", func(t *testing.T) { testBigBatchAcrossCrash(t, te) })
 			if te.driver == DriverPostgres {
 				t.Run("StateWrittenMeanwhile", func(t *testing.T) { testStateWrittenMeanwhile(t, te) })
 				t.Run("WriterOpenAtWriteBack", func(t *testing.T) {

@@ -6,6 +6,7 @@ package reference
 // by "<package path>.<Type>[.<Field>]": the binary has no sources to read them from.
 var comments = map[string]string{
 	"github.com/kanal-cdc/kanal/aggregators.Config":                                  "Config is an aggregator: summary tables in one target database, kept by one\nconsumer handler (and so one consumer group) whose offsets live in that\ndatabase. Start from DefaultConfig.",
+	"github.com/kanal-cdc/kanal/aggregators.Config.BatchMaxRecords":                  "BatchMaxRecords bounds the records of one batch, in place of the\nconsumer's batch_max_records (consumer.BatchSizer; never more than its\nqueue_max_records). Every batch is a database transaction with a fixed\nnumber of statements, whose cost per record falls as batches grow;\nbatches still hold only what has arrived, so this only matters while\nthe consumer is behind. 0: the consumer's.",
 	"github.com/kanal-cdc/kanal/aggregators.Config.Name":                             "Name is the handler name: its consumer group is \"kanal-<name>\" and its\noffsets are stored under that group. Keep it stable.",
 	"github.com/kanal-cdc/kanal/aggregators.Config.OffsetsTable":                     "OffsetsTable is the table, in the target database, holding the consumer\noffsets (shared by every aggregator using that database).",
 	"github.com/kanal-cdc/kanal/aggregators.Config.Summaries":                        "Summaries are the summary tables. Go programs may add more to New.",
@@ -30,7 +31,7 @@ var comments = map[string]string{
 	"github.com/kanal-cdc/kanal/config.LogConfig.Format":                             "text or json",
 	"github.com/kanal-cdc/kanal/config.LogConfig.Level":                              "debug, info, warn, error",
 	"github.com/kanal-cdc/kanal/consumer.Config":                                     "Config is the Runner's configuration. Start from DefaultConfig.",
-	"github.com/kanal-cdc/kanal/consumer.Config.BatchMaxRecords":                     "BatchMaxRecords bounds the records passed to one Handle call. Batches are not\nheld back to fill up: a partition's handler gets whatever has arrived.",
+	"github.com/kanal-cdc/kanal/consumer.Config.BatchMaxRecords":                     "BatchMaxRecords bounds the records passed to one Handle call. Batches are not\nheld back to fill up: a partition's handler gets whatever has arrived. A\nhandler may set its own bound (BatchSizer; the aggregate handler's\nbatch_max_records).",
 	"github.com/kanal-cdc/kanal/consumer.Config.CommitInterval":                      "CommitInterval is how often applied offsets are committed to Kafka. A crash\nreplays at most this much work (more if a commit failed).",
 	"github.com/kanal-cdc/kanal/consumer.Config.Concurrency":                         "Concurrency bounds how many partitions of one group are handled at once.",
 	"github.com/kanal-cdc/kanal/consumer.Config.DLQMaxValueBytes":                    "DLQMaxValueBytes bounds the value of a dead letter: a longer value is cut to\nits first DLQMaxValueBytes bytes, with its length and SHA-256 in headers\n(kanal.dlq.truncated, kanal.dlq.value_sha256), so that no record is too\nlarge to dead-letter. When the broker still refuses the size, the value is\ncut further, down to nothing.",
