@@ -346,7 +346,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 		// created, so there is no state they could remove.
 	}
 	keys := make([]string, 0, len(b.Records))
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(b.Records))
 	for i := range b.Records {
 		if k := b.Records[i].Key; !seen[k] {
 			seen[k] = true
@@ -364,7 +364,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	w := &writes{next: -1}
 	used := make([]bool, len(b.Records)) // applied by some summary
 	for si, s := range ready {
-		sw, err := plan(s, b.Records, off.Next, states[si], used)
+		sw, err := plan(s, b.Records, keys, off.Next, states[si], used)
 		if err != nil {
 			tx.rollback()
 			return err
@@ -393,9 +393,10 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 	return nil
 }
 
-// plan computes what one summary writes for a batch; it sets used[i] for the
-// records that changed a row's state.
-func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*rowState, used []bool) (summaryWrites, error) {
+// plan computes what one summary writes for a batch of records whose keys
+// (sorted, each once) are keys; it sets used[i] for the records that changed a
+// row's state.
+func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, states map[string]*rowState, used []bool) (summaryWrites, error) {
 	sw := summaryWrites{s: s}
 	deltas := map[string]*groupDelta{}
 	delta := func(gkey []byte) *groupDelta {
@@ -452,10 +453,13 @@ func plan(s *summaryRT, recs []consumer.Record, next int64, states map[string]*r
 		changed[r.Key] = ns
 		used[i] = true
 	}
-	for _, st := range changed {
-		sw.rows = append(sw.rows, st)
+	// In key order, without sorting: keys is.
+	sw.rows = make([]*rowState, 0, len(changed))
+	for _, k := range keys {
+		if st := changed[k]; st != nil {
+			sw.rows = append(sw.rows, st)
+		}
 	}
-	sort.Slice(sw.rows, func(i, j int) bool { return sw.rows[i].key < sw.rows[j].key })
 	for _, d := range deltas {
 		if d.zero() {
 			continue
