@@ -409,6 +409,9 @@ func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, state
 	}
 	changed := make(map[string]*rowState, len(recs))
 	memo := gkeyMemo{}
+	// One allocation for the batch's new states: at most one per record, and
+	// the capacity is never exceeded, so pointers into it stay valid.
+	slab := make([]rowState, 0, len(recs))
 	for i := range recs {
 		r := &recs[i]
 		if r.Offset < next {
@@ -433,7 +436,8 @@ func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, state
 				d.sums[j].Sub(&st.sums[j])
 			}
 		}
-		ns := &rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone}
+		slab = append(slab, rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone})
+		ns := &slab[len(slab)-1]
 		if st != nil {
 			ns.version, ns.ref = st.version, st.ref
 		}

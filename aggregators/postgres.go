@@ -293,14 +293,18 @@ func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowStat
 	for i := range sums {
 		dest = append(dest, &sums[i])
 	}
+	var slab []rowState // allocated 256 states at a time
 	for rows.Next() {
 		cur.gkey = nil
 		clear(sums)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		st := new(rowState)
-		*st = cur
+		if len(slab) == cap(slab) {
+			slab = make([]rowState, 0, 256)
+		}
+		slab = append(slab, cur)
+		st := &slab[len(slab)-1]
 		st.version = uint64(version)
 		*locs = append(*locs, loc)
 		st.ref = len(*locs)
@@ -531,6 +535,9 @@ func pgStateArrays(s *summaryRT, rows []*rowState, locs []pgLoc) ([]any, []strin
 		tids = make([]pgtype.TID, n)
 		xmins = make([]uint32, n)
 	}
+	// The sums' texts, one allocation for all of them (pointers: NULL for
+	// rows that do not count).
+	texts := make([]string, n*len(s.Sums))
 	for i, r := range rows {
 		keys[i], versions[i], offsets[i], tombs[i], gkeys[i] = r.key, int64(r.version), r.offset, r.tombstoned, r.gkey
 		if locs != nil {
@@ -539,8 +546,9 @@ func pgStateArrays(s *summaryRT, rows []*rowState, locs []pgLoc) ([]any, []strin
 		}
 		if r.gkey != nil {
 			for j := range s.Sums {
-				v := r.sums[j].String()
-				sums[j][i] = &v
+				t := &texts[i*len(s.Sums)+j]
+				*t = r.sums[j].String()
+				sums[j][i] = t
 			}
 		}
 	}
