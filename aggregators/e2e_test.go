@@ -518,9 +518,12 @@ func TestOffsetsResetLive(t *testing.T) {
 	wait()
 	e.converge(map[string]*targetEnv{"reset_pg": e.targets[0], "reset_my": e.targets[1]})
 	for i, a := range mb2.aggs {
-		// The new member re-read everything the old one had read, and found it
-		// already applied.
-		if got, old := a.Stats().Records.Load(), records[mb.aggs[i]]; got < old || a.Stats().Stale.Load() == 0 {
+		// The new member re-read what the old one had applied, and found it
+		// already applied. (Not "at least as many records as the old one read":
+		// compaction may drop superseded changes before the replay reaches them.
+		// Without the reset the new member starts after the stored offsets and
+		// finds nothing stale.)
+		if got, old := a.Stats().Records.Load(), records[mb.aggs[i]]; a.Stats().Stale.Load() == 0 {
 			t.Errorf("%s: after the reset the new member read %d records (%d stale), the old one %d: no replay happened",
 				a.Name(), got, a.Stats().Stale.Load(), old)
 		}
