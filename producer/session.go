@@ -150,6 +150,9 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, kafkaFailed(&cfg.Kafka.Config, err)
 	}
+	if err := checkWatermark(ctx, db, &cfg.Source, pos == nil && cfg.Source.Start == "snapshot"); err != nil {
+		return false, sourceFailed(&cfg.Source, err)
+	}
 	var initial []string // source.start: snapshot: the tables to backfill first
 	files, err := binlogFiles(ctx, db)
 	if err != nil {
@@ -186,9 +189,6 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 				initial = []string{} // nothing to backfill; the state still records that it was done
 			}
 		}
-	}
-	if err := checkWatermark(ctx, db, &cfg.Source, initial != nil); err != nil {
-		return false, sourceFailed(&cfg.Source, err)
 	}
 	pos.Source, pos.Flavor, pos.ServerID = cfg.Source.Name, info.flavor, info.serverID
 	stopMonitor := p.startMonitor(ctx, db, *pos)

@@ -143,6 +143,9 @@ func checkBackfillSupport(ctx context.Context, db *sql.DB, cfg *SourceConfig) er
 // refuses only an initial snapshot (source.start: snapshot on a new deployment):
 // other backfills fail when asked for, and streaming is unaffected.
 func checkWatermark(ctx context.Context, db *sql.DB, cfg *SourceConfig, initialSnapshot bool) error {
+	if cfg.SnapshotWatermark != watermarkTable && cfg.SignalTable == "" && !initialSnapshot {
+		return nil // never the table; a server without the snapshot position fails backfills when asked
+	}
 	has, err := hasSnapshotPosition(ctx, db)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", cfg.Addr, err)
