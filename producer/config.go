@@ -43,6 +43,17 @@ type SourceConfig struct {
 	// SnapshotChunkSize is the number of rows a backfill reads per chunk (one
 	// consistent SELECT in key order); a request may ask for another size.
 	SnapshotChunkSize int `yaml:"snapshot_chunk_size"`
+	// SnapshotWatermark is how a backfill learns the binlog position of each
+	// chunk's snapshot: "snapshot-position" reads the server's
+	// binlog_snapshot_file/position (read-only; MariaDB, Percona Server);
+	// "table" first writes one row to signal_table, then reads SHOW MASTER STATUS
+	// (MySQL; needs write access to that table); "auto" uses snapshot-position
+	// where the server has it, else table when signal_table is set.
+	SnapshotWatermark string `yaml:"snapshot_watermark"`
+	// SignalTable is the watermark table ("db.table") of snapshot_watermark
+	// table: one row per source, created by the producer if missing and never
+	// captured, whatever tables.include says.
+	SignalTable string `yaml:"signal_table"`
 	// NoPrimaryKey is the policy for tables without a primary key: "all-columns" keys
 	// rows by every column; "refuse" stops with an error naming the table.
 	NoPrimaryKey string `yaml:"no_primary_key"`
@@ -143,6 +154,7 @@ func DefaultConfig() Config {
 			ServerID:          1001,
 			Start:             "current",
 			SnapshotChunkSize: defaultChunkSize,
+			SnapshotWatermark: "auto",
 			NoPrimaryKey:      "all-columns",
 			HeartbeatInterval: 5 * time.Second,
 			ConnectTimeout:    10 * time.Second,
@@ -217,12 +229,21 @@ func (s *SourceConfig) Validate() error {
 		return bad("source.snapshot_chunk_size", "%d is not between 1 and %d", s.SnapshotChunkSize, maxChunkSize)
 	case s.NoPrimaryKey != "all-columns" && s.NoPrimaryKey != "refuse":
 		return bad("source.no_primary_key", "%q is not all-columns or refuse", s.NoPrimaryKey)
+	case s.SnapshotWatermark != watermarkAuto && s.SnapshotWatermark != watermarkPosition && s.SnapshotWatermark != watermarkTable:
+		return bad("source.snapshot_watermark", "%q is not auto, snapshot-position or table", s.SnapshotWatermark)
+	case s.SnapshotWatermark == watermarkTable && s.SignalTable == "":
+		return bad("source.signal_table", "required with source.snapshot_watermark: table (a db.table the producer may create and write, e.g. kanal.kanal_watermarks)")
 	case s.HeartbeatInterval < 0:
 		return bad("source.heartbeat_interval", "must not be negative")
 	case s.ConnectTimeout <= 0:
 		return bad("source.connect_timeout", "must be positive")
 	case s.MaxRetryDuration < 0:
 		return bad("source.max_retry_duration", "must not be negative (0 = retry forever)")
+	}
+	if s.SignalTable != "" {
+		if err := checkSignalTable(s.SignalTable); err != nil {
+			return bad("source.signal_table", "%v", err)
+		}
 	}
 	if err := secret.Check("source.password", s.Password, s.PasswordFile); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -306,10 +327,23 @@ func (c Config) LogValue() slog.Value {
 }
 
 // filter decides which tables are captured.
-type filter struct{ include, exclude []string }
+// filter selects the captured tables; hide ("db.table") is never captured: the
+// watermark table (source.signal_table).
+type filter struct {
+	include, exclude []string
+	hide             string
+}
+
+// captureFilter is the filter of cfg: its tables section, and its signal table hidden.
+func captureFilter(cfg *Config) filter {
+	return filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude, hide: cfg.Source.SignalTable}
+}
 
 func (f filter) match(db, table string) bool {
 	name := db + "." + table
+	if f.hide != "" && strings.EqualFold(name, f.hide) { // names may be case-insensitive on the server
+		return false
+	}
 	ok := len(f.include) == 0
 	for _, p := range f.include {
 		if m, _ := path.Match(p, name); m {

@@ -242,3 +242,28 @@ func TestMySQL8UnknownCollation(t *testing.T) {
 		t.Fatalf("producer stopped with %v, want ErrCharset naming the column and the collation id", err)
 	}
 }
+
+// TestMySQL8BackfillNeedsSignalTable: a MySQL server has no binlog position of
+// a consistent snapshot, so without source.signal_table a new deployment with
+// source.start: snapshot does not start, and `kanal snapshot` is refused, both
+// naming the setting. (The table mode itself is tested on MariaDB.)
+func TestMySQL8BackfillNeedsSignalTable(t *testing.T) {
+	s := fakemysql.Start(t)
+	k := testenv.Kafka(t)
+	cfg := mysql8Config(s, k, "nosig")
+	cfg.Source.Start = "snapshot"
+	p, err := producer.New(cfg, cdctest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, producer.ErrServerConfig) || !strings.Contains(err.Error(), "source.start is snapshot") || !strings.Contains(err.Error(), "source.signal_table") {
+		t.Fatalf("producer: %v, want a configuration error naming source.signal_table", err)
+	}
+	_, err = producer.CheckSnapshotRequest(ctx, &cfg, nil, []string{"shop.orders"}, "")
+	if !errors.Is(err, producer.ErrSnapshotRequest) || !strings.Contains(err.Error(), "source.signal_table") {
+		t.Fatalf("kanal snapshot on MySQL without signal_table: %v", err)
+	}
+}

@@ -150,6 +150,9 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, kafkaFailed(&cfg.Kafka.Config, err)
 	}
+	if err := checkWatermark(ctx, db, &cfg.Source, pos == nil && cfg.Source.Start == "snapshot"); err != nil {
+		return false, sourceFailed(&cfg.Source, err)
+	}
 	var initial []string // source.start: snapshot: the tables to backfill first
 	files, err := binlogFiles(ctx, db)
 	if err != nil {
@@ -179,7 +182,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 		pos = &cur
 		p.log.Info("no stored position; starting at the current binlog position", "position", pos.String())
 		if cfg.Source.Start == "snapshot" {
-			if initial, err = capturedTables(ctx, db, &cfg.Tables); err != nil {
+			if initial, err = capturedTables(ctx, db, captureFilter(cfg)); err != nil {
 				return false, err
 			}
 			if initial == nil {
@@ -197,7 +200,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 	s := &session{
 		p: p, cfg: cfg, log: p.log, w: w, info: info,
-		filter: filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude},
+		filter: captureFilter(cfg),
 		text:   &sourceText{collations: charset.NewCollations(), mariadb: info.flavor == "mariadb", lookup: serverCollation(db, p.log)},
 		tables: map[uint64]*tableInfo{},
 		streamState: streamState{
@@ -653,7 +656,7 @@ func (s *session) handle(ctx context.Context, ev *replication.BinlogEvent, idle 
 }
 
 // capturedTables lists the tables the filter captures (source.start: snapshot).
-func capturedTables(ctx context.Context, db *sql.DB, t *TablesConfig) ([]string, error) {
+func capturedTables(ctx context.Context, db *sql.DB, f filter) ([]string, error) {
 	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
 		WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME`)
@@ -661,7 +664,6 @@ func capturedTables(ctx context.Context, db *sql.DB, t *TablesConfig) ([]string,
 		return nil, fmt.Errorf("list the tables to snapshot: %w", err)
 	}
 	defer rows.Close()
-	f := filter{include: t.Include, exclude: t.Exclude}
 	var out []string
 	for rows.Next() {
 		var db, table string

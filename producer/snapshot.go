@@ -20,11 +20,11 @@ import (
 //     the stream's position (the boundary) and its change sequence, and from then
 //     on remembers the keys of the table that the stream changes.
 //  2. The snapshot reader, on its own connection, starts a transaction WITH
-//     CONSISTENT SNAPSHOT and asks MariaDB for the binlog position of that
-//     snapshot (binlog_snapshot_file/position): every transaction before it is
-//     in the snapshot, none after it. A snapshot older than the window's boundary
-//     is read again (the stream already handled a transaction the snapshot may
-//     not see). It then SELECTs the next chunk in key order.
+//     CONSISTENT SNAPSHOT and learns a binlog position after every transaction
+//     the snapshot sees, such that every transaction before the window's boundary
+//     is in the snapshot: MariaDB's binlog_snapshot_file/position, or (MySQL) the
+//     binlog's end after a watermark row committed just before the snapshot
+//     (snapshot_watermark.go). It then SELECTs the next chunk in key order.
 //  3. Once the stream has handled everything up to the snapshot's position, the
 //     session emits the chunk's rows as reads ("r"), between two binlog
 //     transactions, except those whose key the stream changed since the window
@@ -39,14 +39,14 @@ import (
 // table while a window is open discards the chunk; a chunk whose table shape
 // differs from the backfill's restarts the backfill from the first row.
 //
-// Why not a watermark table written by the producer (DBLog, Debezium's signal
-// table): it needs write access to the source and a table in its binlog, which
-// read-only replicas and least-privilege users do not allow. Why not plain
-// SHOW MASTER STATUS positions around the SELECT (Flink CDC): a transaction can be
-// in the binlog before it is visible to a new snapshot, so a position read next to
-// the SELECT does not say exactly what the SELECT saw; MariaDB's consistent
-// snapshot position does. MySQL has no such position without a lock: backfills
-// there fail with a clear error (docs/snapshots.md).
+// Why MariaDB's snapshot position by default rather than a watermark table
+// written by the producer (DBLog, Debezium's signal table): it needs no write
+// access to the source and no table in its binlog; MySQL has no such position,
+// so there the table is used (source.signal_table). Why not plain SHOW MASTER
+// STATUS positions around the SELECT (Flink CDC): a transaction can be in the
+// binlog before it is visible to a new snapshot, so a position read next to the
+// SELECT does not say exactly what the SELECT saw; the watermark's commit closes
+// that gap (docs/snapshots.md).
 type snapshotter struct {
 	s     *session
 	state schemas.SnapshotState

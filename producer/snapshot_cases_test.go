@@ -224,7 +224,13 @@ func TestSnapshotNoPrimaryKey(t *testing.T) {
 
 // TestSnapshotStart: source.start: snapshot on a fresh deployment backfills
 // every captured table, then streams; a restart does not backfill again.
-func TestSnapshotStart(t *testing.T) {
+func TestSnapshotStart(t *testing.T) { testSnapshotStart(t, false) }
+
+// TestSnapshotStartTableWatermark is TestSnapshotStart with the table
+// watermark: the producer creates the table (and its database) at start.
+func TestSnapshotStartTableWatermark(t *testing.T) { testSnapshotStart(t, true) }
+
+func testSnapshotStart(t *testing.T, table bool) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
 	cdctest.PreloadBF(t, m.DB(), 4000)
@@ -235,10 +241,17 @@ func TestSnapshotStart(t *testing.T) {
 	cfg.Source.Start = "snapshot"
 	cfg.Source.SnapshotChunkSize = 300
 	cfg.Tables.Include = []string{"bf.*"}
+	if table {
+		useTableWatermark(&cfg)
+	}
 	r := cdctest.StartProducer(t, cfg)
 	w := cdctest.StartBFWriter(t, m.DB(), 4000, 5)
 	st := waitSnapshots(t, r, 2, 2*time.Minute)
 	w.Stop(t)
+	if table {
+		// One write at start, one per chunk read (at least).
+		checkWatermarks(t, m, cfg, chunks(st)+1)
+	}
 	for _, b := range st.Finished {
 		if b.ID != "initial" || b.State != schemas.BackfillDone {
 			t.Fatalf("initial backfill: %+v", b)

@@ -24,13 +24,16 @@ var ErrSnapshotRequest = errors.New("snapshot request refused")
 // state; nil when none). Names may be db.table patterns ("shop.*"): they expand
 // to the captured tables they match. It returns the tables to request.
 func CheckSnapshotRequest(ctx context.Context, cfg *Config, running *schemas.SnapshotState, tables []string, where string) ([]string, error) {
-	f := filter{include: cfg.Tables.Include, exclude: cfg.Tables.Exclude}
+	f := captureFilter(cfg)
 	db, err := openSQL(&cfg.Source)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	all, err := capturedTables(ctx, db, &cfg.Tables)
+	if err := checkBackfillSupport(ctx, db, &cfg.Source); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotRequest, err)
+	}
+	all, err := capturedTables(ctx, db, f)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +109,7 @@ func MatchTables(ctx context.Context, cfg *Config, patterns []string) ([]string,
 		return nil, err
 	}
 	defer db.Close()
-	all, err := capturedTables(ctx, db, &cfg.Tables)
+	all, err := capturedTables(ctx, db, captureFilter(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -122,6 +122,8 @@ type snapReader struct {
 	// SELECT, with the table and how many chunks of it were read before.
 	hook  func(table string, chunk int)
 	reads map[string]int
+	// wm starts each chunk's snapshot and tells its binlog position.
+	wm *watermarks
 }
 
 // newSnapReader returns a reader of cfg's source; text is the session's (nil:
@@ -154,11 +156,11 @@ func newSnapReader(cfg *SourceConfig, text *sourceText, log *slog.Logger) (*snap
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
 	if text == nil {
-		// Backfills need MariaDB (binlog_snapshot_position).
+		// A reader without the session's text (kanal verify) decodes as MariaDB's.
 		text = &sourceText{collations: charset.NewCollations(), mariadb: true, lookup: serverCollation(db, log)}
 	}
 	return &snapReader{reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
-		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}}, nil
+		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}, wm: newWatermarks(cfg)}, nil
 }
 
 // run reads the chunks asked for until ctx ends.
@@ -190,7 +192,7 @@ func (r *snapReader) read(ctx context.Context, req *chunkReq) *chunkRes {
 			res.jobErr = err
 		case errors.As(err, &me) && backfillSQLErrors[me.Number],
 			errors.Is(err, errUnsupportedColumn), errors.Is(err, errNoSuchTable), errors.Is(err, ErrNoPrimaryKey),
-			errors.Is(err, errSnapshotUnsupported), errors.Is(err, ErrCharset):
+			errors.Is(err, errSnapshotUnsupported), errors.Is(err, errWatermark), errors.Is(err, ErrCharset):
 			res.jobErr = &backfillError{table: name, err: err}
 		default:
 			res.err = fmt.Errorf("snapshot of %s: %w", name, err)
@@ -235,46 +237,15 @@ var errSnapshotUnsupported = errors.New("snapshots are not supported by this ser
 // was older than the stream's position when the chunk's window opened: a
 // transaction the stream has already handled may not be visible in it yet.
 func (r *snapReader) readOnce(ctx context.Context, conn *sql.Conn, req *chunkReq, res *chunkRes) (retry bool, err error) {
-	if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
-		return false, err
-	}
-	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-		return false, err
-	}
 	defer func() {
 		if _, e := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); e != nil && err == nil {
 			err = e
 		}
 	}()
-	// MariaDB names the binlog position of the consistent snapshot: every
-	// transaction before it is visible, none after it.
-	var file, pos string
-	rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
-	if err != nil {
+	// The snapshot and its binlog position (snapshot_watermark.go).
+	if res.at, err = r.wm.begin(ctx, conn); err != nil {
 		return false, err
 	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return false, err
-		}
-		switch strings.ToLower(k) {
-		case "binlog_snapshot_file":
-			file = v
-		case "binlog_snapshot_position":
-			pos = v
-		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return false, err
-	}
-	p, perr := strconv.ParseUint(pos, 10, 32)
-	if file == "" || perr != nil {
-		return false, fmt.Errorf("%w: the server has no binlog_snapshot_file/binlog_snapshot_position status (MariaDB has them; MySQL cannot yet "+
-			"tell the binlog position of a consistent snapshot without locking)", errSnapshotUnsupported)
-	}
-	res.at = schemas.Position{File: file, Pos: uint32(p)}
 	if comparePos(res.at, req.boundary) < 0 {
 		return true, nil
 	}

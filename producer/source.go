@@ -230,19 +230,55 @@ func binlogFiles(ctx context.Context, db *sql.DB) ([]string, error) {
 
 // currentPosition returns the server's current binlog position and executed GTID set.
 func currentPosition(ctx context.Context, db *sql.DB, flavor string) (schemas.Position, error) {
-	var p schemas.Position
-	query := "SHOW MASTER STATUS"
-	rows, err := db.QueryContext(ctx, query)
+	p, err := binlogStatus(ctx, db)
 	if err != nil {
-		// MySQL 8.4 renamed it.
-		query = "SHOW BINARY LOG STATUS"
-		if rows, err = db.QueryContext(ctx, query); err != nil {
-			return p, fmt.Errorf("%s: %w", query, err)
-		}
+		return p, err
+	}
+	gtidVar := "@@GLOBAL.gtid_executed"
+	if flavor == "mariadb" {
+		gtidVar = "@@GLOBAL.gtid_binlog_pos"
+	}
+	var gtid sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT "+gtidVar).Scan(&gtid); err == nil {
+		p.GTIDSet = strings.ReplaceAll(gtid.String, "\n", "")
+	}
+	return p, nil
+}
+
+// queryer is what *sql.DB and *sql.Conn share.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// binlogStatus returns the end of the server's binlog: SHOW MASTER STATUS, or
+// SHOW BINARY LOG STATUS on MySQL 8.4+, which removed the former.
+func binlogStatus(ctx context.Context, q queryer) (schemas.Position, error) {
+	p, err := binlogStatusBy(ctx, q, showMasterStatus)
+	if err != nil && !errors.Is(err, ErrServerConfig) { // the statement is unknown, not the binlog off
+		return binlogStatusBy(ctx, q, showBinaryLogStatus)
+	}
+	return p, err
+}
+
+const (
+	showMasterStatus    = "SHOW MASTER STATUS"
+	showBinaryLogStatus = "SHOW BINARY LOG STATUS"
+)
+
+// binlogStatusBy returns the end of the server's binlog as query (one of the
+// two above) reports it.
+func binlogStatusBy(ctx context.Context, q queryer, query string) (schemas.Position, error) {
+	var p schemas.Position
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", query, err)
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
 	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return p, fmt.Errorf("%s: %w", query, err)
+		}
 		return p, fmt.Errorf("%w: %s returned nothing: is the binary log enabled?", ErrServerConfig, query)
 	}
 	vals := make([]any, len(cols))
@@ -253,16 +289,7 @@ func currentPosition(ctx context.Context, db *sql.DB, flavor string) (schemas.Po
 	if err := rows.Scan(vals...); err != nil {
 		return p, fmt.Errorf("%s: %w", query, err)
 	}
-	rows.Close()
-	gtidVar := "@@GLOBAL.gtid_executed"
-	if flavor == "mariadb" {
-		gtidVar = "@@GLOBAL.gtid_binlog_pos"
-	}
-	var gtid sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT "+gtidVar).Scan(&gtid); err == nil {
-		p.GTIDSet = strings.ReplaceAll(gtid.String, "\n", "")
-	}
-	return p, nil
+	return p, rows.Close()
 }
 
 // warnUnmatchedIncludes warns about each tables.include pattern that matches no

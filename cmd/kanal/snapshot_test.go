@@ -252,7 +252,17 @@ func rowsDone(st *schemas.SnapshotState) uint64 {
 // backfills and a writer changes the tables: every row is read at most once per
 // backfill, none is missing, the topics replay to the tables, and a Redis copy
 // and a summary fed by `kanal consume` from the beginning equal the source.
-func TestSnapshotCrashExactlyOnce(t *testing.T) {
+func TestSnapshotCrashExactlyOnce(t *testing.T) { testSnapshotCrashExactlyOnce(t, "current") }
+
+// TestSnapshotCrashExactlyOnceTableWatermark is TestSnapshotCrashExactlyOnce with
+// the table watermark (source.snapshot_watermark: table), MySQL's way, on MariaDB.
+func TestSnapshotCrashExactlyOnceTableWatermark(t *testing.T) {
+	testSnapshotCrashExactlyOnce(t, "current\n  snapshot_watermark: table\n  signal_table: kanal_meta.kanal_watermarks")
+}
+
+// testSnapshotCrashExactlyOnce runs the test with start as source.start (and
+// any further source settings after it).
+func testSnapshotCrashExactlyOnce(t *testing.T, start string) {
 	m := testenv.MariaDB(t)
 	k := testenv.Kafka(t)
 	rs := testenv.Redis(t)
@@ -260,7 +270,7 @@ func TestSnapshotCrashExactlyOnce(t *testing.T) {
 	env := []string{"KANAL_TEST_DB_PASSWORD=" + m.Password}
 	n := cdctest.SnapshotRows(t)
 	cdctest.PreloadBF(t, m.DB(), n)
-	cfgPath := snapshotConfig(t, m, k, rs, pg, "current")
+	cfgPath := snapshotConfig(t, m, k, rs, pg, start)
 	rng := rand.New(rand.NewPCG(7, 8))
 
 	p := startKanal(t, env, "produce", "--config", cfgPath)
@@ -337,6 +347,13 @@ func TestSnapshotCrashExactlyOnce(t *testing.T) {
 	cdctest.CheckBF(t, m.DB(), recs, true)
 	waitTargets(t, m, rs, pg, cons)
 	t.Logf("%d SIGKILLs during the backfill of %d rows; %d writer transactions", kills, n, w.Stmts.Load())
+	if strings.Contains(start, "signal_table") {
+		var marks int
+		if err := m.DB().QueryRow("SELECT marks FROM kanal_meta.kanal_watermarks WHERE source_name = 'bf'").Scan(&marks); err != nil || marks == 0 {
+			t.Fatalf("the backfill wrote no watermark: %d, %v", marks, err)
+		}
+		t.Logf("%d watermarks", marks)
+	}
 }
 
 func kanalRunEnv(t *testing.T, env []string, args ...string) (string, error) {

@@ -3,8 +3,14 @@
 -- and the database shop (MYSQL_DATABASE).
 
 -- What kanal produce needs: the binlog stream (REPLICATION SLAVE) and the
--- binlog list and position (REPLICATION CLIENT). It reads no table.
+-- binlog list and position (REPLICATION CLIENT). Streaming reads no table.
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'kanal'@'%';
+
+-- Backfills (kanal snapshot, source.start: snapshot) on MySQL need a watermark
+-- table the producer creates and writes one row of per chunk
+-- (source.signal_table in kanal.yaml; docs/snapshots.md). They read shop.*,
+-- which the image already granted with MYSQL_DATABASE.
+GRANT SELECT, INSERT, UPDATE, CREATE ON kanal.* TO 'kanal'@'%';
 
 -- The demo schema: the tables of scripts/demo.sh.
 CREATE TABLE shop.users (
