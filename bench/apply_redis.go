@@ -17,7 +17,7 @@ import (
 )
 
 // redisMaterialiser runs the Redis materialiser (sinks/redis, hash layout) in a
-// consumer.Runner over the workload's topic, from an empty Redis and a new group,
+// consumer.Runner over the workload's topic, from an empty Redis (Setup) and a new group,
 // until every record is applied. The time runs from the first batch handed to the
 // handler (group join and assignment excluded) to the last.
 func redisMaterialiser(ctx context.Context, env *Env) (uint64, time.Duration, error) {
@@ -31,7 +31,7 @@ func redisMembersOf(n int) func(ctx context.Context, env *Env) (uint64, time.Dur
 
 // redisMembers runs the Redis materialiser in n consumer.Runners of one new group
 // (each with its own Kafka client and handler, as n processes would be) over the
-// workload's topic, from an empty Redis, until every partition's last record is
+// workload's topic, from an empty Redis (Setup), until every partition's last record is
 // applied. The time runs from the first batch any member handles to the last, so
 // the members' joins and the rebalances they cause after the first batch count.
 // Afterwards the rows in Redis are counted against bench.orders.
@@ -45,9 +45,6 @@ func redisMembers(ctx context.Context, env *Env, n int) (uint64, time.Duration, 
 	}
 	srv, err := env.Redis()
 	if err != nil {
-		return 0, 0, err
-	}
-	if err := flushRedis(ctx, srv.Addr); err != nil {
 		return 0, 0, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})

@@ -69,8 +69,13 @@ func profileProducer(ctx context.Context, env *Env, cpuPath, memPath string) err
 
 // profileApply repeats an apply stage once with profiles (see profiled); the
 // profile covers the whole pass, its setup (a Runner joining its group, a
-// handler's servers) included.
+// handler's servers) included, but not the stage's Setup.
 func profileApply(ctx context.Context, env *Env, st *ApplyStage, cpuPath, memPath string) error {
+	if st.Setup != nil {
+		if err := st.Setup(ctx, env); err != nil {
+			return err
+		}
+	}
 	return profiled(env, cpuPath, memPath, func(start func()) error {
 		start()
 		rows, dur, err := st.Run(ctx, env)
