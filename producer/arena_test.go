@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Values carved from the arena never overlap, whatever their sizes and estimates.
@@ -83,5 +85,61 @@ func TestBlocksReuse(t *testing.T) {
 	h := b.take(3)
 	if len(h) != 3 || cap(h) != 3 {
 		t.Errorf("take(3): len %d cap %d", len(h), cap(h))
+	}
+}
+
+// A sealed generation's memory is reused only once every one of its records
+// has been acknowledged (its promise ran), never before; the current
+// generation's never before the commit.
+func TestGenerationsReusedWhenAcked(t *testing.T) {
+	s := &session{cfg: &Config{Kafka: DefaultConfig().Kafka}}
+	s.initBlocks()
+	type carved struct {
+		rec *kgo.Record
+		val []byte
+	}
+	fill := func(n int) []carved {
+		var out []carved
+		for i := range n {
+			s.nextChange()
+			r := s.newRecord()
+			v := s.arena.copy(bytes.Repeat([]byte{byte(i)}, 100))
+			r.Value = v
+			out = append(out, carved{r, v})
+		}
+		return out
+	}
+	first := fill(genRecords) // the first generation, full
+	second := fill(1)         // seals the first
+	if len(s.sealed) != 1 {
+		t.Fatalf("%d sealed generations after %d records, want 1", len(s.sealed), genRecords+1)
+	}
+	for _, c := range first[:genRecords-1] {
+		genAcked(c.rec)
+	}
+	fill(genRecords) // seals the second; the first still has a record in flight
+	if len(s.sealed) != 2 {
+		t.Fatalf("%d sealed generations, want 2 (the first is not fully acknowledged)", len(s.sealed))
+	}
+	for i, c := range first {
+		if c.val[0] != byte(i) || c.rec.Value == nil {
+			t.Fatalf("record %d of a generation in flight was reused", i)
+		}
+	}
+	genAcked(first[genRecords-1].rec)
+	free := len(s.arena.b.free)
+	fill(genRecords) // seals the third, reuses the first
+	if len(s.sealed) != 2 {
+		t.Fatalf("%d sealed generations, want 2 (the first was acknowledged)", len(s.sealed))
+	}
+	if len(s.arena.b.free)+1 < free { // a new block was taken from the reused ones
+		t.Fatalf("arena free blocks %d → %d: the first generation's blocks were not reused", free, len(s.arena.b.free))
+	}
+	if second[0].val[0] != 0 || second[0].rec.Value == nil {
+		t.Fatal("a record of an unacknowledged generation was reused")
+	}
+	s.released()
+	if len(s.sealed) != 0 || s.gen.produced != 0 {
+		t.Fatalf("after the commit: %d sealed, %d in the current generation", len(s.sealed), s.gen.produced)
 	}
 }

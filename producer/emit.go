@@ -284,6 +284,7 @@ func (s *session) emit(ctx context.Context, ti *tableInfo, src *schemas.Source, 
 	}
 	s.seq++
 	src.Row = idx
+	s.nextChange()
 	row := after
 	if row == nil {
 		row = before

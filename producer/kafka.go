@@ -111,6 +111,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 	w.cl = cl
 	w.adm = kadm.NewClient(cl)
 	w.promise = func(r *kgo.Record, err error) {
+		genAcked(r) // the client is done with r: its memory may be reused
 		if err != nil {
 			if errors.Is(err, kerr.MessageTooLarge) {
 				// kanal checks every record against the topic's limit before

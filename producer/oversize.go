@@ -148,7 +148,9 @@ func (s *session) oversize(ctx context.Context, ti *tableInfo, src *schemas.Sour
 	if err := s.w.ensureTopic(ctx, topic, 1, map[string]*string{"cleanup.policy": &del}); err != nil {
 		return err
 	}
-	if err := s.w.produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: value, Headers: headers, Timestamp: r.Timestamp}); err != nil {
+	cp := &kgo.Record{Topic: topic, Key: r.Key, Value: value, Headers: headers, Timestamp: r.Timestamp}
+	s.own(cp) // its key and header values are the change's, from the arena
+	if err := s.w.produce(ctx, cp); err != nil {
 		return err
 	}
 	s.p.stats.OversizeSkipped.Add(1)

@@ -98,6 +98,10 @@ type recordState struct {
 	arena              arena
 	records            blocks[kgo.Record]
 	headers            blocks[kgo.RecordHeader]
+	// gen counts the records carved since the last seal; sealed generations
+	// wait for the client to be done with their records (nextChange).
+	gen    *recordGen
+	sealed []*recordGen
 }
 
 func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {

@@ -402,6 +402,7 @@ func (sn *snapshotter) emitChunk(ctx context.Context, res *chunkRes, win *snapWi
 		s.seq++
 		src.Row = int(job.Rows)
 		job.Rows++
+		s.nextChange()
 		key := s.arena.copy([]byte(res.keys[i]))
 		if err := s.write(ctx, ti, &src, schemas.OpRead, key, nil, res.vals[i*n:(i+1)*n:(i+1)*n]); err != nil {
 			return err
@@ -416,6 +417,7 @@ func (sn *snapshotter) emitChunk(ctx context.Context, res *chunkRes, win *snapWi
 		// A key asked for that has no row: a tombstone removes it wherever a
 		// sink still has it.
 		s.seq++
+		s.nextChange()
 		if err := s.writeTombstone(ctx, ti, s.arena.copy([]byte(mk))); err != nil {
 			return err
 		}
