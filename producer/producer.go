@@ -82,6 +82,11 @@ type Producer struct {
 	// snapReadHook, set only by tests, runs after a backfill chunk's snapshot
 	// began and before its SELECT (see snapReader.hook).
 	snapReadHook func(table string, chunk int)
+	// heldAfter is heldCommitAfter; tests shorten it.
+	heldAfter time.Duration
+	// commitHook, set only by tests, runs after each Kafka commit with the
+	// position it stored.
+	commitHook func(pos schemas.Position)
 }
 
 // New validates cfg and returns a producer. A nil logger discards logs.
@@ -95,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	tlsconfig.WarnPlaintext(log, "source", cfg.Source.Addr, "source.tls", &cfg.Source.TLS)
 	cfg.Kafka.WarnPlaintext(log)
 	log = log.With("source", cfg.Source.Name)
-	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config), live: newLive()}
+	p := &Producer{cfg: cfg, log: log, brokers: newBrokerWatch(log, &cfg.Kafka.Config), live: newLive(), heldAfter: heldCommitAfter}
 	var err error
 	if p.metrics, err = newMetrics(p); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -551,3 +552,45 @@ func TestRecordMemoryReusedInFlight(t *testing.T) {
 	t.Logf("%d changes, %d Kafka commits", n, r.P.Stats().Commits.Load())
 }
 
+// TestLargeTransactionDoesNotHoldEarlierOnes: complete binlog transactions in the
+// open Kafka transaction are committed once a large one after them has been
+// written for a while (SetHeldCommitAfter), not after flush_records of it.
+func TestLargeTransactionDoesNotHoldEarlierOnes(t *testing.T) {
+	m := testenv.MariaDB(t)
+	k := testenv.Kafka(t)
+	cfg := cdctest.ProducerConfig(m, k, "held")
+	cfg.Tables.Include = []string{"wl.*"}
+	// Neither the interval nor an idle moment commits between the two
+	// transactions: both are in the binlog before the producer starts.
+	cfg.Kafka.FlushInterval = time.Minute
+	cfg.Kafka.FlushIdle = 2 * time.Second
+	w := cdctest.NewWorkload(t, m.DB(), 5)
+	for i := 0; i < 5; i++ {
+		w.Step(t)
+	}
+	w.Bulk(t, 2000) // well below flush_records (20000)
+	p, err := producer.New(cfg, cdctest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer.SetHeldCommitAfter(p, 0)
+	var mu sync.Mutex
+	var inside []int // RowsDone of the positions committed inside a transaction
+	producer.SetCommitHook(p, func(pos schemas.Position) {
+		mu.Lock()
+		defer mu.Unlock()
+		if pos.RowsDone > 0 {
+			inside = append(inside, pos.RowsDone)
+		}
+	})
+	r := cdctest.StartProducerWith(t, cfg, p)
+	r.CaughtUp(t, m.DB())
+	recs := cdctest.ReadAll(t, k.Brokers, topicsRE("kanal", "wl"), time.Minute)
+	cdctest.CheckExactlyOnce(t, recs)
+	cdctest.CheckTables(t, m.DB(), recs)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(inside) != 1 || inside[0] != 256 {
+		t.Fatalf("positions committed inside the large transaction: %v, want one after its 256th change", inside)
+	}
+}

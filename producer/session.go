@@ -50,6 +50,9 @@ type streamState struct {
 	seq        uint64
 	lastTs     int64
 	lastCommit time.Time
+	// heldSince: when the last complete binlog transaction ended without a
+	// commit, so that the open Kafka transaction holds it; zero after a commit.
+	heldSince  time.Time
 	progressed bool
 	// committedMidTxn: the last committed position points inside a binlog
 	// transaction (RowsDone > 0).
@@ -477,7 +480,11 @@ func (s *session) commit(ctx context.Context) error {
 	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
 	s.p.stats.Commits.Add(1)
 	s.lastCommit = time.Now()
+	s.heldSince = time.Time{}
 	s.progressed = true
+	if s.p.commitHook != nil {
+		s.p.commitHook(pos)
+	}
 	return nil
 }
 
@@ -555,9 +562,11 @@ func (s *session) endTxn(ctx context.Context, endPos uint32, idle func() bool) e
 		return nil
 	}
 	k := &s.cfg.Kafka
-	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes || time.Since(s.w.began) >= k.FlushInterval || idle() {
+	now := time.Now()
+	if s.w.records >= k.FlushRecords || s.w.bytes >= k.FlushBytes || now.Sub(s.w.began) >= k.FlushInterval || idle() {
 		return s.commit(ctx)
 	}
+	s.heldSince = now
 	return nil
 }
 
