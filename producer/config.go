@@ -112,6 +112,11 @@ type KafkaConfig struct {
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxBufferedBytes bounds the records held in memory before they are acknowledged.
 	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// MaxBufferedRecords bounds the number of records handed to the Kafka client
+	// and not yet acknowledged: reading the binlog waits when it is reached. The
+	// memory of acknowledged records is reused before the transaction commits, so
+	// this, not flush_records, is what sizes the producer's record memory.
+	MaxBufferedRecords int `yaml:"max_buffered_records"`
 	// MaxRecordBytes is the largest record (key, value and headers) the producer
 	// writes. Topics kanal creates get max.message.bytes to match (plus 1 KiB of
 	// batch framing), and record batches are sized by it; a topic that already
@@ -174,6 +179,7 @@ func DefaultConfig() Config {
 			Compression:        "snappy",
 			TransactionTimeout: time.Minute,
 			MaxBufferedBytes:   64 << 20,
+			MaxBufferedRecords: 8192,
 			MaxRecordBytes:     16 << 20,
 			OversizePolicy:     "fail",
 		},
@@ -286,6 +292,8 @@ func (k *KafkaConfig) Validate() error {
 		return bad("kafka.transaction_timeout", "must be >= 1s")
 	case k.MaxBufferedBytes < 1<<20:
 		return bad("kafka.max_buffered_bytes", "must be >= 1MiB")
+	case k.MaxBufferedRecords < 1:
+		return bad("kafka.max_buffered_records", "must be >= 1")
 	case k.MaxRecordBytes < 64<<10 || k.MaxRecordBytes > maxRecordBytesLimit:
 		return bad("kafka.max_record_bytes", "%d is not between 64KiB and 1GiB-1MiB", k.MaxRecordBytes)
 	case k.MaxBufferedBytes < k.MaxRecordBytes+recordOverhead:
