@@ -98,7 +98,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		// KIP-714 telemetry: kanal has its own metrics (admin.listen), and the
 		// client's push loop builds an lz4 compressor that holds 8 MiB
-		// (docs/bench.md, round 6).
+		// (docs/bench.md, round 7).
 		kgo.DisableClientMetrics(),
 		// Batches as large as one record of kafka.max_record_bytes, or as the
 		// topic's own max.message.bytes when that is smaller.
