@@ -39,7 +39,7 @@ func TestQuickSmoke(t *testing.T) {
 	var md bytes.Buffer
 	rep.Markdown(&md)
 	t.Logf("\n%s", md.String())
-	want := []string{"1", "1b", "2", "2b", "2c", "2d", "2e", "3", "3b", "5", "5b", "5c", "5d", "6", "8", "8b", "8c", "8d"}
+	want := []string{"1", "1b", "2", "2b", "2c", "2d", "2e", "3", "3b", "5", "5b", "5c", "5d", "6", "8", "8b", "8c", "8d", "8e"}
 	for _, st := range ApplyStages {
 		want = append(want, st.ID)
 	}
