@@ -60,6 +60,7 @@ type snapshotter struct {
 	children     sync.WaitGroup
 
 	gen     uint64        // bumped to drop the chunks asked for so far
+	reqSeq  uint64        // numbers the chunks asked for (chunkReq.seq)
 	windows []*snapWindow // chunks asked for and not yet emitted, oldest first
 	ready   []*chunkRes   // results of windows[:len(ready)]
 	// changed maps the keys of the running backfill's table that the stream
@@ -103,6 +104,16 @@ const (
 // keyedChunkSize bounds the keys of one chunk of a keyed backfill (its WHERE
 // lists them).
 const keyedChunkSize = 500
+
+// Chunks in flight: at most maxReading asked for and not yet read (one being
+// read, the next queued behind it, so that the reader goes from one to the next
+// without a round trip through the session), at most maxWindows asked for and
+// not yet emitted (those and one read, waiting for the stream or being emitted).
+// Each is held in memory until it is emitted.
+const (
+	maxReading = 2
+	maxWindows = 3
+)
 
 func newSnapshotter(ctx context.Context, s *session, stored *schemas.SnapshotState) (*snapshotter, error) {
 	sn := &snapshotter{s: s, changed: map[string]uint64{}, state: schemas.SnapshotState{SignalsOffset: -1}}
@@ -193,7 +204,7 @@ func (sn *snapshotter) received(res *chunkRes) {
 		return // asked for before a restart, cancel or reset
 	}
 	sn.ready = append(sn.ready, res)
-	if res.err != nil || res.jobErr != nil {
+	if res.err != nil || res.jobErr != nil || res.none {
 		return
 	}
 	if res.rows > 0 && len(res.req.keys) == 0 {
@@ -211,7 +222,18 @@ func (sn *snapshotter) busy() bool {
 	}
 	return sn.dirty || len(sn.ready) > 0 ||
 		(sn.run == nil && len(sn.state.Tables) > 0) ||
-		(sn.run != nil && !sn.run.exhausted && len(sn.windows) == len(sn.ready) && len(sn.windows) < 2)
+		sn.canAsk()
+}
+
+// fill asks for chunks while the running backfill may.
+func (sn *snapshotter) fill() {
+	for sn.canAsk() && sn.ask() {
+	}
+}
+
+// canAsk reports whether the running backfill may ask for another chunk.
+func (sn *snapshotter) canAsk() bool {
+	return sn.run != nil && !sn.run.exhausted && len(sn.windows)-len(sn.ready) < maxReading && len(sn.windows) < maxWindows
 }
 
 // reached reports whether the stream has handled everything before at.
@@ -245,6 +267,14 @@ func (sn *snapshotter) advance(ctx context.Context, idle func() bool) error {
 			case win.dirty:
 				sn.reset()
 				continue
+			case res.none:
+				// Asked for after the table's end: nothing to emit.
+				sn.ready, sn.windows = sn.ready[1:], sn.windows[1:]
+				sn.prune()
+				if sn.run.exhausted && len(sn.windows) == 0 {
+					sn.finish(schemas.BackfillDone, "")
+				}
+				continue
 			case sn.run.shape != nil && !bytes.Equal(res.table.ti.fingerprint, sn.run.shape):
 				sn.restart(fmt.Sprintf("the table's definition changed (seen at %s:%d); restarted from the first row", s.file, s.lastEnd))
 				continue
@@ -257,6 +287,9 @@ func (sn *snapshotter) advance(ctx context.Context, idle func() bool) error {
 					job.Total = res.total
 				}
 			}
+			// The reader reads the next chunks while this one waits for the
+			// stream or is emitted.
+			sn.fill()
 			if !sn.reached(res.at) {
 				break // the stream has not handled everything the snapshot saw yet
 			}
@@ -271,9 +304,7 @@ func (sn *snapshotter) advance(ctx context.Context, idle func() bool) error {
 			}
 			continue
 		}
-		if sn.run != nil && !sn.run.exhausted && len(sn.windows) == len(sn.ready) && len(sn.windows) < 2 {
-			sn.ask()
-		}
+		sn.fill()
 		break
 	}
 	if emitted {
@@ -322,24 +353,31 @@ func (sn *snapshotter) startNext() bool {
 	return true
 }
 
-// ask opens the next chunk's window and asks the reader for it.
-func (sn *snapshotter) ask() {
+// ask opens the next chunk's window and asks the reader for it; false when the
+// reader cannot take the request now.
+func (sn *snapshotter) ask() bool {
 	s, job, run := sn.s, &sn.state.Tables[0], sn.run
 	db, table, _ := strings.Cut(job.Table, ".")
 	req := &chunkReq{gen: sn.gen, id: job.ID, db: db, table: table, where: job.Where, limit: job.ChunkSize,
-		boundary: schemas.Position{File: s.boundary.File, Pos: s.boundary.Pos}, estimate: run.asked == 0}
+		boundary: schemas.Position{File: s.boundary.File, Pos: s.boundary.Pos}, estimate: run.asked == 0, seq: sn.reqSeq + 1}
 	end := run.keysNext
-	if len(job.Keys) > 0 {
+	switch {
+	case len(job.Keys) > 0:
 		end = min(run.keysNext+keyedChunkSize, len(job.Keys))
 		req.keys = job.Keys[run.keysNext:end]
-	} else {
+	case len(sn.windows) > len(sn.ready):
+		// The chunk before is still being read: continue after its last row,
+		// which only the reader knows yet.
+		req.chainTo = sn.windows[len(sn.windows)-1].req.seq
+	default:
 		req.after = run.next
 	}
 	select {
 	case sn.reader.reqs <- req:
 	default:
-		return // the reader is still busy with chunks dropped by a reset: ask again later
+		return false // the reader is still busy with chunks dropped by a reset: ask again later
 	}
+	sn.reqSeq++
 	if len(job.Keys) > 0 {
 		run.keysNext = end
 		// A keyed chunk's result cannot tell whether more follow.
@@ -348,6 +386,7 @@ func (sn *snapshotter) ask() {
 	run.asked++
 	sn.windows = append(sn.windows, &snapWindow{seqStart: s.seq, boundary: req.boundary, req: req})
 	sn.tracking = true
+	return true
 }
 
 // prepare sets up the run's table from its first chunk.

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"database/sql/driver"
 	"fmt"
 	"strconv"
 	"time"
@@ -12,12 +13,14 @@ import (
 )
 
 // fromText turns one value of a backfill's SELECT — read with the binary protocol
-// (exact FLOAT and DOUBLE values; the text protocol rounds them) into database/sql's
-// text form, with character_set_results=binary and time_zone UTC, of the column
-// expression snapColumn.expr — into the Go value go-mysql's binlog decoder produces for the
-// same stored value, and hands that to decode, the binlog path's conversion. So a
-// row read by a backfill becomes exactly the values the binlog gives for it
-// (TestSnapshotEveryTypeGolden compares the two for every type).
+// (exact FLOAT and DOUBLE values; the text protocol rounds them), as the driver's
+// bytes (text with character_set_results=binary, temporal values formatted, in
+// UTC) or a number printed as database/sql prints it (appendNumber; most
+// numbers take fromNumber instead), of the column expression snapColumn.expr —
+// into the value the binlog path makes of the same stored value: what go-mysql's
+// decoder gives for it, handed to decode (or decodeString/decodeBytes, decode's
+// own cases). So a row read by a backfill becomes exactly the values the binlog
+// gives for it (TestSnapshotEveryTypeGolden compares the two for every type).
 //
 // raw must stay unchanged while the value is in use (it is not copied).
 func (d *colDecoder) fromText(raw []byte, scratch *[]byte) (schemas.Value, error) {
@@ -52,7 +55,7 @@ func (d *colDecoder) fromText(raw []byte, scratch *[]byte) (schemas.Value, error
 		}
 		v = y
 	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
-		v = text
+		return d.decodeString(text, scratch), nil
 	case mysql.MYSQL_TYPE_FLOAT:
 		f, err := strconv.ParseFloat(text, 32)
 		if err != nil {
@@ -75,7 +78,7 @@ func (d *colDecoder) fromText(raw []byte, scratch *[]byte) (schemas.Value, error
 	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
 		// go-mysql gives a time.Time (formatted with the column's fsp) or, for
 		// zero and out-of-range dates, the same text the server prints.
-		v = text
+		return d.decodeString(text, scratch), nil
 	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
 		if len(text) >= 4 && text[:4] == "0000" {
 			v = text // the zero timestamp stays text
@@ -87,13 +90,57 @@ func (d *colDecoder) fromText(raw []byte, scratch *[]byte) (schemas.Value, error
 		}
 		v = t
 	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
-		v = binlogTimeText(text)
+		return d.decodeString(binlogTimeText(text), scratch), nil
 	case mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_GEOMETRY, mysql.MYSQL_TYPE_JSON:
-		v = raw
+		return d.decodeBytes(raw, scratch), nil
 	default: // CHAR, VARCHAR, BINARY, VARBINARY
-		v = text
+		// decode of a string, called directly: boxing every value into an
+		// interface was an allocation per value.
+		return d.decodeString(text, scratch), nil
 	}
 	return d.decode(v, scratch)
+}
+
+// fromNumber turns a number the driver read in the binary protocol (int64,
+// float32, float64) into what fromText makes of its text, without the text:
+// direct is false when the column needs the text (fromText, with the number as
+// appendNumber prints it), as for numbers of a type this does not expect.
+func (d *colDecoder) fromNumber(x driver.Value, scratch *[]byte) (v schemas.Value, direct bool, err error) {
+	switch x := x.(type) {
+	case int64:
+		switch d.realType {
+		case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+			// The driver returns unsigned values as int64 up to MaxInt64 (and
+			// BIGINT UNSIGNED above it as text).
+			if d.unsigned {
+				if x < 0 {
+					return v, false, nil
+				}
+				return schemas.UintValue(uint64(x)), true, nil
+			}
+			return schemas.IntValue(x), true, nil
+		case mysql.MYSQL_TYPE_YEAR:
+			v, err = d.decode(int(x), scratch)
+			return v, true, err
+		case mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
+			if x < 0 {
+				return v, false, nil
+			}
+			v, err = d.decode(x, scratch)
+			return v, true, err
+		}
+	case float32:
+		if d.realType == mysql.MYSQL_TYPE_FLOAT {
+			v, err = d.decode(x, scratch)
+			return v, true, err
+		}
+	case float64:
+		if d.realType == mysql.MYSQL_TYPE_DOUBLE {
+			v, err = d.decode(x, scratch)
+			return v, true, err
+		}
+	}
+	return v, false, nil
 }
 
 // binlogTimeText renders a TIME as go-mysql does: the server's text without its

@@ -317,31 +317,9 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 	case float64:
 		return schemas.Float64Value(x), nil
 	case string:
-		switch d.realType {
-		case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
-			return schemas.DecimalValue(x), nil
-		case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-			// Only the zero timestamp arrives as text with ParseTime on.
-			return schemas.StringValue(x), nil
-		case mysql.MYSQL_TYPE_TIME2:
-			return d.timeValue(x, scratch), nil
-		}
-		if d.binary {
-			return schemas.BytesValue(d.pad([]byte(x))), nil
-		}
-		// go-mysql returns strings that alias the event's packet buffer. That buffer
-		// is allocated per event and never reused, and converted rows live only
-		// while their event is handled (they are encoded into record bytes at once),
-		// so text that is UTF-8 already is used as is: copying every string value
-		// was one of the producer's largest allocation sources (docs/bench.md).
-		return d.text(unsafe.Slice(unsafe.StringData(x), len(x)), scratch), nil
+		return d.decodeString(x, scratch), nil
 	case []byte:
-		if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
-			return schemas.BytesValue(d.pad(x)), nil
-		}
-		// TEXT: like the strings above, the bytes alias the event's own buffer,
-		// which nothing writes to after go-mysql decoded it (see above).
-		return d.text(x, scratch), nil
+		return d.decodeBytes(x, scratch), nil
 	case *replication.JsonDiff:
 		return schemas.Value{}, fmt.Errorf("%w: a partial JSON update (binlog_row_value_options = PARTIAL_JSON) holds only "+
 			"the changed part of the document, and kanal writes whole values: SET GLOBAL binlog_row_value_options = '' "+
@@ -360,6 +338,39 @@ func (d *colDecoder) decode(v any, scratch *[]byte) (schemas.Value, error) {
 		return schemas.StringBytesValue((*scratch)[n:len(*scratch):len(*scratch)]), nil
 	}
 	return schemas.Value{}, fmt.Errorf("unexpected %T value for %s column", v, d.typeName())
+}
+
+// decodeString is decode of a string (without boxing it into an interface:
+// backfills call it for every text value).
+func (d *colDecoder) decodeString(x string, scratch *[]byte) schemas.Value {
+	switch d.realType {
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return schemas.DecimalValue(x)
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		// Only the zero timestamp arrives as text with ParseTime on.
+		return schemas.StringValue(x)
+	case mysql.MYSQL_TYPE_TIME2:
+		return d.timeValue(x, scratch)
+	}
+	if d.binary {
+		return schemas.BytesValue(d.pad([]byte(x)))
+	}
+	// go-mysql returns strings that alias the event's packet buffer. That buffer
+	// is allocated per event and never reused, and converted rows live only
+	// while their event is handled (they are encoded into record bytes at once),
+	// so text that is UTF-8 already is used as is: copying every string value
+	// was one of the producer's largest allocation sources (docs/bench.md).
+	return d.text(unsafe.Slice(unsafe.StringData(x), len(x)), scratch)
+}
+
+// decodeBytes is decode of a []byte.
+func (d *colDecoder) decodeBytes(x []byte, scratch *[]byte) schemas.Value {
+	if d.binary || d.realType == mysql.MYSQL_TYPE_GEOMETRY {
+		return schemas.BytesValue(d.pad(x))
+	}
+	// TEXT: like the strings above, the bytes alias the event's own buffer,
+	// which nothing writes to after go-mysql decoded it (see above).
+	return d.text(x, scratch)
 }
 
 // timeValue gives a TIME(fsp) value exactly fsp fractional digits, as DATETIME
