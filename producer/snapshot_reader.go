@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,16 @@ type snapReader struct {
 	// request chained to it continues after (nil: nothing to continue).
 	prevSeq  uint64
 	prevNext [][]byte
+	// tables caches loadSnapTable's answer per table, with the definition it
+	// was read under (see table).
+	tables map[string]*cachedSnapTable
+}
+
+// cachedSnapTable is a table's definition as loadSnapTable read it, and its
+// SHOW CREATE TABLE (without AUTO_INCREMENT) at that moment.
+type cachedSnapTable struct {
+	create string
+	st     *snapTable
 }
 
 // newSnapReader returns a reader of cfg's source; text is the session's (nil:
@@ -176,7 +187,8 @@ func newSnapReader(cfg *SourceConfig, text *sourceText, log *slog.Logger) (*snap
 		text = &sourceText{collations: charset.NewCollations(), mariadb: true, lookup: serverCollation(db, log)}
 	}
 	return &snapReader{reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
-		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}, wm: newWatermarks(cfg)}, nil
+		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}, wm: newWatermarks(cfg),
+		tables: map[string]*cachedSnapTable{}}, nil
 }
 
 // run reads the chunks asked for until ctx ends.
@@ -299,7 +311,7 @@ func (r *snapReader) readOnce(ctx context.Context, conn *sql.Conn, req *chunkReq
 		r.hook(name, r.reads[name])
 		r.reads[name]++
 	}
-	st, err := loadSnapTable(ctx, conn, r.text, req.db, req.table)
+	st, err := r.table(ctx, conn, req.db, req.table)
 	if err != nil {
 		return false, err
 	}
@@ -353,6 +365,75 @@ func (r *snapReader) readOnce(ctx context.Context, conn *sql.Conn, req *chunkReq
 	}
 	return false, nil
 }
+
+// table returns db.table's definition for a chunk (inside its snapshot, as
+// loadSnapTable): its SHOW CREATE TABLE says whether the definition read for an
+// earlier chunk still holds. The CREATE TABLE statement names everything
+// loadSnapTable derives the table from (columns, types, charsets, collations,
+// ENUM/SET labels, the key), and reading it is one statement, where
+// loadSnapTable's are three or more on information_schema, per chunk: besides
+// the round trips, MariaDB 10.11 now and then crashed in the COLUMNS query
+// (free_tmp_table → ha_maria::drop_table, SIGSEGV) when it ran for every chunk.
+// Each chunk gets its own copy of the tableInfo: the session sets the encoder
+// and topic of the one it emits with.
+func (r *snapReader) table(ctx context.Context, conn *sql.Conn, db, table string) (*snapTable, error) {
+	create, err := showCreateTable(ctx, conn, db, table)
+	if err != nil {
+		var me *gomysql.MySQLError
+		if errors.As(err, &me) && me.Number == 1146 {
+			return nil, fmt.Errorf("%w: %s.%s", errNoSuchTable, db, table)
+		}
+		return nil, fmt.Errorf("SHOW CREATE TABLE %s.%s: %w", db, table, err)
+	}
+	def := string(autoIncrementOption.ReplaceAll(create, nil))
+	key := db + "." + table
+	c := r.tables[key]
+	if c == nil || c.create != def {
+		st, err := loadSnapTable(ctx, conn, r.text, db, table)
+		if err != nil {
+			return nil, err
+		}
+		c = &cachedSnapTable{create: def, st: st}
+		r.tables[key] = c
+	}
+	st := *c.st
+	ti := *st.ti
+	st.ti = &ti
+	return &st, nil
+}
+
+// showCreateTable returns the statement SHOW CREATE TABLE shows for db.table
+// (its second column; a view answers with more).
+func showCreateTable(ctx context.Context, conn *sql.Conn, db, table string) ([]byte, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW CREATE TABLE "+quoteIdent(db)+"."+quoteIdent(table))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	var create []byte
+	if rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		if len(raw) > 1 {
+			create = append([]byte{}, raw[1]...)
+		}
+	}
+	return create, errors.Join(rows.Err(), rows.Close())
+}
+
+// autoIncrementOption is the table option SHOW CREATE TABLE shows for the next
+// AUTO_INCREMENT value, which every insert moves.
+var autoIncrementOption = regexp.MustCompile(` AUTO_INCREMENT=[0-9]+`)
 
 // chunkQuery is the chunk's SELECT.
 func chunkQuery(st *snapTable, req *chunkReq) (string, error) {
