@@ -414,7 +414,10 @@ func (sn *snapshotter) prepare(ctx context.Context, res *chunkRes) error {
 func (sn *snapshotter) emitChunk(ctx context.Context, res *chunkRes, win *snapWindow) error {
 	s, job, ti := sn.s, &sn.state.Tables[0], sn.run.ti
 	k := &s.cfg.Kafka
-	if s.w.inTxn && (s.w.records+2*(res.rows+len(res.missing)) > k.FlushRecords || s.w.bytes+2*res.bytes > k.FlushBytes) {
+	// A read is one record; its record bytes are about twice the row's bytes as
+	// read. Two chunks of the default size fit one transaction: when the reader
+	// is ahead they are written back to back and committed once.
+	if s.w.inTxn && (s.w.records+res.rows+len(res.missing) > k.FlushRecords || s.w.bytes+2*res.bytes > k.FlushBytes) {
 		if err := s.commit(ctx); err != nil {
 			return err
 		}
