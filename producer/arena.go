@@ -148,7 +148,7 @@ var opHeader = map[schemas.Op][]byte{
 // at once rather than at the next commit. So what record memory holds is about
 // what is in flight, not the whole Kafka transaction (20,000 records by
 // default: 12 MiB of arena and 6 MiB of structs on narrow rows, docs/bench.md
-// round 7).
+// round 6e).
 type recordGen struct {
 	// Context is the records' Context (never canceled): the promise finds
 	// the generation through it.

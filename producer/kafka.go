@@ -98,7 +98,7 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		// KIP-714 telemetry: kanal has its own metrics (admin.listen), and the
 		// client's push loop builds an lz4 compressor that holds 8 MiB
-		// (docs/bench.md, round 7).
+		// (docs/bench.md, round 6e).
 		kgo.DisableClientMetrics(),
 		// Batches as large as one record of kafka.max_record_bytes, or as the
 		// topic's own max.message.bytes when that is smaller.
@@ -116,7 +116,8 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 	w.cl = cl
 	w.adm = kadm.NewClient(cl)
 	w.promise = func(r *kgo.Record, err error) {
-		genAcked(r) // the client is done with r: its memory may be reused
+		// Last: once counted, the session may reuse r's memory (r.Topic too).
+		defer genAcked(r)
 		if err != nil {
 			if errors.Is(err, kerr.MessageTooLarge) {
 				// kanal checks every record against the topic's limit before

@@ -15,7 +15,7 @@ import (
 // record memory is reused, not allocated, so the heap is mostly live and
 // collections are rare: at 50 the heap grows to 1.5 × the live heap rather than
 // 2 ×, which kept peak RSS under 80 MiB on the narrow-row bench (docs/bench.md,
-// round 7) for a few more collections.
+// round 6e) for a few more collections.
 const produceGCPercent = 50
 
 func produceCmd() *cobra.Command {
