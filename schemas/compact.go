@@ -3,6 +3,7 @@ package schemas
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 
@@ -175,28 +176,12 @@ func (t *compactTable) appendRow(dst []byte, row []Value) []byte {
 
 // compactKeyFingerprint parses a FingerprintKey back into the fingerprint.
 func compactKeyFingerprint(key string) (uint64, bool) {
-	if len(key) != 16 {
+	var b [8]byte
+	if len(key) != 2*len(b) {
 		return 0, false
 	}
-	var b [8]byte
-	for i := range 8 {
-		hi, ok1 := unhex(key[2*i])
-		lo, ok2 := unhex(key[2*i+1])
-		if !ok1 || !ok2 {
-			return 0, false
-		}
-		b[i] = hi<<4 | lo
+	if _, err := hex.Decode(b[:], []byte(key)); err != nil {
+		return 0, false
 	}
 	return binary.LittleEndian.Uint64(b[:]), true
-}
-
-// unhex reads a lower-case hex digit (FingerprintKey writes no other).
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
 }

@@ -286,7 +286,7 @@ func (d *Decoder) decodeCompactStd(ctx context.Context, value []byte, failed *co
 	}
 	fp, ok := compactKeyFingerprint(key)
 	if !ok {
-		return nil, bad("fingerprint %q is not 16 lower-case hex digits", key)
+		return nil, bad("fingerprint %q is not 16 hex digits", key)
 	}
 	if failed != nil && failed.fp == fp {
 		return nil, failed.err
