@@ -33,6 +33,9 @@ type Aggregator struct {
 
 	stats    Stats
 	batchMax int
+	// readAll counts down the batches that read the state of every key (see
+	// Handle).
+	readAll atomic.Int64
 
 	// testHookInTxn, when set (tests only), runs inside every batch
 	// transaction, between reading the state and writing.
@@ -345,18 +348,76 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 		// Not ready: the batch holds only tombstones and the table was never
 		// created, so there is no state they could remove.
 	}
+	// keys are the batch's keys, sorted, each once; readKeys those whose state
+	// is read. A key whose first record in the batch creates the row has no
+	// state, unless the row existed before (a replay, a primary key used
+	// again): a target whose state insert fails on a key with state
+	// (stateConflicter) lets the batch skip reading it, and a conflict makes
+	// the batch start again reading every key.
 	keys := make([]string, 0, len(b.Records))
-	seen := make(map[string]bool, len(b.Records))
+	read := make(map[string]bool, len(b.Records))
 	for i := range b.Records {
-		if k := b.Records[i].Key; !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
+		r := &b.Records[i]
+		if _, ok := read[r.Key]; !ok {
+			read[r.Key] = r.Tombstone || r.Op != schemas.OpCreate
+			keys = append(keys, r.Key)
 		}
 	}
 	sort.Strings(keys)
-	tx, off, states, err := a.t.begin(ctx, b.Group, b.Topic, b.Partition, ready, keys)
+	readKeys := keys
+	sc, optimistic := a.t.(stateConflicter)
+	if optimistic && a.readAll.Load() > 0 {
+		a.readAll.Add(-1)
+		optimistic = false
+	}
+	if optimistic {
+		readKeys = make([]string, 0, len(keys))
+		for _, k := range keys {
+			if read[k] {
+				readKeys = append(readKeys, k)
+			}
+		}
+	}
+	applied, w, err := a.apply(ctx, b, ready, keys, readKeys)
+	if err != nil && len(readKeys) < len(keys) && sc.isStateConflict(err) {
+		// Some created key had state. Its rows are not worth guessing at for a
+		// while: the next batches read every key.
+		a.readAll.Store(readAllBatches)
+		a.log.Debug("a created row had state: the batch reads every key", "topic", b.Topic, "partition", b.Partition,
+			"offset", b.Records[0].Offset, "err", err)
+		applied, w, err = a.apply(ctx, b, ready, keys, keys)
+	}
 	if err != nil {
-		return fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
+		return err
+	}
+	a.stats.Batches.Add(1)
+	a.stats.Applied.Add(int64(applied))
+	a.stats.Stale.Add(int64(len(b.Records) - applied))
+	for _, sw := range w.sums {
+		a.stats.GroupWrites.Add(int64(len(sw.deltas)))
+	}
+	return nil
+}
+
+// readAllBatches is how many batches read the state of every key after a
+// created key turned out to have state.
+const readAllBatches = 100
+
+// stateConflicter is a target whose state insert fails, rather than
+// overwrites, when the key has state meanwhile; isStateConflict tells that
+// failure from others.
+type stateConflicter interface {
+	isStateConflict(err error) bool
+}
+
+// apply runs one transaction of Handle: it reads the state of readKeys (keys
+// not among them have none, or the state insert fails), plans the summaries'
+// writes for keys and commits them with the next offset. It returns how many
+// records changed some row's state, and the writes.
+func (a *Aggregator) apply(ctx context.Context, b consumer.Batch, ready []*summaryRT, keys, readKeys []string) (int, *writes, error) {
+	tx, off, states, err := a.t.begin(ctx, b.Group, b.Topic, b.Partition, ready, readKeys)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
 	}
 	if a.testHookInTxn != nil {
 		a.testHookInTxn()
@@ -367,7 +428,7 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 		sw, err := plan(s, b.Records, keys, off.Next, states[si], used)
 		if err != nil {
 			tx.rollback()
-			return err
+			return 0, nil, err
 		}
 		w.sums = append(w.sums, sw)
 	}
@@ -377,20 +438,13 @@ func (a *Aggregator) Handle(ctx context.Context, b consumer.Batch) error {
 			applied++
 		}
 	}
-	stale := len(b.Records) - applied
 	if next := b.NextOffset(); !off.ResetPending && next > off.Next {
 		w.next = next
 	}
 	if err := tx.commit(ctx, w); err != nil {
-		return fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
+		return 0, nil, fmt.Errorf("%s/%d@%d: %w", b.Topic, b.Partition, b.Records[0].Offset, err)
 	}
-	a.stats.Batches.Add(1)
-	a.stats.Applied.Add(int64(applied))
-	a.stats.Stale.Add(int64(stale))
-	for _, sw := range w.sums {
-		a.stats.GroupWrites.Add(int64(len(sw.deltas)))
-	}
-	return nil
+	return applied, w, nil
 }
 
 // plan computes what one summary writes for a batch of records whose keys

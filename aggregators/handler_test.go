@@ -54,6 +54,13 @@ func upsertRec(off int64, seq uint64, row Row) consumer.Record {
 	return consumer.Record{Topic: topic, Offset: off, Key: key(row["id"].(int64)), Table: "shop.earnings", Op: c.Op, Seq: seq, Change: c}
 }
 
+// createRec is an insert: a batch need not read the state of a key whose
+// first record it is (see Aggregator.Handle).
+func createRec(off int64, seq uint64, row Row) consumer.Record {
+	c := change(schemas.OpCreate, seq, nil, row)
+	return consumer.Record{Topic: topic, Offset: off, Key: key(row["id"].(int64)), Table: "shop.earnings", Op: c.Op, Seq: seq, Change: c}
+}
+
 func deleteRec(off int64, seq uint64, row Row) consumer.Record {
 	c := change(schemas.OpDelete, seq, row, nil)
 	return consumer.Record{Topic: topic, Offset: off, Key: key(row["id"].(int64)), Table: "shop.earnings", Op: c.Op, Seq: seq, Change: c}
@@ -213,6 +220,7 @@ func TestHandlerContract(t *testing.T) {
 			t.Run("EveryKindOfChange", func(t *testing.T) { testEveryKindOfChange(t, te) })
 			t.Run("DuplicatesAndReplays", func(t *testing.T) { testDuplicatesAndReplays(t, te) })
 			t.Run("Tombstones", func(t *testing.T) { testTombstones(t, te) })
+			t.Run("CreatedRowsWithState", func(t *testing.T) { testCreatedRowsWithState(t, te) })
 			t.Run("ResetOffsets", func(t *testing.T) { testResetOffsets(t, te) })
 			t.Run("ZombieMembers", func(t *testing.T) { testZombieMembers(t, te) })
 			t.Run("HotGroupAcrossPartitions", func(t *testing.T) { testHotGroup(t, te) })
@@ -328,6 +336,45 @@ func testTombstones(t *testing.T, te *targetEnv) {
 	// Only the tombstone of row 2 survived compaction, then a replay: still alive.
 	h.mustHandle(2, tombRec(5, 2), upsertRec(6, 4, r2b))
 	h.check("replay of a stale tombstone")
+}
+
+// testCreatedRowsWithState: inserts of keys that have state — a primary key
+// used again after its delete, inserts replayed after an offset reset — are
+// applied once; so are inserts of new keys in the same batches.
+func testCreatedRowsWithState(t *testing.T, te *targetEnv) {
+	h := newHarness(t, te, "created_"+te.name)
+	r1 := earning(1, int64(1), "order", "5.00", "settled", "2024-04-01 00:00:00.000000")
+	r2 := earning(2, int64(1), "order", "7.00", "settled", "2024-04-01 00:00:00.000000")
+	h.mustHandle(3, createRec(0, 1, r1), createRec(1, 2, r2))
+	h.set(r1, r2)
+	h.check("inserts")
+	h.mustHandle(3, deleteRec(2, 3, r1), tombRec(3, 1))
+	h.del(1)
+	h.check("delete")
+
+	// Row 1's key is used again: its state (deleted) is there.
+	r1b := earning(1, int64(2), "bonus", "11.00", "settled", "2024-04-02 00:00:00.000000")
+	r3 := earning(3, int64(2), "order", "13.00", "settled", "2024-04-02 00:00:00.000000")
+	h.mustHandle(3, createRec(4, 4, r3), createRec(5, 5, r1b))
+	h.set(r3, r1b)
+	h.check("a key inserted again, beside a new one")
+	if te.driver == DriverPostgres && h.a.readAll.Load() == 0 {
+		t.Error("the batch did not start again reading every key")
+	}
+
+	// Replayed from the start, every insert finds its key's state.
+	h.a.readAll.Store(0)
+	if err := h.a.ResetOffsets(context.Background(), h.group, map[string]map[int32]int64{topic: {3: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	r4 := earning(4, int64(1), "order", "17.00", "settled", "2024-04-03 00:00:00.000000")
+	h.mustHandle(3, createRec(0, 1, r1), createRec(1, 2, r2), deleteRec(2, 3, r1), tombRec(3, 1),
+		createRec(4, 4, r3), createRec(5, 5, r1b), createRec(6, 6, r4))
+	h.set(r4)
+	h.check("replay from the start, and a new insert")
+	if got := h.a.Stats().Batches.Load(); got != 4 {
+		t.Errorf("%d batches committed, want 4", got)
+	}
 }
 
 // testResetOffsets: LoadOffsets returns what batches stored; a reset is kept

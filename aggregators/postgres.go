@@ -223,10 +223,15 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 		what = append(what, "offsets table "+p.offsets.Name()+": create the partition's row")
 	}
 	b.Queue(p.offsets.LockSQL(), group, topic, partition)
-	for _, s := range sums {
-		b.Queue(pgLoadSQL(s), keys)
-	}
 	states := make([]map[string]*rowState, len(sums))
+	load := len(keys) > 0 // none: every key of the batch is a created row
+	for i, s := range sums {
+		if load {
+			b.Queue(pgLoadSQL(s), keys)
+		} else {
+			states[i] = map[string]*rowState{}
+		}
+	}
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
@@ -242,6 +247,9 @@ func (p *postgres) begin(ctx context.Context, group, topic string, partition int
 			return fmt.Errorf("offsets table %s: lock the partition's row: %w", p.offsets.Name(), err)
 		}
 		for i, s := range sums {
+			if !load {
+				break
+			}
 			rows, err := br.Query()
 			if err == nil {
 				states[i], err = scanStates(rows, s, &tx.locs)
@@ -314,6 +322,14 @@ func scanStates(rows pgx.Rows, s *summaryRT, locs *[]pgLoc) (map[string]*rowStat
 		out[st.key] = st
 	}
 	return out, rows.Err()
+}
+
+// isStateConflict reports a state insert that found a key with state: a
+// unique violation, which no other statement of a batch can raise (the group
+// upsert has ON CONFLICT; the offset row is only updated).
+func (p *postgres) isStateConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
 func (t *pgTxn) rollback() {
