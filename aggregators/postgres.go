@@ -1,8 +1,10 @@
 package aggregators
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -345,11 +347,21 @@ func (t *pgTxn) rollback() {
 func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	b := &pgx.Batch{}
 	var what []string // what each queued statement does, for errors
+	var copies []pgCopy
 	for i := range w.sums {
 		var err error
-		if what, err = t.queueWrites(b, what, &w.sums[i]); err != nil {
+		if what, copies, err = t.queueWrites(b, what, copies, &w.sums[i]); err != nil {
 			t.rollback()
 			return err
+		}
+	}
+	// The new state rows go first, each summary's in one COPY: a round trip
+	// more, but Postgres inserts them page by page (one WAL record per page)
+	// and parses no parameter arrays.
+	for _, c := range copies {
+		if _, err := t.conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.data), c.sql); err != nil {
+			t.rollback()
+			return fmt.Errorf("postgres: %s: %w", c.what, err)
 		}
 	}
 	if w.next >= 0 {
@@ -381,11 +393,83 @@ func (t *pgTxn) commit(ctx context.Context, w *writes) error {
 	return nil
 }
 
+// pgCopy is a COPY … FROM STDIN of a batch: the statement, its rows in text
+// format, and what it does (for errors).
+type pgCopy struct {
+	sql, what string
+	data      []byte
+}
+
+// pgCopyState returns the COPY of new state rows of s: text format, one line
+// per row, as pgStateArrays would pass them (NULL sums for a row that does
+// not count). Each value goes through its column's input function, as the
+// text parameters' casts did.
+func pgCopyState(s *summaryRT, rows []*rowState) pgCopy {
+	cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
+	for _, m := range s.Sums {
+		cols = append(cols, `"`+m.Column+`"`)
+	}
+	buf := make([]byte, 0, len(rows)*(64+16*len(s.Sums)))
+	for _, r := range rows {
+		buf = appendCopyText(buf, r.key)
+		buf = append(buf, '\t')
+		buf = strconv.AppendInt(buf, int64(r.version), 10)
+		buf = append(buf, '\t')
+		buf = strconv.AppendInt(buf, r.offset, 10)
+		if r.tombstoned {
+			buf = append(buf, "\tt\t"...)
+		} else {
+			buf = append(buf, "\tf\t"...)
+		}
+		if r.gkey == nil {
+			buf = append(buf, `\N`...)
+		} else {
+			buf = append(buf, `\\x`...) // bytea's \x, its backslash escaped
+			buf = hex.AppendEncode(buf, r.gkey)
+		}
+		for j := range s.Sums {
+			buf = append(buf, '\t')
+			if r.gkey == nil {
+				buf = append(buf, `\N`...)
+			} else {
+				buf = appendCopyText(buf, r.sums[j].String())
+			}
+		}
+		buf = append(buf, '\n')
+	}
+	return pgCopy{
+		sql:  "COPY " + quoteTable(s.rowsTable, '"') + " (" + strings.Join(cols, ", ") + ") FROM STDIN",
+		what: fmt.Sprintf("state table %s: insert the state of %d keys that had none", s.rowsTable, len(rows)),
+		data: buf,
+	}
+}
+
+// appendCopyText appends v as a value of COPY's text format: backslash,
+// tab, newline and carriage return escaped.
+func appendCopyText(buf []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '\t':
+			buf = append(buf, `\t`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		case '\r':
+			buf = append(buf, `\r`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
 // queueWrites queues a summary's writes: the state rows the batch changed
 // (rows that already had state are updated in place by ctid, without an index
-// lookup; new ones are plain inserts) and the group deltas. It appends what
-// each queued statement does to what.
-func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, sw *summaryWrites) ([]string, error) {
+// lookup) and the group deltas. It appends what each queued statement does to
+// what, and the COPY of the state rows new to the table (plain inserts) to
+// copies.
+func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, copies []pgCopy, sw *summaryWrites) ([]string, []pgCopy, error) {
 	s := sw.s
 	q := func(n string) string { return `"` + n + `"` }
 	if len(sw.rows) > 0 {
@@ -393,7 +477,7 @@ func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, sw *summaryWrites) ([]s
 		for _, r := range sw.rows {
 			if r.version > math.MaxInt64 {
 				// The version is the change's seq: no retry makes it fit.
-				return what, consumer.Permanent(fmt.Errorf("state table %s: key %s (offset %d): version %d does not fit a bigint",
+				return what, copies, consumer.Permanent(fmt.Errorf("state table %s: key %s (offset %d): version %d does not fit a bigint",
 					s.rowsTable, r.key, r.offset, r.version))
 			}
 			if r.ref > 0 {
@@ -438,21 +522,11 @@ func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, sw *summaryWrites) ([]s
 			what = append(what, fmt.Sprintf("state table %s: write back the state of %d keys", s.rowsTable, len(old)))
 		}
 		if len(fresh) > 0 {
-			params, arrays := pgStateArrays(s, fresh, nil)
-			cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
-			sel := []string{"u.k", "u.v", "u.o", "u.t", "u.g"}
-			alias := []string{"k", "v", "o", "t", "g"}
-			for j, m := range s.Sums {
-				cols = append(cols, q(m.Column))
-				alias = append(alias, fmt.Sprintf("s%d", j))
-				sel = append(sel, fmt.Sprintf("u.s%d::%s", j, s.sumTypes[j]))
-			}
-			// No ON CONFLICT: the batch found no state for these keys, and a
-			// key that appeared meanwhile fails the batch (unique violation)
-			// rather than being overwritten.
-			b.Queue("INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(sel, ", ")+
-				" FROM "+pgUnnest(arrays, alias), params...)
-			what = append(what, fmt.Sprintf("state table %s: insert the state of %d keys that had none", s.rowsTable, len(fresh)))
+			// No ON CONFLICT: the batch found no state for these keys (or
+			// did not read it: see Aggregator.Handle), and a key that has
+			// state fails the batch (unique violation) rather than being
+			// overwritten.
+			copies = append(copies, pgCopyState(s, fresh))
 		}
 	}
 	if len(sw.deltas) > 0 {
@@ -517,7 +591,7 @@ func (t *pgTxn) queueWrites(b *pgx.Batch, what []string, sw *summaryWrites) ([]s
 			what = append(what, fmt.Sprintf("summary table %s: delete emptied groups", s.Table))
 		}
 	}
-	return what, nil
+	return what, copies, nil
 }
 
 // pgUnnest is a subquery u that turns parallel arrays into rows. unnest in
