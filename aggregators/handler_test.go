@@ -375,6 +375,16 @@ func testCreatedRowsWithState(t *testing.T, te *targetEnv) {
 	if got := h.a.Stats().Batches.Load(); got != 4 {
 		t.Errorf("%d batches committed, want 4", got)
 	}
+
+	// A key with the characters COPY's text format escapes: the update
+	// finds the state its insert wrote.
+	odd := func(r consumer.Record) consumer.Record { r.Key = "shop.earnings:\\N\t\\x\n\r\\"; return r }
+	r5 := earning(5, int64(3), "order", "19.00", "settled", "2024-04-04 00:00:00.000000")
+	r5b := earning(5, int64(3), "order", "23.00", "settled", "2024-04-04 00:00:00.000000")
+	h.mustHandle(3, odd(createRec(7, 7, r5)))
+	h.mustHandle(3, odd(upsertRec(8, 8, r5b)))
+	h.set(r5b)
+	h.check("a key with tab, newline, carriage return and backslashes")
 }
 
 // testResetOffsets: LoadOffsets returns what batches stored; a reset is kept
