@@ -251,6 +251,8 @@ type rowState struct {
 	// (Postgres: where the row version is, so that writing it back needs no
 	// index lookup and can tell whether the row changed meanwhile).
 	ref int
+	// planned marks the states plan set: the ones the batch writes.
+	planned bool
 }
 
 // newer reports whether r is a newer version of the row than st.
@@ -461,7 +463,6 @@ func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, state
 		}
 		return d
 	}
-	changed := make(map[string]*rowState, len(recs))
 	memo := gkeyMemo{}
 	// One allocation for the batch's new states: at most one per record, and
 	// the capacity is never exceeded, so pointers into it stay valid.
@@ -490,7 +491,7 @@ func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, state
 				d.sums[j].Sub(&st.sums[j])
 			}
 		}
-		slab = append(slab, rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone})
+		slab = append(slab, rowState{key: r.Key, offset: r.Offset, tombstoned: r.Tombstone, planned: true})
 		ns := &slab[len(slab)-1]
 		if st != nil {
 			ns.version, ns.ref = st.version, st.ref
@@ -508,13 +509,12 @@ func plan(s *summaryRT, recs []consumer.Record, keys []string, next int64, state
 			ns.gkey, ns.sums = c.gkey, c.sums
 		}
 		states[r.Key] = ns
-		changed[r.Key] = ns
 		used[i] = true
 	}
 	// In key order, without sorting: keys is.
-	sw.rows = make([]*rowState, 0, len(changed))
+	sw.rows = make([]*rowState, 0, len(slab))
 	for _, k := range keys {
-		if st := changed[k]; st != nil {
+		if st := states[k]; st != nil && st.planned {
 			sw.rows = append(sw.rows, st)
 		}
 	}
