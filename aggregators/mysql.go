@@ -3,6 +3,7 @@ package aggregators
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -240,6 +241,7 @@ func scanMyStates(rows *sql.Rows, s *summaryRT) (map[string]*rowState, error) {
 			return nil, err
 		}
 		st.key = string(key)
+		st.ref = 1 // the row exists: written back by an upsert
 		if err := st.parseSums(s, sums); err != nil {
 			return nil, err
 		}
@@ -256,6 +258,15 @@ func placeholders(n int) string {
 }
 
 func (t *myTxn) rollback() { _ = t.tx.Rollback() }
+
+// isStateConflict reports a state insert that found a key with state: a
+// duplicate key, which no other statement of a batch can raise (the group
+// and state upserts have ON DUPLICATE KEY UPDATE; the offset row is only
+// updated).
+func (m *mysqlTarget) isStateConflict(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1062
+}
 
 // maxParams keeps multi-row statements below the protocol's 65,535 placeholders.
 const maxParams = 60000
@@ -287,15 +298,32 @@ func (t *myTxn) commit(ctx context.Context, w *writes) error {
 func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 	s := sw.s
 	q := func(n string) string { return "`" + n + "`" }
-	if len(sw.rows) > 0 {
+	// Rows that had state are upserted; the others are plain inserts, which
+	// fail (duplicate key) for a key that has state after all: the batch did
+	// not read it (see Aggregator.Handle), or the key got state meanwhile.
+	var old, fresh []*rowState
+	for _, r := range sw.rows {
+		if r.ref > 0 {
+			old = append(old, r)
+		} else {
+			fresh = append(fresh, r)
+		}
+	}
+	for _, rows := range [][]*rowState{old, fresh} {
+		if len(rows) == 0 {
+			continue
+		}
 		cols := []string{"row_key", "version", "src_offset", "tombstoned", "kanal_group"}
 		set := []string{"version = VALUES(version)", "src_offset = VALUES(src_offset)", "tombstoned = VALUES(tombstoned)", "kanal_group = VALUES(kanal_group)"}
 		for _, m := range s.Sums {
 			cols = append(cols, q(m.Column))
 			set = append(set, q(m.Column)+" = VALUES("+q(m.Column)+")")
 		}
-		err := t.upsertRows(ctx, s.rowsTable, cols, set, len(sw.rows), "keys", func(args []any, i int) []any {
-			r := sw.rows[i]
+		if rows[0].ref == 0 {
+			set = nil
+		}
+		err := t.upsertRows(ctx, s.rowsTable, cols, set, len(rows), "keys", func(args []any, i int) []any {
+			r := rows[i]
 			var gkey any
 			if r.gkey != nil {
 				gkey = r.gkey
@@ -361,9 +389,9 @@ func (t *myTxn) writeSummary(ctx context.Context, sw *summaryWrites) error {
 }
 
 // upsertRows writes n rows into table with multi-row INSERT … ON DUPLICATE KEY
-// UPDATE set statements of at most maxParams parameters; rowArgs appends row
-// i's values, in cols order. Its error starts with how many rows the failed
-// statement wrote, named by unit ("12 keys: …").
+// UPDATE set statements (plain INSERTs when set is empty) of at most maxParams
+// parameters; rowArgs appends row i's values, in cols order. Its error starts
+// with how many rows the failed statement wrote, named by unit ("12 keys: …").
 func (t *myTxn) upsertRows(ctx context.Context, table string, cols, set []string, n int, unit string, rowArgs func(args []any, i int) []any) error {
 	per := len(cols)
 	rowPH := "(" + placeholders(per) + ")"
@@ -375,8 +403,11 @@ func (t *myTxn) upsertRows(ctx context.Context, table string, cols, set []string
 			phs = append(phs, rowPH)
 			args = rowArgs(args, i)
 		}
-		if _, err := t.tx.ExecContext(ctx, "INSERT INTO "+quoteTable(table, '`')+" ("+strings.Join(cols, ", ")+") VALUES "+
-			strings.Join(phs, ", ")+" ON DUPLICATE KEY UPDATE "+strings.Join(set, ", "), args...); err != nil {
+		q := "INSERT INTO " + quoteTable(table, '`') + " (" + strings.Join(cols, ", ") + ") VALUES " + strings.Join(phs, ", ")
+		if len(set) > 0 {
+			q += " ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
+		}
+		if _, err := t.tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("%d %s: %w", end-start, unit, err)
 		}
 	}
