@@ -26,9 +26,9 @@ import (
 	"github.com/kanal-cdc/kanal/internal/sqloffsets"
 )
 
-// postgres is a Postgres target (pgx). A batch is two round trips: BEGIN, the
-// offset lock and the state reads pipelined; then every write and COMMIT
-// pipelined.
+// postgres is a Postgres target (pgx). A batch is three round trips: BEGIN,
+// the offset lock and the state reads pipelined; a COPY of the new state rows;
+// then every other write and COMMIT pipelined.
 type postgres struct {
 	pool *pgxpool.Pool
 	// db is database/sql over pool, for the offsets table's setup, loads and
