@@ -47,7 +47,10 @@ type PostgresServer struct {
 // PostgresOption configures Postgres.
 type PostgresOption func(*postgresConfig)
 
-type postgresConfig struct{ ssl *TLSCerts }
+type postgresConfig struct {
+	ssl  *TLSCerts
+	args []string
+}
 
 // PostgresPassword is the superuser's password of a server started WithSSL.
 const PostgresPassword = "kanal-pg-secret"
@@ -58,6 +61,13 @@ const PostgresPassword = "kanal-pg-secret"
 // connects over the unix socket.
 func WithSSL(certs *TLSCerts) PostgresOption {
 	return func(c *postgresConfig) { c.ssl = certs }
+}
+
+// WithPostgresArgs adds server options (such as "-c", "shared_buffers=256MB")
+// after the harness's own, so that they override them: the bench gives its
+// target the memory a production server would have.
+func WithPostgresArgs(extra ...string) PostgresOption {
+	return func(c *postgresConfig) { c.args = append(c.args, extra...) }
 }
 
 // Postgres initialises a private cluster, starts it on 127.0.0.1, creates
@@ -149,7 +159,7 @@ func Postgres(t T, opts ...PostgresOption) *PostgresServer {
 				"-c", "full_page_writes=off",
 				"-c", "shared_buffers=32MB",
 				"-c", "max_connections=100",
-			}, sslArgs...),
+			}, append(sslArgs, cfg.args...)...),
 			dir:     base,
 			logPath: pg.logPath,
 			cred:    cred,
