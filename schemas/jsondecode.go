@@ -55,6 +55,8 @@ type Decoder struct {
 	// seen, as owned strings.
 	text  []byte
 	names map[string]string
+	// box holds the current blocks of boxed row values (see boxes).
+	box boxes
 	// recent are the last names returned, looked at before names.
 	recent     [4]string
 	nextRecent int
@@ -679,7 +681,8 @@ func (p *jsonScan) row(info *colsInfo, keep bool) (map[string]any, bool) {
 }
 
 // value reads one column value of kind k, as decodeJSONValue would return it;
-// unless keep is set it only checks it and returns nil.
+// unless keep is set it only checks it and returns nil. Values are boxed in the
+// decoder's shared blocks (see boxes).
 func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 	if p.lit("null") {
 		return nil, true
@@ -691,20 +694,20 @@ func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 			return nil, false
 		}
 		v, err := strconv.ParseInt(n, 10, 64)
-		if !keep {
+		if !keep || err != nil {
 			return nil, err == nil
 		}
-		return v, err == nil
+		return p.d.box.int64(v), true
 	case KindUint, KindBit:
 		n, ok := p.num()
 		if !ok {
 			return nil, false
 		}
 		v, err := strconv.ParseUint(n, 10, 64)
-		if !keep {
+		if !keep || err != nil {
 			return nil, err == nil
 		}
-		return v, err == nil
+		return p.d.box.uint64(v), true
 	case KindFloat, KindDouble:
 		p.ws()
 		var n string
@@ -725,10 +728,10 @@ func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 			return float32(f), err == nil
 		}
 		f, err := strconv.ParseFloat(n, 64)
-		if !keep {
+		if !keep || err != nil {
 			return nil, err == nil
 		}
-		return f, err == nil
+		return p.d.box.float64(f), true
 	}
 	s, ok := p.str()
 	switch {
@@ -743,7 +746,7 @@ func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 	case !keep:
 		return nil, true
 	case k == KindDecimal:
-		return Decimal(p.text(s)), true
+		return p.d.box.decimal(Decimal(p.text(s))), true
 	}
-	return p.text(s), true
+	return p.d.box.string(p.text(s)), true
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	"reflect"
+	"runtime"
 	"testing"
 	"unsafe"
 )
@@ -203,6 +204,7 @@ func TestDecoderOwnsText(t *testing.T) {
 		}
 		all = append(all, kept{got, want})
 	}
+	runtime.GC() // only the changes keep their values' blocks alive
 	for i, k := range all {
 		if !sameChange(k.got, k.want) {
 			t.Fatalf("change %d changed after later decodes:\n%#v\nwant\n%#v", i, k.got, k.want)
