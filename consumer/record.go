@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -106,6 +107,32 @@ type recordDecoder struct {
 	pos, format string
 	// db, table and name: name is "db.table" of the last change decoded.
 	db, table, name string
+	// keys is the current block record keys are copied into (see ownKey).
+	keys []byte
+}
+
+// keyBlock is the size of the blocks record keys are copied into: the keys of
+// dozens of records, so that copying costs about one allocation per block instead
+// of one per record, and a key a handler keeps holds on to at most this much
+// (never the fetched batch, as a key aliasing kgo.Record.Key would). A key of
+// more than a quarter of it gets its own.
+const keyBlock = 1024
+
+// ownKey returns a copy of b, in the current key block.
+func (d *recordDecoder) ownKey(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return ""
+	case len(b) > keyBlock/4:
+		return string(b)
+	case cap(d.keys)-len(d.keys) < len(b):
+		d.keys = make([]byte, 0, keyBlock)
+	}
+	start := len(d.keys)
+	d.keys = append(d.keys, b...)
+	// Never written again: later keys are appended after it, and a full block
+	// is replaced, not reused.
+	return unsafe.String(&d.keys[start], len(b))
 }
 
 // intern returns s if it holds the bytes b, else a new string of them.
@@ -132,7 +159,7 @@ func (d *recordDecoder) decode(ctx context.Context, dst []Record, kr *kgo.Record
 		Topic:     kr.Topic,
 		Partition: kr.Partition,
 		Offset:    kr.Offset,
-		Key:       string(kr.Key),
+		Key:       d.ownKey(kr.Key),
 		Timestamp: kr.Timestamp,
 		Raw:       kr,
 	}

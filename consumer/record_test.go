@@ -2,6 +2,9 @@ package consumer
 
 import (
 	"context"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -38,6 +41,36 @@ func TestDecodeSnapshotRead(t *testing.T) {
 			if len(recs) != 1 || recs[0].Op != op || recs[0].Change.Op != op || recs[0].Seq != 9 {
 				t.Errorf("%s %s: decoded %+v", format, op, recs)
 			}
+		}
+	}
+}
+
+// TestRecordKeysOwned: a record's Key is its own copy, not the fetched bytes,
+// and stays as read while later records fill and replace the shared key blocks
+// and the Kafka records' bytes are overwritten (as a reused buffer would be).
+func TestRecordKeysOwned(t *testing.T) {
+	d := &recordDecoder{dec: schemas.NewDecoder()}
+	var recs []Record
+	var want []string
+	for i := range 2000 {
+		key := "db.t:" + strings.Repeat("k", i%300) + strconv.Itoa(i)
+		if i%97 == 0 {
+			key = ""
+		}
+		kr := &kgo.Record{Topic: "kanal.db.t", Key: []byte(key), Offset: int64(i)} // tombstones
+		var err error
+		if recs, err = d.decode(context.Background(), recs, kr); err != nil {
+			t.Fatal(err)
+		}
+		for j := range kr.Key {
+			kr.Key[j] = 'x'
+		}
+		want = append(want, key)
+	}
+	runtime.GC()
+	for i, r := range recs {
+		if r.Key != want[i] || r.Table != tableOfKey(want[i]) {
+			t.Fatalf("record %d: key %q table %q, want %q", i, r.Key, r.Table, want[i])
 		}
 	}
 }

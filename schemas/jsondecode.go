@@ -122,6 +122,27 @@ type colsInfo struct {
 	text  string // the "columns" array as the records hold it
 	cols  []Column
 	kinds []Kind
+	// keys are the columns' row keys as kanal writes them, `"name":`, or ""
+	// for a name that is not matched as bytes (see rowKey).
+	keys []string
+}
+
+// rowKey returns `"name":`, the key of column name in a row image as kanal
+// writes it, or "" when a string token of name could not be written as it is
+// (name holds a quote, a backslash, a control character or invalid UTF-8). For
+// the others, the input holds `"name":` exactly when jsonScan.key would read name
+// there with no white space before the colon, so the bytes can be compared
+// instead of reading the token.
+func rowKey(name string) string {
+	if !utf8.ValidString(name) || strings.ContainsAny(name, "\"\\") {
+		return ""
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] < 0x20 {
+			return ""
+		}
+	}
+	return `"` + name + `":`
 }
 
 // maxCachedColumnLists bounds a Decoder's column cache; a consumer of more
@@ -641,6 +662,10 @@ func (d *Decoder) remember(text string, info *colsInfo) *colsInfo {
 		clear(d.cols)
 	}
 	info.text = strings.Clone(text)
+	info.keys = make([]string, len(info.cols))
+	for i, c := range info.cols {
+		info.keys[i] = rowKey(c.Name)
+	}
 	d.cols[info.text] = info
 	d.lastColsText, d.lastCols = info.text, info
 	return info
@@ -661,8 +686,11 @@ func (p *jsonScan) row(info *colsInfo, keep bool) (map[string]any, bool) {
 		return row, p.lit("}")
 	}
 	for i, col := range info.cols {
-		k, ok := p.key()
-		if !ok || k != col.Name {
+		// The key as kanal writes it is matched as bytes; anything else is
+		// read as a string token and compared.
+		if p.ws(); info.keys[i] != "" && strings.HasPrefix(p.s[p.i:], info.keys[i]) {
+			p.i += len(info.keys[i])
+		} else if k, ok := p.key(); !ok || k != col.Name {
 			return nil, false
 		}
 		v, ok := p.value(info.kinds[i], keep)

@@ -265,6 +265,15 @@ func TestDecoderInputs(t *testing.T) {
 		`{"op":"u","seq":1,` + src + `,"columns":[{"name":"a","type":"varchar"}],"before":{"a":"ok"},"after":{"a":"fine"}}`,
 		// ']' inside a name (the column cache finds the array's end by it).
 		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"price[usd]","type":"int"},{"name":"b","type":"int"}],"after":{"price[usd]":1,"b":2}}`,
+		// Row keys written otherwise than kanal writes them (matched as bytes when it does).
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"ab","type":"int"},{"name":"b","type":"int"}],"after":{"\u0061b":1, "b" :2}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"ab","type":"int"},{"name":"b","type":"int"}],"after":{"a":1,"b":2}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"ab","type":"int"},{"name":"b","type":"int"}],"after":{"abc":1,"b":2}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"a\"b","type":"int"}],"after":{"a\"b":1}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"a\"b","type":"int"}],"after":{"a"b":1}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"a\\","type":"int"}],"after":{"a\\":1}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"a\\","type":"int"}],"after":{"a\":1}}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"\u00e9","type":"int"}],"after":{"é":1}}`,
 	}
 	// The Runner's aliasing decoder and a zero Decoder must agree as well.
 	for _, d := range []*Decoder{NewDecoder(), {Alias: true}, {}, {SkipUpdateBefore: true}} {
