@@ -80,6 +80,33 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	}
 }
 
+// BenchmarkRecordDecode measures a worker's decoding of bench.orders records
+// (inserts, updates and deletes 1:2:1, with the producer's headers) into a
+// batch's records, as for a group whose handlers read update before images and
+// for one whose handlers do not (consumer.UpdateBeforeUser).
+func BenchmarkRecordDecode(b *testing.B) {
+	krs := make([]*kgo.Record, 500)
+	for i := range krs {
+		krs[i] = orderRecord(uint64(i+1), int64(i%200+1))
+	}
+	for _, skip := range []bool{false, true} {
+		b.Run(fmt.Sprintf("skipUpdateBefore=%t", skip), func(b *testing.B) {
+			d := consumer.NewRecordDecoder(skip)
+			run := make([]consumer.Record, 0, len(krs))
+			b.ReportAllocs()
+			for i := range b.N {
+				if i%len(krs) == 0 {
+					run = make([]consumer.Record, 0, len(krs)) // a batch's, as the worker makes
+				}
+				var err error
+				if run, err = d.Decode(run, krs[i%len(krs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // countingHandler counts the records it is handed; with perRecord set it takes
 // that long per record (sleeping, like a handler waiting on its sink).
 type countingHandler struct {

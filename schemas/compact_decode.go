@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"unsafe"
 )
 
@@ -156,14 +155,14 @@ func (p *jsonScan) compactRest(desc *compactDesc, c *Change) bool {
 	if n, ok = p.num(); !ok {
 		return false
 	}
-	if c.Seq, err = strconv.ParseUint(n, 10, 64); err != nil || !p.lit(",") {
+	if c.Seq, err = parseUint(n, 64); err != nil || !p.lit(",") {
 		return false
 	}
 	s := &c.Source
 	if n, ok = p.num(); !ok {
 		return false
 	}
-	sid, err := strconv.ParseUint(n, 10, 32)
+	sid, err := parseUint(n, 32)
 	if err != nil || !p.lit(",") {
 		return false
 	}
@@ -176,7 +175,7 @@ func (p *jsonScan) compactRest(desc *compactDesc, c *Change) bool {
 	if n, ok = p.num(); !ok {
 		return false
 	}
-	pos, err := strconv.ParseUint(n, 10, 32)
+	pos, err := parseUint(n, 32)
 	if err != nil || !p.lit(",") {
 		return false
 	}
@@ -189,13 +188,13 @@ func (p *jsonScan) compactRest(desc *compactDesc, c *Change) bool {
 	if n, ok = p.num(); !ok {
 		return false
 	}
-	if s.TsMs, err = strconv.ParseInt(n, 10, 64); err != nil || !p.lit(",") {
+	if s.TsMs, err = parseInt(n); err != nil || !p.lit(",") {
 		return false
 	}
 	if n, ok = p.num(); !ok {
 		return false
 	}
-	row, err := strconv.ParseInt(n, 10, 64)
+	row, err := parseInt(n)
 	if err != nil || int64(int(row)) != row || !p.lit(",") {
 		return false
 	}

@@ -329,6 +329,32 @@ func (p *jsonScan) key() (string, bool) {
 	return k, true
 }
 
+// Object keys as kanal writes them, in its order, quoted with their colon (see
+// keyIn): the envelope's and the source block's.
+var (
+	envelopeKeys = []string{`"op":`, `"seq":`, `"source":`, `"columns":`, `"before":`, `"after":`, `"key_fallback":`}
+	sourceKeys   = []string{`"name":`, `"server_id":`, `"file":`, `"pos":`, `"gtid":`, `"ts_ms":`, `"db":`, `"table":`, `"row":`}
+)
+
+// keyIn is key for objects whose keys kanal writes in the order of keys (each
+// `"name":`, a name written as it is): it first compares the input with the
+// keys from *next on, as bytes, and moves *next past the one that matched. The
+// input holds `"name":` exactly when key would read name there with no white
+// space before the colon; anything else (another order, white space, escapes,
+// unknown keys) is read by key.
+func (p *jsonScan) keyIn(keys []string, next *int) (string, bool) {
+	p.ws()
+	rest := p.s[p.i:]
+	for j := *next; j < len(keys); j++ {
+		if q := keys[j]; strings.HasPrefix(rest, q) {
+			p.i += len(q)
+			*next = j + 1
+			return q[1 : len(q)-2], true
+		}
+	}
+	return p.key()
+}
+
 // next consumes a ',' and reports true, or the closing byte end and reports false;
 // ok is false on anything else.
 func (p *jsonScan) next(end byte) (more, ok bool) {
@@ -416,8 +442,9 @@ func (d *Decoder) fastJSONInto(data []byte, c *Change) bool {
 		seenAfter
 		seenKeyFallback
 	)
+	next := 0
 	for more := true; more; {
-		k, ok := p.key()
+		k, ok := p.keyIn(envelopeKeys, &next)
 		if !ok {
 			return false
 		}
@@ -433,7 +460,7 @@ func (d *Decoder) fastJSONInto(data []byte, c *Change) bool {
 			if !ok || !once(seenSeq) {
 				return false
 			}
-			v, err := strconv.ParseUint(n, 10, 64)
+			v, err := parseUint(n, 64)
 			if err != nil {
 				return false
 			}
@@ -504,8 +531,9 @@ func (p *jsonScan) source(s *Source) bool {
 	if !p.lit("{") {
 		return false
 	}
+	next := 0
 	for more := true; more; {
-		k, ok := p.key()
+		k, ok := p.keyIn(sourceKeys, &next)
 		if !ok {
 			return false
 		}
@@ -532,7 +560,7 @@ func (p *jsonScan) source(s *Source) bool {
 			if !ok {
 				return false
 			}
-			v, err := strconv.ParseUint(n, 10, 32)
+			v, err := parseUint(n, 32)
 			if err != nil {
 				return false
 			}
@@ -546,7 +574,7 @@ func (p *jsonScan) source(s *Source) bool {
 			if !ok {
 				return false
 			}
-			v, err := strconv.ParseInt(n, 10, 64)
+			v, err := parseInt(n)
 			if err != nil {
 				return false
 			}
@@ -721,7 +749,7 @@ func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		v, err := strconv.ParseInt(n, 10, 64)
+		v, err := parseInt(n)
 		if !keep || err != nil {
 			return nil, err == nil
 		}
@@ -731,7 +759,7 @@ func (p *jsonScan) value(k Kind, keep bool) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		v, err := strconv.ParseUint(n, 10, 64)
+		v, err := parseUint(n, 64)
 		if !keep || err != nil {
 			return nil, err == nil
 		}

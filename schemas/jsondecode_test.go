@@ -265,6 +265,11 @@ func TestDecoderInputs(t *testing.T) {
 		`{"op":"u","seq":1,` + src + `,"columns":[{"name":"a","type":"varchar"}],"before":{"a":"ok"},"after":{"a":"fine"}}`,
 		// ']' inside a name (the column cache finds the array's end by it).
 		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"price[usd]","type":"int"},{"name":"b","type":"int"}],"after":{"price[usd]":1,"b":2}}`,
+		// Envelope and source keys written otherwise than kanal writes them (matched as bytes when it does).
+		`{"op":"c","seq":1,"source":{"\u006eame":"n","server_id":1,"row":0,"file":"f","pos":4,"ts_ms":5,"db":"d","table":"t","db":"e"},"columns":[{"name":"a","type":"int"}],"after":{"a":1}}`,
+		`{"op":"c","se\u0071":1,` + src + `,"columns" :[{"name":"a","type":"int"}],"after":{"a":1},"op":"u"}`,
+		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"a","type":"int"}],"after":{"a":1},"key_fallback":true,"after":{"a":2}}`,
+		`{"opx":"c","seq":1,` + src + `,"columns":[{"name":"a","type":"int"}],"after":{"a":1}}`,
 		// Row keys written otherwise than kanal writes them (matched as bytes when it does).
 		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"ab","type":"int"},{"name":"b","type":"int"}],"after":{"\u0061b":1, "b" :2}}`,
 		`{"op":"c","seq":1,` + src + `,"columns":[{"name":"ab","type":"int"},{"name":"b","type":"int"}],"after":{"a":1,"b":2}}`,
