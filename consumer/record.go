@@ -107,7 +107,8 @@ type recordDecoder struct {
 	pos, format string
 	// db, table and name: name is "db.table" of the last change decoded.
 	db, table, name string
-	// keys is the current block record keys are copied into (see ownKey).
+	// keys is the current block record keys (and position headers) are
+	// copied into (see ownKey).
 	keys []byte
 }
 
@@ -173,7 +174,10 @@ func (d *recordDecoder) decode(ctx context.Context, dst []Record, kr *kgo.Record
 			hseq, _ = strconv.ParseUint(string(h.Value), 10, 64)
 			hasSeq = true
 		case schemas.HeaderPos:
-			base.Pos = intern(&d.pos, h.Value)
+			if d.pos != string(h.Value) { // compared without a conversion
+				d.pos = d.ownKey(h.Value) // a new rows event: copied into the key block
+			}
+			base.Pos = d.pos
 		case schemas.HeaderFormat:
 			if !formatSeen { // the first one counts, as in Record.Header
 				format, formatSeen = h.Value, true

@@ -45,7 +45,7 @@ func TestDecodeSnapshotRead(t *testing.T) {
 	}
 }
 
-// TestRecordKeysOwned: a record's Key is its own copy, not the fetched bytes,
+// TestRecordKeysOwned: a record's Key and Pos are its own copies, not the fetched bytes,
 // and stays as read while later records fill and replace the shared key blocks
 // and the Kafka records' bytes are overwritten (as a reused buffer would be).
 func TestRecordKeysOwned(t *testing.T) {
@@ -57,20 +57,25 @@ func TestRecordKeysOwned(t *testing.T) {
 		if i%97 == 0 {
 			key = ""
 		}
-		kr := &kgo.Record{Topic: "kanal.db.t", Key: []byte(key), Offset: int64(i)} // tombstones
+		pos := "binlog.000001:" + strconv.Itoa(i/3)                                // a rows event's records share it
+		kr := &kgo.Record{Topic: "kanal.db.t", Key: []byte(key), Offset: int64(i), // tombstones
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderPos, Value: []byte(pos)}}}
 		var err error
 		if recs, err = d.decode(context.Background(), recs, kr); err != nil {
 			t.Fatal(err)
 		}
-		for j := range kr.Key {
-			kr.Key[j] = 'x'
+		for _, b := range [][]byte{kr.Key, kr.Headers[0].Value} {
+			for j := range b {
+				b[j] = 'x'
+			}
 		}
-		want = append(want, key)
+		want = append(want, key, pos)
 	}
 	runtime.GC()
 	for i, r := range recs {
-		if r.Key != want[i] || r.Table != tableOfKey(want[i]) {
-			t.Fatalf("record %d: key %q table %q, want %q", i, r.Key, r.Table, want[i])
+		key, pos := want[2*i], want[2*i+1]
+		if r.Key != key || r.Table != tableOfKey(key) || r.Pos != pos {
+			t.Fatalf("record %d: key %q table %q pos %q, want %q, %q", i, r.Key, r.Table, r.Pos, key, pos)
 		}
 	}
 }
