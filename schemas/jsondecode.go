@@ -29,6 +29,11 @@ type Decoder struct {
 	// textBlock bytes shared by the records decoded one after the other (and
 	// reuses the Source names it has seen), so that a kept value keeps at most
 	// its block alive, never the input.
+	//
+	// Either way the fast paths box the row values they put in a map (integers,
+	// doubles, text, decimals) in blocks of the same size shared by consecutive
+	// records rather than one allocation each (see boxes): a kept value keeps
+	// its block alive too.
 	Alias bool
 	// SkipUpdateBefore leaves Change.Before nil for updates decoded by the JSON
 	// fast path: the before image is still checked (a record is accepted or
