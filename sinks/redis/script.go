@@ -33,9 +33,9 @@ import (
 // the same as applying each on its own. Per row, the current version is the stored
 // row's "__v" (one HMGET, or GET for the JSON layout; TYPE only when the key holds
 // the other layout or a foreign type), or, when the row does not exist, its
-// tombstone's. A row and its tombstone never exist together (a delete removes the
-// row, an upsert of a deleted row removes the tombstone), so an existing row needs no
-// tombstone read. The old memberships come from the stored row itself ("__sets"),
+// tombstone's. A tombstone is older than its row when both exist (a delete removes
+// the row; the fenced path leaves the tombstone of a re-created row to expire,
+// see appendDelKeys), so an existing row needs no tombstone read. The old memberships come from the stored row itself ("__sets"),
 // so a delete that only has the key (a tombstone on a compacted topic) still leaves
 // every set; set commands are issued only for memberships that change.
 //

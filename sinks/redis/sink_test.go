@@ -143,8 +143,12 @@ func TestVersionGuard(t *testing.T) {
 	}
 	c4 := change(schemas.OpCreate, 40, nil, orderRow(1, uint64(1), "v40"))
 	handle(t, h, rec(c4))
-	if note() != "v40" || cl.Exists(ctx, "__kanal:tomb:t.orders:1").Val() != 0 {
-		t.Fatalf("re-insert after delete: note %q, tombstone left: %d", note(), cl.Exists(ctx, "__kanal:tomb:t.orders:1").Val())
+	if note() != "v40" {
+		t.Fatalf("re-insert after delete: note %q", note())
+	}
+	// The re-insert leaves the older tombstone to expire (tombstone_ttl > 0).
+	if v := cl.Get(ctx, "__kanal:tomb:t.orders:1").Val(); v != "" && v != "30" {
+		t.Fatalf("tombstone %q after the re-insert, want none or the delete's 30", v)
 	}
 
 	// A lone tombstone (its delete compacted away, sequence unknown) deletes the row.
@@ -159,6 +163,39 @@ func TestVersionGuard(t *testing.T) {
 	handle(t, h0, rec(change(schemas.OpCreate, 50, nil, orderRow(2, nil, nil))), rec(change(schemas.OpDelete, 51, orderRow(2, nil, nil), nil)))
 	if ttl := cl.PTTL(ctx, "__kanal:tomb:t.orders:2").Val(); ttl != -1 {
 		t.Fatalf("TTL of a forever tombstone: %v, want -1 (no expiry)", ttl)
+	}
+
+	// A tombstone that outlives its row's re-create never holds back a change newer
+	// than the row, still refuses those before the delete, and is replaced by the
+	// next delete's.
+	r3 := func(op schemas.Op, seq uint64, note string) consumer.Record {
+		var before, after map[string]any
+		if op != schemas.OpCreate {
+			before = orderRow(3, nil, "old")
+		}
+		if op != schemas.OpDelete {
+			after = orderRow(3, nil, note)
+		}
+		return rec(change(op, seq, before, after))
+	}
+	note3 := func() string { return cl.HGet(ctx, "t.orders:3", "note").Val() }
+	handle(t, h, r3(schemas.OpCreate, 100, "v100"), r3(schemas.OpDelete, 101, ""), tomb("t.orders:3", 102))
+	handle(t, h, r3(schemas.OpCreate, 110, "v110"))
+	unfenced(t, h, r3(schemas.OpCreate, 100, "v100"), r3(schemas.OpDelete, 101, "")) // version-checked replays
+	if note3() != "v110" {
+		t.Fatalf("a version-checked replay from before the re-create moved the row: note %q", note3())
+	}
+	unfenced(t, h, r3(schemas.OpUpdate, 120, "v120"))
+	if note3() != "v120" {
+		t.Fatalf("a version-checked change newer than the row was refused: note %q", note3())
+	}
+	handle(t, h, r3(schemas.OpDelete, 130, ""))
+	if v := cl.Get(ctx, "__kanal:tomb:t.orders:3").Val(); v != "130" {
+		t.Fatalf("tombstone %q after the second delete, want 130", v)
+	}
+	unfenced(t, h, r3(schemas.OpCreate, 110, "v110"), r3(schemas.OpUpdate, 120, "v120"))
+	if n := cl.Exists(ctx, "t.orders:3").Val(); n != 0 {
+		t.Fatal("a version-checked replay resurrected the row deleted again")
 	}
 }
 
