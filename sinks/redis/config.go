@@ -49,10 +49,11 @@ type Config struct {
 	KeyPrefix string `yaml:"key_prefix"`
 	// TombstonePrefix is put in front of a deleted row's key to name its tombstone.
 	TombstonePrefix string `yaml:"tombstone_prefix"`
-	// TombstoneTTL is how long a delete's version is kept after the row is gone.
-	// Only batches without Kafka coordinates (ApplyChanges) check it; for them a
-	// replay of the row's older changes arriving after that would resurrect it, so it
-	// must cover their longest replay window. 0 keeps tombstones forever.
+	// TombstoneTTL is how long a delete's version is kept after the delete, also
+	// when the row is created again meanwhile. Only batches without Kafka
+	// coordinates (ApplyChanges) check it; for them a replay of the row's older
+	// changes arriving after that would resurrect it, so it must cover their longest
+	// replay window. 0 keeps tombstones forever (a re-create then removes its row's).
 	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
 	// PipelineMax bounds the row changes sent in one pipeline round trip of a batch
 	// without Kafka coordinates (as script calls of up to 64 changes each). A
