@@ -88,8 +88,8 @@ func (h *Handler) queueFenced(ctx context.Context, p redis.Pipeliner, s *sorted,
 // that reads it once the row is gone again compares with an older version than
 // the row had: it never refuses a change newer than the row, and still refuses
 // those before the delete. Not deleting it saves Redis a lookup of a key that
-// almost never exists: 0.5–0.9 µs of redis-server CPU per row in bench 4b, about
-// a tenth of its time (docs/bench.md, round 7).
+// almost never exists: 0.5–0.9 µs of redis-server CPU per row, 7–16 % of its time
+// (bench 4b, BenchmarkServerCostMix; docs/bench.md, round 7).
 func appendDelKeys(keys []any, o *op, tombTTL bool) []any {
 	switch {
 	case o.kind != opUpsert:
