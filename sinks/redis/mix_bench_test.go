@@ -24,7 +24,7 @@ import (
 // the handler's fenced batches (6 partitions of 500-record batches, as the Runner
 // hands them). Comparing them, or one build with another, shows what the sink
 // costs Redis beyond the writes themselves without Kafka or the Runner (see
-// docs/bench.md, round 7).
+// docs/bench.md, round 7c).
 func BenchmarkServerCostMix(b *testing.B) {
 	for _, mode := range []string{"hset-new", "plain", "fenced"} {
 		b.Run(mode, func(b *testing.B) { benchServerCostMix(b, mode) })

@@ -89,7 +89,7 @@ func (h *Handler) queueFenced(ctx context.Context, p redis.Pipeliner, s *sorted,
 // the row had: it never refuses a change newer than the row, and still refuses
 // those before the delete. Not deleting it saves Redis a lookup of a key that
 // almost never exists: 0.5–0.9 µs of redis-server CPU per row, 7–16 % of its time
-// (bench 4b, BenchmarkServerCostMix; docs/bench.md, round 7).
+// (bench 4b, BenchmarkServerCostMix; docs/bench.md, round 7c).
 func appendDelKeys(keys []any, o *op, tombTTL bool) []any {
 	switch {
 	case o.kind != opUpsert:
