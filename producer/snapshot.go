@@ -208,7 +208,8 @@ func (sn *snapshotter) received(res *chunkRes) {
 		return
 	}
 	if res.rows > 0 && len(res.req.keys) == 0 {
-		sn.run.next = res.lastRaw()
+		// A copy: the chunk's memory goes back to the reader once emitted.
+		sn.run.next = cloneRawKey(res.lastRaw())
 	}
 	if !res.more && len(res.req.keys) == 0 {
 		sn.run.exhausted = true
@@ -297,6 +298,7 @@ func (sn *snapshotter) advance(ctx context.Context, idle func() bool) error {
 				return err
 			}
 			emitted = true
+			sn.reader.recycle(res)
 			sn.ready, sn.windows = sn.ready[1:], sn.windows[1:]
 			sn.prune()
 			if sn.run.exhausted && len(sn.windows) == 0 {
@@ -470,7 +472,7 @@ func (sn *snapshotter) emitChunk(ctx context.Context, res *chunkRes, win *snapWi
 		job.KeysDone += len(res.req.keys)
 	} else if res.rows > 0 {
 		job.LastKeyRaw = encodeRawKey(res.lastRaw())
-		job.LastKey = res.keys[res.rows-1]
+		job.LastKey = strings.Clone(res.keys[res.rows-1]) // the chunk's memory is reused
 	}
 	return nil
 }
@@ -533,6 +535,7 @@ func (sn *snapshotter) finish(state, errText string) {
 	sn.gen++
 	sn.windows, sn.ready, sn.run = nil, nil, nil
 	sn.prune()
+	sn.reader.dropSpare()
 	sn.dirty = true
 	if state == schemas.BackfillDone {
 		sn.s.log.Info("backfill done", "table", job.Table, "id", job.ID, "rows", job.Rows, "skipped", job.Skipped, "chunks", job.Chunks,
@@ -547,6 +550,17 @@ func (sn *snapshotter) addFinished(b schemas.Backfill) {
 	if n := len(sn.state.Finished) - schemas.MaxFinishedBackfills; n > 0 {
 		sn.state.Finished = append([]schemas.Backfill(nil), sn.state.Finished[n:]...)
 	}
+}
+
+// cloneRawKey copies a raw key (NULL columns stay nil).
+func cloneRawKey(raw [][]byte) [][]byte {
+	out := make([][]byte, len(raw))
+	for i, b := range raw {
+		if b != nil {
+			out[i] = append([]byte{}, b...)
+		}
+	}
+	return out
 }
 
 // encodeRawKey stores a raw key in a position: hex per column, null for NULL.

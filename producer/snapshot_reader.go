@@ -74,7 +74,27 @@ type chunkRes struct {
 	// none: a chained chunk with nothing to read (the chunk it continues ended
 	// the table, failed, or was not the one read before it); it has no table.
 	none bool
+	// text are the blocks the chunk's bytes (values, raw and record keys) were
+	// copied into; see chunkMem.
+	text [][]byte
 }
+
+// chunkMem is the memory of an emitted chunk, for the reader to fill again:
+// its values, keys and byte blocks were ~70 % of the bytes the producer
+// allocated during a backfill (700 B a row), and a fresh 2.4 MB of values per
+// 8,192-row chunk made the garbage collector run about once a chunk (round 7 in
+// docs/bench.md).
+type chunkMem struct {
+	vals    []schemas.Value
+	keys    []string
+	rawKeys [][]byte
+	text    [][]byte
+}
+
+// snapSpareChunks is how many emitted chunks' memory the reader keeps for reuse: as
+// many as it fills before the session emits one again (it reads ahead, see
+// maxReading).
+const snapSpareChunks = 2
 
 // lastRaw returns the raw key of the chunk's last row.
 func (r *chunkRes) lastRaw() [][]byte {
@@ -144,6 +164,33 @@ type snapReader struct {
 	// tables caches loadSnapTable's answer per table, with the definition it
 	// was read under (see table).
 	tables map[string]*cachedSnapTable
+	// spare holds emitted chunks' memory (recycle) for the next chunks (scan).
+	spare chan *chunkMem
+}
+
+// recycle gives the memory of res, a chunk the session has emitted, back to
+// the reader, when it has room for it. Nothing may refer to the chunk's
+// values, keys or raw keys any more: session.write encodes the values into
+// the record before it returns, and the snapshotter keeps copies of the keys
+// it holds on to (received, emitChunk).
+func (r *snapReader) recycle(res *chunkRes) {
+	m := &chunkMem{vals: res.vals[:0], keys: res.keys[:0], rawKeys: res.rawKeys[:0], text: res.text}
+	res.vals, res.keys, res.rawKeys, res.text = nil, nil, nil, nil
+	select {
+	case r.spare <- m:
+	default:
+	}
+}
+
+// dropSpare lets the spare chunks' memory go (no backfill is running).
+func (r *snapReader) dropSpare() {
+	for {
+		select {
+		case <-r.spare:
+		default:
+			return
+		}
+	}
 }
 
 // cachedSnapTable is a table's definition as loadSnapTable read it, and its
@@ -188,7 +235,7 @@ func newSnapReader(cfg *SourceConfig, text *sourceText, log *slog.Logger) (*snap
 	}
 	return &snapReader{reqs: make(chan *chunkReq, 4), results: make(chan *chunkRes, 4), db: db, text: text,
 		noPKRule: cfg.NoPrimaryKey, retryWait: time.Millisecond, reads: map[string]int{}, wm: newWatermarks(cfg),
-		tables: map[string]*cachedSnapTable{}}, nil
+		tables: map[string]*cachedSnapTable{}, spare: make(chan *chunkMem, snapSpareChunks)}, nil
 }
 
 // run reads the chunks asked for until ctx ends.
@@ -348,7 +395,7 @@ func (r *snapReader) readOnce(ctx context.Context, conn *sql.Conn, req *chunkReq
 			return err
 		}
 		defer rs.Close()
-		return res.scan(rs, st, req)
+		return res.scan(rs, st, req, r.spare)
 	}); err != nil {
 		return false, err
 	}
@@ -466,8 +513,9 @@ func chunkQuery(st *snapTable, req *chunkReq) (string, error) {
 	return q, nil
 }
 
-// scan reads the rows into res, decoded as the binlog path decodes them.
-func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq) error {
+// scan reads the rows into res, decoded as the binlog path decodes them, into
+// the memory of an emitted chunk when spare has one.
+func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-chan *chunkMem) error {
 	ti := st.ti
 	n := len(ti.decoders)
 	if got := len(rs.Columns()); got != n {
@@ -481,9 +529,26 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq) error {
 	}
 	// Row bytes, formatted values and keys go to blocks that never move: the
 	// values point into them until the chunk is emitted. The driver's bytes are
-	// only valid until the next row.
-	var text blocks[byte]
-	text.size = 256 << 10
+	// only valid until the next row. An emitted chunk's memory is filled again
+	// when there is one (recycle).
+	text := blocks[byte]{size: 256 << 10, noClear: true}
+	rows := max(req.limit, len(req.keys))
+	var mem *chunkMem
+	if len(req.keys) == 0 && spare != nil {
+		select {
+		case mem = <-spare:
+		default:
+		}
+	}
+	if mem != nil {
+		res.vals, res.keys, res.rawKeys = mem.vals, mem.keys, mem.rawKeys
+		text.free, text.maxFree = mem.text, len(mem.text)
+	} else {
+		res.vals = make([]schemas.Value, 0, rows*n)
+		res.keys = make([]string, 0, rows)
+		res.rawKeys = make([][]byte, 0, rows*len(ti.pk))
+	}
+	defer func() { res.text = text.seal() }()
 	keep := func(b []byte) []byte {
 		if b == nil {
 			return nil // NULL
@@ -503,7 +568,6 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq) error {
 	}
 	var scratch, keyBuf, num []byte
 	kept := make([][]byte, n)
-	res.vals = make([]schemas.Value, 0, req.limit*n)
 	for {
 		if err := rs.Next(dest); err != nil {
 			if errors.Is(err, io.EOF) {
