@@ -60,9 +60,9 @@ type chunkRes struct {
 	rows  int
 	vals  []schemas.Value // rows × ncols
 	keys  []string        // record keys, one per row
-	// rawKeys are the key columns of each row as the server printed them (nil
-	// for NULL): rows × len(key).
-	rawKeys [][]byte
+	// rawKey is the key columns of the chunk's last row as the server printed
+	// them (nil for NULL), where the next chunk starts.
+	rawKey [][]byte
 	// more: rows may follow the chunk's last row.
 	more bool
 	// missing are the keys of a keyed chunk that have no row.
@@ -85,10 +85,9 @@ type chunkRes struct {
 // 8,192-row chunk made the garbage collector run about once a chunk (round 7 in
 // docs/bench.md).
 type chunkMem struct {
-	vals    []schemas.Value
-	keys    []string
-	rawKeys [][]byte
-	text    [][]byte
+	vals []schemas.Value
+	keys []string
+	text [][]byte
 }
 
 // snapSpareChunks is how many emitted chunks' memory the reader keeps for reuse: as
@@ -97,10 +96,7 @@ type chunkMem struct {
 const snapSpareChunks = 2
 
 // lastRaw returns the raw key of the chunk's last row.
-func (r *chunkRes) lastRaw() [][]byte {
-	n := len(r.table.ti.pk)
-	return r.rawKeys[(r.rows-1)*n : r.rows*n]
-}
+func (r *chunkRes) lastRaw() [][]byte { return r.rawKey }
 
 // backfillError fails one backfill, not the producer: its message names the
 // table and what the server said.
@@ -174,8 +170,8 @@ type snapReader struct {
 // the record before it returns, and the snapshotter keeps copies of the keys
 // it holds on to (received, emitChunk).
 func (r *snapReader) recycle(res *chunkRes) {
-	m := &chunkMem{vals: res.vals[:0], keys: res.keys[:0], rawKeys: res.rawKeys[:0], text: res.text}
-	res.vals, res.keys, res.rawKeys, res.text = nil, nil, nil, nil
+	m := &chunkMem{vals: res.vals[:0], keys: res.keys[:0], text: res.text}
+	res.vals, res.keys, res.rawKey, res.text = nil, nil, nil, nil
 	select {
 	case r.spare <- m:
 	default:
@@ -541,12 +537,11 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 		}
 	}
 	if mem != nil {
-		res.vals, res.keys, res.rawKeys = mem.vals, mem.keys, mem.rawKeys
+		res.vals, res.keys = mem.vals, mem.keys
 		text.free, text.maxFree = mem.text, len(mem.text)
 	} else {
 		res.vals = make([]schemas.Value, 0, rows*n)
 		res.keys = make([]string, 0, rows)
-		res.rawKeys = make([][]byte, 0, rows*len(ti.pk))
 	}
 	defer func() { res.text = text.seal() }()
 	keep := func(b []byte) []byte {
@@ -568,6 +563,27 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 	}
 	var scratch, keyBuf, num []byte
 	kept := make([][]byte, n)
+	// nums are the key columns the driver returned as numbers, for the raw key
+	// of the chunk's last row (lastRawKey): printing it for every row was a
+	// share of the reader's CPU.
+	nums := make([]driver.Value, n)
+	lastRawKey := func() error {
+		if res.rows == 0 {
+			return nil
+		}
+		for _, c := range ti.pk {
+			b := kept[c]
+			if x := nums[c]; x != nil {
+				var err error
+				if num, err = appendNumber(num[:0], x); err != nil {
+					return err
+				}
+				b = keep(num)
+			}
+			res.rawKey = append(res.rawKey, b)
+		}
+		return nil
+	}
 	for {
 		if err := rs.Next(dest); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -580,6 +596,7 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 			d := &ti.decoders[c]
 			var v schemas.Value
 			var err error
+			nums[c] = nil
 			switch x := dest[c].(type) {
 			case nil:
 				kept[c] = nil
@@ -592,9 +609,13 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 			default:
 				var direct bool
 				v, direct, err = d.fromNumber(x, &scratch)
-				if err == nil && (!direct || isKey[c]) {
-					// The number as database/sql prints it: the key's raw form
-					// (chunk boundaries, the stored progress), or for fromText.
+				kept[c] = nil
+				if direct && isKey[c] {
+					nums[c] = x
+				}
+				if err == nil && !direct {
+					// The number as database/sql prints it, for fromText (and
+					// the key's raw form: chunk boundaries, the stored progress).
 					if num, err = appendNumber(num[:0], x); err == nil {
 						kept[c] = keep(num)
 						if !direct {
@@ -616,17 +637,14 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 		keyBuf = schemas.AppendKeyValues(keyBuf[:0], ti.db, ti.table, vals, ti.pk)
 		k := keep(keyBuf)
 		res.keys = append(res.keys, unsafe.String(unsafe.SliceData(k), len(k)))
-		for _, c := range ti.pk {
-			res.rawKeys = append(res.rawKeys, kept[c])
-		}
 		res.rows++
 		if res.bytes >= snapChunkMaxBytes && len(req.keys) == 0 {
 			res.more = true
-			return nil
+			return lastRawKey()
 		}
 	}
 	res.more = len(req.keys) == 0 && res.rows >= req.limit
-	return nil
+	return lastRawKey()
 }
 
 // appendNumber appends a number the driver returned as database/sql prints it

@@ -38,9 +38,9 @@ func TestSnapReaderReusesEmittedChunk(t *testing.T) {
 	defer fresh.Close()
 	ctx := context.Background()
 	render := func(res *chunkRes) []string {
-		var out []string
+		out := []string{fmt.Sprintf("%q", res.lastRaw())}
 		for i := range res.rows {
-			row := fmt.Sprintf("%s|%q", res.keys[i], res.rawKeys[i])
+			row := res.keys[i]
 			for _, v := range res.vals[i*res.ncols : (i+1)*res.ncols] {
 				row += fmt.Sprintf("|%T:%q", v.Any(), fmt.Sprint(v.Any()))
 			}
