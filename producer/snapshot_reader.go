@@ -80,8 +80,8 @@ type chunkRes struct {
 }
 
 // chunkMem is the memory of an emitted chunk, for the reader to fill again:
-// its values, keys and byte blocks were ~70 % of the bytes the producer
-// allocated during a backfill (700 B a row), and a fresh 2.4 MB of values per
+// its values, keys and byte blocks were most of the bytes the reader allocated
+// (560 of 710 B a row of the orders shape), and a fresh 2.4 MB of values per
 // 8,192-row chunk made the garbage collector run about once a chunk (round 7 in
 // docs/bench.md).
 type chunkMem struct {
@@ -90,9 +90,9 @@ type chunkMem struct {
 	text [][]byte
 }
 
-// snapSpareChunks is how many emitted chunks' memory the reader keeps for reuse: as
-// many as it fills before the session emits one again (it reads ahead, see
-// maxReading).
+// snapSpareChunks is how many emitted chunks' memory the reader keeps for
+// reuse: the session emits chunks in bursts (two per Kafka transaction) while
+// the reader reads ahead (maxReading).
 const snapSpareChunks = 2
 
 // lastRaw returns the raw key of the chunk's last row.
@@ -568,6 +568,7 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 	// share of the reader's CPU.
 	nums := make([]driver.Value, n)
 	lastRawKey := func() error {
+		res.rawKey = nil
 		if res.rows == 0 {
 			return nil
 		}
@@ -618,9 +619,7 @@ func (res *chunkRes) scan(rs driver.Rows, st *snapTable, req *chunkReq, spare <-
 					// the key's raw form: chunk boundaries, the stored progress).
 					if num, err = appendNumber(num[:0], x); err == nil {
 						kept[c] = keep(num)
-						if !direct {
-							v, err = d.fromText(kept[c], &scratch)
-						}
+						v, err = d.fromText(kept[c], &scratch)
 					}
 				}
 				res.bytes += 8
