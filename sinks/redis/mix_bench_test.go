@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // the handler's fenced batches (6 partitions of 500-record batches, as the Runner
 // hands them). Comparing them, or one build with another, shows what the sink
 // costs Redis beyond the writes themselves without Kafka or the Runner (see
-// docs/bench.md, round 7c).
+// docs/bench.md, round 7c); cli-µs/row is this process's CPU per row, the
+// handler's and go-redis's (round 7d).
 func BenchmarkServerCostMix(b *testing.B) {
 	for _, mode := range []string{"hset-new", "plain", "fenced"} {
 		b.Run(mode, func(b *testing.B) { benchServerCostMix(b, mode) })
@@ -109,7 +111,7 @@ func benchServerCostMix(b *testing.B, mode string) {
 	stream := mixStream(b.N, parts)
 	h := newHandler(b, oneInstance(srv.Addr, redissink.TableConfig{Match: "bench.orders"}))
 	b.ResetTimer()
-	cpu0 := serverCPU(b, cl)
+	cpu0, self0 := serverCPU(b, cl), selfCPU(b)
 	began := time.Now()
 	switch mode {
 	case "hset-new":
@@ -176,4 +178,15 @@ func benchServerCostMix(b *testing.B, mode string) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "rows/s")
 	b.ReportMetric((serverCPU(b, cl)-cpu0)/float64(b.N)*1e6, "srv-µs/row")
+	b.ReportMetric((selfCPU(b)-self0)/float64(b.N)*1e6, "cli-µs/row")
+}
+
+// selfCPU returns the CPU seconds this process has used (user and system): the
+// client's side of the writes, go-redis's system calls included.
+func selfCPU(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
