@@ -30,10 +30,11 @@ func (h *Handler) CheckRows(ctx context.Context, table string, rows []*schemas.C
 	}
 	names := &storedNames{}
 	var strs strBuf
+	var args anyBuf
 	byInst := map[string][]op{}
 	for _, c := range rows {
 		rec := &consumer.Record{Key: c.Key(), Table: table, Op: schemas.OpRead, Seq: 1, Change: c}
-		o, err := h.build(t, rec, 0, names, &strs)
+		o, err := h.build(t, rec, 0, names, &strs, &args)
 		if err != nil {
 			return nil, fmt.Errorf("redis sink %s: check %s: %w", h.r.cfg.Name, rec.Key, err)
 		}

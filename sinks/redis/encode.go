@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/kanal-cdc/kanal/schemas"
 )
@@ -149,13 +150,13 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 // row's values share one allocation (a slice stays valid when a later append moves
 // *scratch).
 func hashValue(v any, scratch *[]byte) (any, error) {
-	switch x := v.(type) {
+	switch v.(type) {
 	case string, []byte, int64, uint64:
 		// Passed on as they are (no boxing again): go-redis writes them as the
 		// field stores them, the bytes and integers in decimal.
 		return v, nil
 	case schemas.Decimal:
-		return string(x), nil
+		return decimalText(v), nil
 	}
 	start := len(*scratch)
 	b, err := appendScalar(*scratch, v)
@@ -242,4 +243,23 @@ func DecodeNulls(s string) []string {
 		return nil
 	}
 	return schemas.SplitKey(s)
+}
+
+// eface is the layout of an interface value: its dynamic type and a pointer to its
+// data (for string-shaped types, to the string header).
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+// stringType is the type word of string.
+var stringType = func() unsafe.Pointer { var v any = ""; return (*eface)(unsafe.Pointer(&v)).typ }()
+
+// decimalText returns v, a schemas.Decimal, as a string in an interface value
+// without boxing its header again (string(x) in an any allocates once per row;
+// go-redis takes strings, not named string types): the same data word under
+// string's type. A boxed value is never written, so sharing it is safe; Decimal's
+// underlying type is string, so the data is the same header. TestDecimalText.
+func decimalText(v any) any {
+	e := (*eface)(unsafe.Pointer(&v))
+	return *(*any)(unsafe.Pointer(&eface{typ: stringType, data: e.data}))
 }

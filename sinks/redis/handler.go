@@ -151,6 +151,9 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 	ops := make([]op, 0, len(b.Records))
 	var names storedNames
 	var strs strBuf
+	var args anyBuf
+	var lastName string
+	var lastT *table
 	last := make(map[string]int, len(b.Records)) // row key → index in ops
 	var skipped uint64
 	// nextSeq[i] is the sequence of the first change after record i in the batch
@@ -168,7 +171,12 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 		if !rec.Tombstone {
 			prevMax = max(prevMax, rec.Seq)
 		}
-		t := h.r.table(rec.Table)
+		if rec.Table != lastName || lastT == nil {
+			// A batch is mostly one table's: the router's lookup (a map
+			// under a lock every worker takes) once per run of it.
+			lastName, lastT = rec.Table, h.r.table(rec.Table)
+		}
+		t := lastT
 		if t == nil {
 			skipped++
 			continue
@@ -177,7 +185,7 @@ func (h *Handler) Handle(ctx context.Context, b consumer.Batch) error {
 			skipped++
 			continue
 		}
-		o, err := h.build(t, rec, nextSeq[i], &names, &strs)
+		o, err := h.build(t, rec, nextSeq[i], &names, &strs, &args)
 		if err != nil {
 			h.log.WarnContext(ctx, "cannot store change", "topic", b.Topic, "partition", b.Partition,
 				"table", rec.Table, "key", rec.Key, "offset", rec.Offset, "err", err)
