@@ -243,8 +243,9 @@ func (a *strBuf) uint(v uint64) string {
 // as long as any list in it.
 type anyBuf struct{ b []any }
 
-// anyBufBlock is the size of a block in values: ~40 rows of nine columns.
-const anyBufBlock = 1024
+// anyBufBlock is the size of a block in values (8 KiB): ~20 rows of nine columns,
+// little left unused at the end of a batch.
+const anyBufBlock = 512
 
 // take returns an empty list with room for n values.
 func (a *anyBuf) take(n int) []any {
