@@ -262,8 +262,16 @@ func (h *Handler) ApplyChanges(ctx context.Context, changes []*schemas.Change) e
 // order of their first row, each share in batch order.
 func byInstance(ops []*op) (insts []string, shares [][]*op) {
 	at := map[string]int{}
+	i := -1
 	for _, o := range ops {
-		i, ok := at[o.inst]
+		if i >= 0 && insts[i] == o.inst {
+			// Consecutive rows mostly share their instance (always with one):
+			// no map lookup for them.
+			shares[i] = append(shares[i], o)
+			continue
+		}
+		var ok bool
+		i, ok = at[o.inst]
 		if !ok {
 			i = len(insts)
 			at[o.inst] = i
