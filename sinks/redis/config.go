@@ -138,7 +138,7 @@ func (c InstanceConfig) ClientOptions(name string) (*redis.Options, error) {
 		// A fenced batch is one MULTI … EXEC of ~300 bytes a row: through
 		// go-redis' old 4 KiB buffer it took a write system call per ~13 rows, ~10 %
 		// of bench 4b's consumer CPU; a batch of up to ~850 such rows now goes in
-		// one (docs/bench.md, round 7d). Replies are short ("+QUEUED", integers),
+		// one (docs/bench.md, round 7f). Replies are short ("+QUEUED", integers),
 		// so reads keep a smaller buffer than go-redis' 256 KiB default.
 		WriteBufferSize: writeBufferSize,
 		ReadBufferSize:  readBufferSize,

@@ -26,7 +26,7 @@ import (
 // hands them). Comparing them, or one build with another, shows what the sink
 // costs Redis beyond the writes themselves without Kafka or the Runner (see
 // docs/bench.md, round 7c); cli-µs/row is this process's CPU per row, the
-// handler's and go-redis's (round 7d).
+// handler's and go-redis's (round 7f).
 func BenchmarkServerCostMix(b *testing.B) {
 	for _, mode := range []string{"hset-new", "plain", "fenced"} {
 		b.Run(mode, func(b *testing.B) { benchServerCostMix(b, mode) })
