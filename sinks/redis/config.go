@@ -99,7 +99,7 @@ func (c InstanceConfig) LogValue() slog.Value {
 
 // Buffer sizes of each connection to an instance (see ClientOptions).
 const (
-	writeBufferSize = 256 << 10
+	writeBufferSize = 64 << 10
 	readBufferSize  = 32 << 10
 )
 
@@ -137,9 +137,10 @@ func (c InstanceConfig) ClientOptions(name string) (*redis.Options, error) {
 		DisableIdentity: true,
 		// A fenced batch is one MULTI … EXEC of ~300 bytes a row: through
 		// go-redis' old 4 KiB buffer it took a write system call per ~13 rows, ~10 %
-		// of bench 4b's consumer CPU; a batch of up to ~850 such rows now goes in
-		// one (docs/bench.md, round 7f). Replies are short ("+QUEUED", integers),
-		// so reads keep a smaller buffer than go-redis' 256 KiB default.
+		// of bench 4b's consumer CPU. 64 KiB (~200 rows a write) cost least in
+		// BenchmarkServerCostMix, less than 256 KiB too, which leaves Redis idle
+		// until the whole batch is encoded (docs/bench.md, round 7f). Replies are
+		// short ("+QUEUED", integers), so reads keep 32 KiB.
 		WriteBufferSize: writeBufferSize,
 		ReadBufferSize:  readBufferSize,
 	}, nil
