@@ -160,8 +160,8 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 		o.values = []any{v}
 		return o, nil
 	}
-	o.hset = args.take(8 + 2*len(c.Columns))
-	o.hset = append(o.hset, "hset", o.key, FieldVersion, o.ver)
+	// Built in the reused scratch list, then copied to its exact length.
+	o.hset = append(args.scratch[:0], "hset", o.key, FieldVersion, o.ver)
 	var nulls []string
 	var scratch []byte // for floats only: other values go as they are
 	sn := names.of(t, c.Columns)
@@ -190,6 +190,8 @@ func (h *Handler) build(t *table, rec *consumer.Record, next uint64, names *stor
 	if o.sets != "" {
 		o.hset = append(o.hset, FieldSets, o.sets)
 	}
+	args.scratch = o.hset
+	o.hset = args.keep(o.hset)
 	o.values = o.hset[2:]
 	return o, nil
 }
@@ -236,25 +238,29 @@ func (a *strBuf) uint(v uint64) string {
 	return a.done(start)
 }
 
-// anyBuf hands out the argument lists of one Handle call's HSETs from shared
-// blocks instead of one allocation each. A list is never handed out twice and its
-// capacity is exactly what was asked for, so appends cannot reach the next one:
-// go-redis keeps a command's arguments until its reply is read, and a block lives
-// as long as any list in it.
-type anyBuf struct{ b []any }
+// anyBuf holds the argument lists of one Handle call's HSETs in shared blocks
+// instead of one allocation each. A list is built in scratch and then copied to
+// a block at its exact length, so appends cannot reach the next one and no room is
+// left unused in it; a copy is never written again: go-redis keeps a command's
+// arguments until its reply is read, and a block lives as long as any list in it.
+type anyBuf struct {
+	b       []any
+	scratch []any
+}
 
 // anyBufBlock is the size of a block in values (8 KiB): ~20 rows of nine columns,
 // little left unused at the end of a batch.
 const anyBufBlock = 512
 
-// take returns an empty list with room for n values.
-func (a *anyBuf) take(n int) []any {
+// keep returns a copy of list in a block, its capacity its length.
+func (a *anyBuf) keep(list []any) []any {
+	n := len(list)
 	if cap(a.b)-len(a.b) < n {
 		a.b = make([]any, 0, max(anyBufBlock, n))
 	}
 	start := len(a.b)
-	a.b = a.b[:start+n]
-	return a.b[start : start : start+n]
+	a.b = append(a.b, list...)
+	return a.b[start : start+n : start+n]
 }
 
 // storedNames holds, within one Handle call, the stored field names of the last
