@@ -199,11 +199,24 @@ func (s *session) nextChange() {
 	if s.gen.produced < genRecords {
 		return
 	}
+	s.sealGen()
+	s.reuseAcked()
+}
+
+// sealGen seals the current generation: what is carved from here on belongs to
+// a new one. A commit seals it when it starts, so that the records encoded while
+// it is in flight (writer.pending) are in generations of their own, which its
+// end does not release.
+func (s *session) sealGen() {
 	g := s.gen
 	g.arena, g.records, g.headers = s.arena.b.seal(), s.records.seal(), s.headers.seal()
 	s.sealed = append(s.sealed, g)
 	s.gen = newRecordGen()
 	s.posHdr = nil // carved from the sealed generation's arena
+}
+
+// reuseAcked reuses every sealed generation the client is done with.
+func (s *session) reuseAcked() {
 	kept := s.sealed[:0]
 	for _, g := range s.sealed {
 		if g.acked.Load() < g.produced {
@@ -223,20 +236,11 @@ func (s *session) recycle(g *recordGen) {
 	g.arena, g.records, g.headers = nil, nil, nil
 }
 
-// released is called after a commit: the Kafka client holds no record any more,
-// so record structs, headers and arena bytes are all reused from here.
-func (s *session) released() {
-	for _, g := range s.sealed {
-		s.recycle(g)
-	}
-	clear(s.sealed)
-	s.sealed = s.sealed[:0]
-	s.gen = newRecordGen()
-	s.arena.b.release()
-	s.records.release()
-	s.headers.release()
-	s.posHdr = nil // it was carved from the arena
-}
+// released is called after a commit: the Kafka client holds no record of its
+// transaction any more, so the generations sealed when it started are reused.
+// The current generation is not: it holds the records encoded while the commit
+// was in flight, not produced yet.
+func (s *session) released() { s.reuseAcked() }
 
 // initBlocks sizes the reuse of record memory to what one Kafka transaction
 // holds (kafka.flush_records and flush_bytes), tombstones included.

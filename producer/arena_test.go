@@ -138,8 +138,20 @@ func TestGenerationsReusedWhenAcked(t *testing.T) {
 	if second[0].val[0] != 0 || second[0].rec.Value == nil {
 		t.Fatal("a record of an unacknowledged generation was reused")
 	}
+	// A commit seals the current generation when it starts; the records
+	// encoded while it is in flight (pending, not produced yet) are in the next
+	// one, which the commit's end must not release.
+	s.sealGen()
+	pending := fill(1)
+	for _, g := range s.sealed {
+		g.acked.Store(g.produced) // the commit's flush waited for every record
+	}
 	s.released()
-	if len(s.sealed) != 0 || s.gen.produced != 0 {
-		t.Fatalf("after the commit: %d sealed, %d in the current generation", len(s.sealed), s.gen.produced)
+	if len(s.sealed) != 0 || s.gen.produced != 1 {
+		t.Fatalf("after the commit: %d sealed, %d in the current generation, want 0 and 1", len(s.sealed), s.gen.produced)
+	}
+	fill(10)
+	if pending[0].val[0] != 0 || pending[0].rec.Value == nil {
+		t.Fatal("a record pending behind the commit was reused")
 	}
 }

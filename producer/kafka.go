@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -77,10 +78,24 @@ type writer struct {
 	limitsMu sync.RWMutex
 	limits   map[string]int32
 
+	// inTxn: a Kafka transaction is open (records were produced into it), or,
+	// while a commit is in flight, records wait in pending for the next one.
 	inTxn   bool
 	records int
 	bytes   int
 	began   time.Time
+
+	// flight is the commit under way on a goroutine of its own, nil when none.
+	// While it is, the session keeps encoding: its records wait in pending,
+	// in order, because franz-go takes no record for the next transaction
+	// before EndTransaction returns. pendingBytes is their size, which with
+	// their count is bounded by kafka.max_buffered_bytes and
+	// max_buffered_records together with what the client buffers.
+	flight       *commitFlight
+	pending      []*kgo.Record
+	pendingBytes int
+	// waited adds up the time the session waited for commits (Stats.CommitNanos).
+	waited *atomic.Int64
 
 	errMu    sync.Mutex
 	firstErr error
@@ -137,7 +152,13 @@ func newWriter(cfg *KafkaConfig, source string, log *slog.Logger, watch *brokerW
 	return w, nil
 }
 
-func (w *writer) close() { w.cl.Close() }
+func (w *writer) close() {
+	if f := w.flight; f != nil {
+		<-f.done // its goroutine uses the client
+		w.flight = nil
+	}
+	w.cl.Close()
+}
 
 // fence initialises the transactional producer id. The broker then aborts whatever
 // transaction a previous instance with the same source name left open, and that
@@ -347,14 +368,51 @@ func ReadPosition(ctx context.Context, cfg *kafkaconn.Config, source string) (*s
 	return last, nil
 }
 
+// commitFlight is a commit (flush and EndTransaction) running on its own
+// goroutine. err is set before done is closed.
+type commitFlight struct {
+	done  chan struct{}
+	err   error
+	began time.Time
+	// bytes is the transaction's key and value bytes, its position record's too.
+	bytes int
+	// after is the session's bookkeeping, run in the session's goroutine once
+	// the commit succeeded.
+	after func(d time.Duration, bytes int)
+	took  time.Duration
+}
+
 // produce adds one record to the current Kafka transaction, opening one if needed.
-// Records are sent asynchronously; commit waits for all of them.
+// Records are sent asynchronously; commit waits for all of them. While a commit
+// is in flight the record waits in pending for the next transaction; when that
+// holds as many records or bytes as the client may buffer, produce waits for the
+// commit (so memory stays bounded by kafka.max_buffered_*).
 func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
-	if !w.inTxn {
-		if err := w.cl.BeginTransaction(); err != nil {
-			return kafkaFailed(&w.cfg.Config, fenced(fmt.Errorf("begin kafka transaction: %w", err)))
+	if w.flight != nil {
+		if err := w.settle(ctx, false); err != nil {
+			return err
 		}
-		w.inTxn = true
+	}
+	if w.flight != nil {
+		if !w.inTxn {
+			w.inTxn = true
+			w.began = time.Now()
+			w.records, w.bytes = 0, 0
+		}
+		w.records++
+		w.bytes += len(r.Key) + len(r.Value)
+		w.pending = append(w.pending, r)
+		w.pendingBytes += recordSize(r)
+		if len(w.pending)+int(w.cl.BufferedProduceRecords()) >= w.cfg.MaxBufferedRecords ||
+			w.pendingBytes+int(w.cl.BufferedProduceBytes()) >= w.cfg.MaxBufferedBytes {
+			return w.settle(ctx, true)
+		}
+		return nil
+	}
+	if !w.inTxn {
+		if err := w.begin(); err != nil {
+			return err
+		}
 		w.began = time.Now()
 		w.records, w.bytes = 0, 0
 	}
@@ -364,13 +422,95 @@ func (w *writer) produce(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-// commit ends the current transaction with pos as its position record. On any error
-// the transaction is aborted and nothing of it becomes visible.
-func (w *writer) commit(ctx context.Context, pos schemas.Position) error {
-	return kafkaFailed(&w.cfg.Config, w.commitTxn(ctx, pos))
+func (w *writer) begin() error {
+	if err := w.cl.BeginTransaction(); err != nil {
+		return kafkaFailed(&w.cfg.Config, fenced(fmt.Errorf("begin kafka transaction: %w", err)))
+	}
+	w.inTxn = true
+	return nil
 }
 
-func (w *writer) commitTxn(ctx context.Context, pos schemas.Position) error {
+// recordSize is what the client counts of a record against MaxBufferedBytes.
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// flightDone is closed when the commit in flight has ended; nil (never ready)
+// when none is.
+func (w *writer) flightDone() <-chan struct{} {
+	if w.flight == nil {
+		return nil
+	}
+	return w.flight.done
+}
+
+// settle observes the end of the commit in flight: it waits for it when wait is
+// set, else returns at once if it has not ended. After a successful commit it
+// runs the session's bookkeeping, opens the next transaction and produces the
+// pending records in order. After a failed one the pending records are dropped:
+// none was ever produced, so the restart from the last committed position
+// writes them again, once.
+func (w *writer) settle(ctx context.Context, wait bool) error {
+	f := w.flight
+	if f == nil {
+		return nil
+	}
+	if wait {
+		start := time.Now()
+		<-f.done
+		if w.waited != nil {
+			w.waited.Add(int64(time.Since(start)))
+		}
+	} else {
+		select {
+		case <-f.done:
+		default:
+			return nil
+		}
+	}
+	w.flight = nil
+	if f.err != nil {
+		w.dropPending()
+		return f.err
+	}
+	f.after(f.took, f.bytes)
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if err := w.cl.BeginTransaction(); err != nil {
+		w.dropPending()
+		return kafkaFailed(&w.cfg.Config, fenced(fmt.Errorf("begin kafka transaction: %w", err)))
+	}
+	for i, r := range w.pending {
+		w.cl.Produce(ctx, r, w.promise)
+		w.pending[i] = nil
+	}
+	w.pending, w.pendingBytes = w.pending[:0], 0
+	return nil
+}
+
+func (w *writer) dropPending() {
+	if len(w.pending) > 0 {
+		w.inTxn = false
+	}
+	clear(w.pending)
+	w.pending, w.pendingBytes = w.pending[:0], 0
+}
+
+// commit ends the current transaction with pos as its position record: it
+// produces the position record, then flushes and ends the transaction on a
+// goroutine of its own, and returns. A commit still in flight is waited for
+// first: one transaction commits at a time. after runs once the commit has
+// succeeded (see settle); on any error the transaction is aborted, nothing of
+// it becomes visible, and the error surfaces at the next settle.
+func (w *writer) commit(ctx context.Context, pos schemas.Position, after func(d time.Duration, bytes int)) error {
+	if err := w.settle(ctx, true); err != nil {
+		return err
+	}
 	pos.WrittenMs = time.Now().UnixMilli()
 	if err := w.produce(ctx, &kgo.Record{
 		Topic: schemas.PositionsTopic(w.cfg.TopicPrefix),
@@ -379,8 +519,26 @@ func (w *writer) commitTxn(ctx context.Context, pos schemas.Position) error {
 	}); err != nil {
 		return err
 	}
+	// A commit under way finishes even when shutdown was requested: what was
+	// handed to Kafka becomes visible, and the position moves with it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.TransactionTimeout)
+	f := &commitFlight{done: make(chan struct{}), began: time.Now(), bytes: w.bytes, after: after}
+	w.flight = f
+	w.inTxn = false // the next record opens (or waits for) the next transaction
+	go func() {
+		defer close(f.done)
+		defer cancel()
+		f.err = kafkaFailed(&w.cfg.Config, w.commitTxn(cctx, pos))
+		f.took = time.Since(f.began)
+	}()
+	return nil
+}
+
+// commitTxn flushes the open transaction and ends it; it runs on the commit's
+// goroutine and touches no state of the session's.
+func (w *writer) commitTxn(ctx context.Context, pos schemas.Position) error {
 	if err := w.cl.Flush(ctx); err != nil {
-		w.abort()
+		w.abortTxn()
 		return fenced(fmt.Errorf("flush kafka transaction: %w", err))
 	}
 	w.errMu.Lock()
@@ -388,11 +546,10 @@ func (w *writer) commitTxn(ctx context.Context, pos schemas.Position) error {
 	w.firstErr = nil
 	w.errMu.Unlock()
 	if perr != nil {
-		w.abort()
+		w.abortTxn()
 		return fenced(perr)
 	}
 	err := w.cl.EndTransaction(ctx, kgo.TryCommit)
-	w.inTxn = false
 	if err != nil {
 		if errors.Is(err, kerr.InvalidTxnState) {
 			// Transactions v2 (KIP-890): when a newer instance's InitProducerID
@@ -417,11 +574,33 @@ func fenced(err error) error {
 }
 
 // abort drops the open transaction; its records never become visible to
-// read_committed consumers. Bounded so that shutdown cannot hang on a dead broker.
+// read_committed consumers. A commit in flight is waited for first (its
+// bookkeeping runs if it succeeded), and pending records are dropped.
+// Bounded so that shutdown cannot hang on a dead broker.
 func (w *writer) abort() {
+	if f := w.flight; f != nil {
+		<-f.done
+		w.flight = nil
+		if f.err == nil {
+			f.after(f.took, f.bytes)
+		} else {
+			w.log.Warn("kafka commit in flight failed", "err", f.err)
+		}
+		if len(w.pending) > 0 {
+			// The next transaction was never begun in Kafka.
+			w.dropPending()
+			return
+		}
+	}
 	if !w.inTxn {
 		return
 	}
+	w.abortTxn()
+	w.inTxn = false
+}
+
+// abortTxn aborts the transaction open in the client.
+func (w *writer) abortTxn() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := w.cl.AbortBufferedRecords(ctx); err != nil {
@@ -430,7 +609,6 @@ func (w *writer) abort() {
 	if err := w.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		w.log.Warn("abort kafka transaction", "err", err)
 	}
-	w.inTxn = false
 	w.errMu.Lock()
 	w.firstErr = nil
 	w.errMu.Unlock()

@@ -40,8 +40,11 @@ type Stats struct {
 	// sequences became U+FFFD, and the record names the column in its
 	// kanal.invalid_text header.
 	InvalidText atomic.Uint64
-	// CommitNanos is the time spent waiting for Kafka commits (flushing the
-	// transaction's records and ending it), during which no binlog event is handled.
+	// CommitNanos is the time the session spent waiting for Kafka commits
+	// (flushing the transaction's records and ending it), during which no binlog
+	// event is handled: a commit runs while the session goes on encoding, which
+	// waits only when the next commit is due or its pending records fill the
+	// client's buffer.
 	CommitNanos atomic.Int64
 	// CommittedBytes counts the key and value bytes of the records in committed
 	// Kafka transactions (changes, tombstones, positions, schemas), before

@@ -219,6 +219,7 @@ func (p *Producer) runOnce(ctx context.Context) (progressed bool, err error) {
 		recordState: recordState{enc: enc, formatHdr: []byte(enc.Format())},
 	}
 	s.initBlocks()
+	w.waited = &p.stats.CommitNanos
 	if s.gtidSet, err = mysql.ParseGTIDSet(info.flavor, pos.GTIDSet); err != nil {
 		s.log.Warn("stored GTID set unreadable; tracking GTIDs from here", "gtid_set", pos.GTIDSet, "err", err)
 		s.gtidSet, _ = mysql.ParseGTIDSet(info.flavor, "")
@@ -348,6 +349,13 @@ func (s *session) stream(ctx context.Context) error {
 				return s.shutdown()
 			case <-tick:
 				if err := s.heartbeat(ctx); err != nil {
+					s.w.abort()
+					return err
+				}
+				continue
+			case <-s.w.flightDone():
+				if err := s.w.settle(ctx, false); err != nil {
+					s.w.abort()
 					return err
 				}
 				continue
@@ -385,6 +393,13 @@ func (s *session) stream(ctx context.Context) error {
 			if err := s.handle(ctx, pe.ev, q.idle); err != nil {
 				s.w.abort()
 				return err
+			}
+			if s.w.flight != nil {
+				// Events that produce nothing still see the commit end.
+				if err := s.w.settle(ctx, false); err != nil {
+					s.w.abort()
+					return err
+				}
 			}
 			if !s.inTxn && s.snap.busy() {
 				if err := s.snap.advance(ctx, q.idle); err != nil {
@@ -432,12 +447,20 @@ func (s *session) classifyStreamErr(err error) error {
 // shutdown commits what is already written (a clean stop loses nothing and leaves no
 // open transaction behind).
 func (s *session) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.w.settle(ctx, true); err != nil {
+		s.w.abort()
+		return fmt.Errorf("commit on shutdown: %w", err)
+	}
 	if !s.w.inTxn {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.commit(ctx); err != nil {
+	err := s.commit(ctx)
+	if err == nil {
+		err = s.w.settle(ctx, true)
+	}
+	if err != nil {
 		s.w.abort()
 		return fmt.Errorf("commit on shutdown: %w", err)
 	}
@@ -461,31 +484,33 @@ func (s *session) currentPosition() schemas.Position {
 	return pos
 }
 
+// commit ends the open Kafka transaction at the current position. The flush and
+// EndTransaction run on a goroutine of their own (writer.commit) while the session
+// goes on encoding; committed does the bookkeeping once the commit has succeeded.
 func (s *session) commit(ctx context.Context) error {
 	pos := s.currentPosition()
-	// A commit already under way finishes even when shutdown was requested: what
-	// was handed to Kafka becomes visible, and the position moves with it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Kafka.TransactionTimeout)
-	defer cancel()
-	began := time.Now()
-	err := s.w.commit(ctx, pos)
-	s.p.stats.CommitNanos.Add(int64(time.Since(began)))
-	if err != nil {
-		return err
-	}
-	// w.bytes now counts the whole transaction, its position record too.
-	s.p.committed(pos, time.Since(began), s.w.bytes)
-	s.released()
+	changes := s.p.stats.Changes.Load()
+	// The records encoded from here on wait for the next transaction: their
+	// memory must outlive this commit's release (see released).
+	s.sealGen()
 	s.committedMidTxn = pos.RowsDone > 0
-	s.p.stats.Committed.Store(s.p.stats.Changes.Load())
+	s.heldSince = time.Time{}
+	return s.w.commit(ctx, pos, func(d time.Duration, bytes int) { s.committed(pos, d, bytes, changes) })
+}
+
+// committed is the bookkeeping of a successful commit at pos, changes being the
+// count of changes handled when it started.
+func (s *session) committed(pos schemas.Position, d time.Duration, bytes int, changes uint64) {
+	// bytes counts the whole transaction, its position record too.
+	s.p.committed(pos, d, bytes)
+	s.released()
+	s.p.stats.Committed.Store(changes)
 	s.p.stats.Commits.Add(1)
 	s.lastCommit = time.Now()
-	s.heldSince = time.Time{}
 	s.progressed = true
 	if s.p.commitHook != nil {
 		s.p.commitHook(pos)
 	}
-	return nil
 }
 
 func (s *session) heartbeat(ctx context.Context) error {
