@@ -319,6 +319,12 @@ func (g *group) pollLoop(ctx context.Context) error {
 
 // worker returns the partition's worker, starting it if needed.
 func (g *group) worker(topic string, partition int32) *worker {
+	w, _ := g.startWorker(topic, partition)
+	return w
+}
+
+// startWorker returns the partition's worker and whether it was started now.
+func (g *group) startWorker(topic string, partition int32) (*worker, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k := tp{topic, partition}
@@ -327,17 +333,27 @@ func (g *group) worker(topic string, partition int32) *worker {
 		w = newWorker(g, topic, partition)
 		g.workers[k] = w
 		go w.run()
+		return w, true
 	}
-	return w
+	return w, false
 }
 
-func (g *group) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (g *group) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	n := 0
+	// The client keeps a partition paused until it is resumed, across
+	// rebalances: one revoked while its queue was full and assigned back would
+	// never be fetched by its new worker, which starts unpaused.
+	fresh := map[string][]int32{}
 	for t, ps := range assigned {
 		for _, p := range ps {
-			g.worker(t, p)
+			if _, started := g.startWorker(t, p); started {
+				fresh[t] = append(fresh[t], p)
+			}
 			n++
 		}
+	}
+	if len(fresh) > 0 {
+		cl.ResumeFetchPartitions(fresh)
 	}
 	g.r.m.rebalances.WithLabelValues(g.name, "assigned").Add(float64(n))
 	g.log.Info("partitions assigned", "partitions", formatTPs(assigned))
